@@ -1,0 +1,1 @@
+"""Priors and targets as YAML, shipped with the package (read via importlib.resources)."""

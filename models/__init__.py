@@ -1,0 +1,1 @@
+"""Model programs (NumPyro); each module is one scenario. See DESIGN: structure only."""

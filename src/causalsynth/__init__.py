@@ -1,0 +1,1 @@
+"""causalsynth: synthetic telemetry from a structural causal model."""

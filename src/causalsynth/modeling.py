@@ -1,0 +1,98 @@
+"""The few primitives a model program needs beyond NumPyro's own.
+
+Tables are derived from the trace: a site's plates choose its table, its name
+is its column. These helpers attach what a NumPyro site cannot say by itself,
+in the site's ``infer`` dict, where the engine reads it:
+
+- ``levels``: the category names of an integer-coded site (stored as a
+  dictionary-encoded string column);
+- ``timestamp``: the value is seconds since ``sampling.start`` (stored as a UTC
+  timestamp);
+- ``row_mask``: which cells of a plate nest are real rows (variable-length
+  children such as flow steps are sampled on a padded grid and masked).
+
+Sites whose names start with ``_`` are latent noise or scaffolding: they are in
+the model and its graph but not in the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from numpyro.primitives import apply_stack
+
+LEVELS = "levels"
+TIMESTAMP = "timestamp"
+ROW_MASK = "row_mask"
+
+
+def _deterministic(name: str, value, infer: dict):
+    # numpyro.deterministic carries no ``infer`` dict; this is the same message
+    # with one, so handlers (plate, trace) treat it exactly as a deterministic.
+    msg = {"type": "deterministic", "name": name, "value": value,
+           "cond_indep_stack": [], "infer": infer}
+    return apply_stack(msg)["value"]
+
+
+def categorical(name: str, probs, levels: Sequence[str]):
+    """Sample a category index from ``probs`` (last axis ordered as ``levels``)."""
+    return numpyro.sample(name, dist.CategoricalProbs(probs), infer={LEVELS: tuple(levels)})
+
+
+def label(name: str, index, levels: Sequence[str]):
+    """Record a category derived from its parents (integer index into ``levels``)."""
+    return _deterministic(name, jnp.asarray(index, jnp.int32), {LEVELS: tuple(levels)})
+
+
+def timestamp(name: str, seconds):
+    """Record a time as seconds after the configured ``sampling.start``."""
+    return _deterministic(name, seconds, {TIMESTAMP: True})
+
+
+def rows(name: str, mask):
+    """Declare which cells of the enclosing plate nest are rows of its table."""
+    return _deterministic(name, jnp.asarray(mask, bool), {ROW_MASK: True})
+
+
+def shares(mapping) -> tuple[jnp.ndarray, tuple[str, ...]]:
+    """A config ``shares`` mapping as (probability vector, level names)."""
+    names = tuple(mapping)
+    return jnp.stack([jnp.asarray(mapping[k], jnp.float32) for k in names]), names
+
+
+@dataclass(frozen=True)
+class Table:
+    """The table of one plate nest: its name, key column, and optional number label.
+
+    ``number`` is ``(column, printf-format)``: a human label made from the
+    key, such as ``("pr_number", "PR-%06d")``.
+    """
+
+    name: str
+    plates: tuple[str, ...]
+    key: str
+    number: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Solve ``p.intercepts[name]`` so the mean of ``site`` equals config ``target``."""
+
+    name: str
+    site: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A rate shown after sampling: share of ``column`` (== ``level``) against config ``target``."""
+
+    title: str
+    table: str
+    column: str
+    target: str
+    level: str | None = None

@@ -1,0 +1,102 @@
+"""An immutable config tree that JAX sees as a pytree of its numbers.
+
+A model reads its priors as ``p.pull_request.size_class.shares`` and never
+needs to know which values are traced. The rule is simple and data-driven:
+floats (and arrays) are leaves, so changing a prior or a solved intercept
+reuses the one compiled block function; strings, ints, booleans and tuples are
+static structure (level names, plate sizes, service names), part of the
+treedef, so changing them compiles anew, as a change of shape must.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _is_leaf(value: Any) -> bool:
+    return isinstance(value, (float, np.ndarray, jax.Array, np.floating))
+
+
+@jax.tree_util.register_pytree_node_class
+class Params(Mapping):
+    """A frozen nested mapping with attribute access; floats are pytree leaves."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]):
+        object.__setattr__(
+            self,
+            "_data",
+            {k: Params(v) if isinstance(v, Mapping) and not isinstance(v, Params) else v
+             for k, v in data.items()},
+        )
+
+    # Mapping protocol -----------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("Params is immutable; use .replace(path, value)")
+
+    def __repr__(self) -> str:
+        return f"Params({self._data!r})"
+
+    # Pytree protocol ------------------------------------------------------
+    def tree_flatten(self):
+        dynamic = tuple(k for k, v in self._data.items() if isinstance(v, Params) or _is_leaf(v))
+        static = tuple((k, v) for k, v in self._data.items() if k not in dynamic)
+        return tuple(self._data[k] for k in dynamic), (tuple(self._data), dynamic, static)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        order, dynamic, static = aux
+        values = dict(zip(dynamic, children)) | dict(static)
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "_data", {k: values[k] for k in order})
+        return obj
+
+    # Helpers --------------------------------------------------------------
+    def get_path(self, path: str) -> Any:
+        node: Any = self
+        for part in path.split("."):
+            node = node[part]
+        return node
+
+    def replace(self, path: str, value: Any) -> Params:
+        """A copy with the value at dotted ``path`` set (created if absent)."""
+        head, _, rest = path.partition(".")
+        data = dict(self._data)
+        if rest:
+            child = data.get(head, Params({}))
+            data[head] = child.replace(rest, value)
+        else:
+            data[head] = value
+        return Params(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python data (floats, not arrays), for YAML and JSON."""
+        def plain(v: Any) -> Any:
+            if isinstance(v, Params):
+                return v.to_dict()
+            if isinstance(v, (np.ndarray, jax.Array, np.floating)):
+                return float(np.asarray(v))
+            if isinstance(v, tuple):
+                return [plain(x) for x in v]
+            return v
+        return {k: plain(v) for k, v in self._data.items()}

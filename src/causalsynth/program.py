@@ -1,0 +1,191 @@
+"""A model program seen by the engine: its tables, columns and compiled block sampler.
+
+Everything here is derived from one abstract trace of the model (no sampling,
+no compilation): each public site's plates choose its table, its name (after
+an optional ``plate.`` qualifier) is its column, and its distribution's
+support or ``infer`` metadata chooses the column's type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from numpyro import handlers
+from numpyro.distributions import constraints
+
+from causalsynth.config import Config
+from causalsynth.errors import ConfigError
+from causalsynth.modeling import LEVELS, ROW_MASK, TIMESTAMP, Table
+from causalsynth.params import Params
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column and the site that fills it.
+
+    ``kind`` is one of ``bool``, ``category`` (with ``levels``), ``timestamp``
+    (seconds after ``sampling.start``), ``int`` or ``float``.
+    """
+
+    name: str
+    site: str
+    kind: str
+    levels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Where a table's rows live in a block's arrays.
+
+    ``grid`` is the block's array shape for this plate nest over the model's
+    plate dims (1 on dims outside the nest); rows are its cells in C order.
+    """
+
+    table: Table
+    grid: tuple[int, ...]
+    inner_size: int  # size of the innermost plate: children per parent row
+    columns: tuple[Column, ...]
+    mask_site: str | None
+    parent: Table | None
+
+    @property
+    def cells_per_pr(self) -> int:
+        n = 1
+        for size in self.grid[1:]:
+            n *= size
+        return n
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    kind: str  # "sample" or "deterministic"
+    plates: tuple[str, ...]
+    is_public: bool
+
+
+def _column_kind(site: dict) -> tuple[str, tuple[str, ...]]:
+    infer = site.get("infer") or {}
+    if LEVELS in infer:
+        return "category", tuple(infer[LEVELS])
+    if infer.get(TIMESTAMP):
+        return "timestamp", ()
+    if site["type"] == "sample" and site["fn"].support is constraints.boolean:
+        return "bool", ()
+    dtype = site["value"].dtype
+    if dtype == jnp.bool_:
+        return "bool", ()
+    if jnp.issubdtype(dtype, jnp.integer):
+        return "int", ()
+    return "float", ()
+
+
+class Program:
+    """A config's model, traced once: tables, sites and the jitted block sampler."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.model = config.model
+        self.block_prs = int(config.sampling["block_prs"])
+        self.tables, self.sites = self._derive()
+
+    # --- structure ----------------------------------------------------------
+    def initial_params(self) -> Params:
+        """The config's params with every calibrated intercept at 0."""
+        params = self.config.params
+        for cal in self.model.CALIBRATION:
+            params = params.replace(f"intercepts.{cal.name}", 0.0)
+        return params
+
+    def _trace(self, key, params: Params, n_prs: int):
+        return handlers.trace(handlers.seed(self.model.model, key)).get_trace(params, n_prs)
+
+    def _derive(self) -> tuple[tuple[TableLayout, ...], dict[str, Site]]:
+        captured: dict[str, Any] = {}
+
+        def abstract(key, params):
+            trace = self._trace(key, params, self.block_prs)
+            for name, site in trace.items():
+                if site["type"] not in ("sample", "deterministic"):
+                    continue
+                frames = sorted(site["cond_indep_stack"], key=lambda f: f.dim)
+                captured[name] = dict(
+                    type=site["type"],
+                    frames=tuple((f.name, f.dim, f.size) for f in frames),
+                    kind=_column_kind(site),
+                    shape=tuple(site["value"].shape),
+                    row_mask=bool((site.get("infer") or {}).get(ROW_MASK)),
+                )
+            return 0
+
+        jax.eval_shape(abstract, jax.random.key(0), self.initial_params())
+        n_dims = max(-dim for site in captured.values() for _, dim, _ in site["frames"])
+        by_plates = {t.plates: t for t in self.model.TABLES}
+        layouts: dict[tuple[str, ...], dict[str, Any]] = {}
+        sites: dict[str, Site] = {}
+        for name, site in captured.items():
+            plates = tuple(f[0] for f in site["frames"])
+            public = not name.startswith("_")
+            sites[name] = Site(name, site["type"], plates, public)
+            if not public and not site["row_mask"]:
+                continue
+            table = by_plates.get(plates)
+            if table is None:
+                raise ConfigError(f"model {self.model.NAME}: site {name!r} sits in plates {plates}, "
+                                  f"which no entry of TABLES declares")
+            qualifier, _, column = name.rpartition(".")
+            if qualifier and qualifier != plates[-1]:
+                raise ConfigError(f"model {self.model.NAME}: site {name!r} is qualified by "
+                                  f"{qualifier!r} but its innermost plate is {plates[-1]!r}")
+            entry = layouts.setdefault(plates, {"columns": [], "mask": None, "frames": site["frames"]})
+            if site["row_mask"]:
+                entry["mask"] = name
+                continue
+            if len(site["shape"]) > n_dims:
+                raise ConfigError(f"model {self.model.NAME}: site {name!r} has an event shape; "
+                                  f"public sites must be one value per row (prefix it with _)")
+            kind, levels = site["kind"]
+            entry["columns"].append(Column(column, name, kind, levels))
+        out = []
+        for plates, entry in layouts.items():
+            grid = [1] * n_dims
+            for _, dim, size in entry["frames"]:
+                grid[dim] = size
+            table = by_plates[plates]
+            names = [c.name for c in entry["columns"]]
+            if len(set(names)) != len(names):
+                raise ConfigError(f"model {self.model.NAME}: table {table.name} has a column twice")
+            out.append(TableLayout(table=table, grid=tuple(grid), inner_size=entry["frames"][-1][2],
+                                   columns=tuple(entry["columns"]),
+                                   mask_site=entry["mask"], parent=by_plates.get(plates[:-1])))
+        order = {t.name: i for i, t in enumerate(self.model.TABLES)}
+        return tuple(sorted(out, key=lambda t: order[t.table.name])), sites
+
+    def table(self, name: str) -> TableLayout:
+        for layout in self.tables:
+            if layout.table.name == name:
+                return layout
+        raise KeyError(name)
+
+    @cached_property
+    def output_sites(self) -> tuple[str, ...]:
+        """Sites a block returns: every column, and every row mask."""
+        names = [c.site for t in self.tables for c in t.columns]
+        names += [t.mask_site for t in self.tables if t.mask_site]
+        return tuple(names)
+
+    # --- sampling -------------------------------------------------------------
+    @cached_property
+    def sample_block(self):
+        """``(key, params) -> {site: array}``, jitted once for this config's shapes."""
+        wanted = self.output_sites
+
+        def block(key, params):
+            trace = self._trace(key, params, self.block_prs)
+            return {name: trace[name]["value"] for name in wanted}
+
+        return jax.jit(block)

@@ -1,0 +1,113 @@
+"""All-or-nothing output directories.
+
+A dataset is written into a hidden staging directory beside its target and
+renamed into place only when complete (a rename within one filesystem is
+atomic). Any failure, Ctrl-C included, removes the staging directory and any
+parent directories this run created, so nothing half-written is ever left.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from causalsynth.errors import OutputError
+
+
+def _check_target(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputError(f"--out {out}: directory is not empty; pass --force to replace it")
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Create missing ancestors of ``directory``; return those created, deepest first."""
+    missing = []
+    for parent in (directory, *directory.parents):
+        if parent.exists():
+            break
+        missing.append(parent)
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except OSError as exc:
+            _remove_dirs(missing)
+            raise OutputError(f"--out: cannot create directory {path}: {exc.strerror}") from None
+    return missing
+
+
+def _remove_dirs(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so that cleanup runs when a job is killed politely."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def staged_directory(out: Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield an empty staging directory that becomes ``out`` when the block exits cleanly.
+
+    Refuses a non-empty ``out`` unless ``force``; with ``force`` the old
+    contents are replaced only after the new ones are complete.
+    """
+    out = Path(out).absolute()
+    _check_target(out, force)
+    created = _make_parents(out.parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as exc:
+        _remove_dirs(created)
+        raise OutputError(f"--out {out}: cannot write in {out.parent}: {exc.strerror}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a dataset gets the usual permissions
+    try:
+        with _terminate_as_interrupt():
+            yield staging
+            _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_dirs(created)
+        raise
+
+
+def _publish(staging: Path, out: Path) -> None:
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    if not any(out.iterdir()):
+        out.rmdir()
+        os.rename(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.rename(out, old / "previous")
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(old / "previous", out)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
