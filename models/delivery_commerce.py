@@ -185,8 +185,8 @@ def model(p: Params, n_prs: int) -> None:
         breaking = numpyro.sample("is_breaking_change", dist.Bernoulli(pr.breaking_change_rate))
         primary_probs, _ = shares(pr.primary_service.shares)
         primary = categorical("primary_service", primary_probs, services)
-        merged_at = timestamp("merged_at", pr.merge_window_days * 86400.0
-                              * numpyro.sample("_merge_u", dist.Uniform(0.0, 1.0)))
+        timestamp("merged_at", pr.merge_window_days * 86400.0
+                  * numpyro.sample("_merge_u", dist.Uniform(0.0, 1.0)))
     with prs, service_plate:
         also = numpyro.sample("_also_touched", dist.Bernoulli(pr.extra_services_rate))
     is_primary = primary == service_index
@@ -226,7 +226,7 @@ def model(p: Params, n_prs: int) -> None:
         load = numpyro.sample("load_intensity", dist.LogNormal(rn.load_log_mean, rn.load_log_sd))
         duration = numpyro.sample("duration_s", dist.LogNormal(rn.duration_log_mean, rn.duration_log_sd))
         gaps = numpyro.sample("_gap_hours", dist.Exponential(1.0 / rn.delay_hours))
-        run_start = timestamp("started_at", merged_at + 3600.0 * jnp.cumsum(gaps, axis=-3))
+        timestamp("started_at", 3600.0 * jnp.cumsum(gaps, axis=-3), since="merged_at")
         an = rn.anomaly
         anomaly_prob = numpyro.deterministic("anomaly_probability", jax.nn.sigmoid(
             ic.anomaly + an.regression_coefficient * scale + an.load_coefficient * jnp.log(load)))
@@ -332,8 +332,8 @@ def model(p: Params, n_prs: int) -> None:
         device = categorical("device_type", dev_probs, dev_levels)
         reg_probs_, reg_levels = shares(fw.region.shares)
         region = categorical("region", reg_probs_, reg_levels)
-        flow_start = timestamp("flows.started_at", run_start + duration * numpyro.sample(
-            "_flow_offset", dist.Uniform(0.0, 1.0)))
+        timestamp("flows.started_at", duration * numpyro.sample("_flow_offset", dist.Uniform(0.0, 1.0)),
+                  since="started_at")
         extra_items = numpyro.sample("_extra_items", dist.GeometricProbs(
             1.0 / (1.0 + _vec(fw.cart_extra_items_count, seg_levels)[segment])))
         cart_size = numpyro.deterministic("cart_size", (1 + extra_items).astype(jnp.int32))
@@ -404,7 +404,8 @@ def model(p: Params, n_prs: int) -> None:
             jnp.log(step_latency[..., slot_step]), fw.step_latency_sd))
         think = numpyro.sample("_think_s", dist.Exponential(1.0 / fw.think_time_s))
         elapsed = jnp.cumsum(jnp.where(present, latency / 1000.0 + think, 0.0), axis=-1)
-        timestamp("steps.started_at", flow_start + elapsed - jnp.where(present, latency / 1000.0, 0.0))
+        timestamp("steps.started_at", elapsed - jnp.where(present, latency / 1000.0, 0.0),
+                  since="flows.started_at")
 
     with prs, runs, flows:
         numpyro.deterministic("converted", converted)

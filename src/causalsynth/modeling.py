@@ -6,8 +6,8 @@ in the site's ``infer`` dict, where the engine reads it:
 
 - ``levels``: the category names of an integer-coded site (stored as a
   dictionary-encoded string column);
-- ``timestamp``: the value is seconds since ``sampling.start`` (stored as a UTC
-  timestamp);
+- ``timestamp``: the value is seconds after ``sampling.start`` or after another
+  timestamp site (stored as a UTC timestamp);
 - ``row_mask``: which cells of a plate nest are real rows (variable-length
   children such as flow steps are sampled on a padded grid and masked).
 
@@ -48,9 +48,14 @@ def label(name: str, index, levels: Sequence[str]):
     return _deterministic(name, jnp.asarray(index, jnp.int32), {LEVELS: tuple(levels)})
 
 
-def timestamp(name: str, seconds):
-    """Record a time as seconds after the configured ``sampling.start``."""
-    return _deterministic(name, seconds, {TIMESTAMP: True})
+def timestamp(name: str, seconds, since: str | None = None):
+    """Record a time: ``seconds`` after the timestamp site ``since``, or after ``sampling.start``.
+
+    Offsets keep float32 exact where it matters: a step a few seconds into a
+    flow stays a few seconds after it, however far the flow is from the start.
+    The engine adds offsets to their base in integer milliseconds.
+    """
+    return _deterministic(name, seconds, {TIMESTAMP: since or True})
 
 
 def rows(name: str, mask):

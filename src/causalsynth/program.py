@@ -35,6 +35,7 @@ class Column:
     site: str
     kind: str
     levels: tuple[str, ...] = ()
+    since: str | None = None  # timestamps: the site this one is an offset from
 
 
 @dataclass(frozen=True)
@@ -68,20 +69,21 @@ class Site:
     is_public: bool
 
 
-def _column_kind(site: dict) -> tuple[str, tuple[str, ...]]:
+def _column_kind(site: dict) -> tuple[str, tuple[str, ...], str | None]:
     infer = site.get("infer") or {}
     if LEVELS in infer:
-        return "category", tuple(infer[LEVELS])
+        return "category", tuple(infer[LEVELS]), None
     if infer.get(TIMESTAMP):
-        return "timestamp", ()
+        since = infer[TIMESTAMP]
+        return "timestamp", (), since if isinstance(since, str) else None
     if site["type"] == "sample" and site["fn"].support is constraints.boolean:
-        return "bool", ()
+        return "bool", (), None
     dtype = site["value"].dtype
     if dtype == jnp.bool_:
-        return "bool", ()
+        return "bool", (), None
     if jnp.issubdtype(dtype, jnp.integer):
-        return "int", ()
-    return "float", ()
+        return "int", (), None
+    return "float", (), None
 
 
 class Program:
@@ -148,8 +150,11 @@ class Program:
             if len(site["shape"]) > n_dims:
                 raise ConfigError(f"model {self.model.NAME}: site {name!r} has an event shape; "
                                   f"public sites must be one value per row (prefix it with _)")
-            kind, levels = site["kind"]
-            entry["columns"].append(Column(column, name, kind, levels))
+            kind, levels, since = site["kind"]
+            if since is not None and since not in captured:
+                raise ConfigError(f"model {self.model.NAME}: timestamp {name!r} is since "
+                                  f"{since!r}, which is not a site")
+            entry["columns"].append(Column(column, name, kind, levels, since))
         out = []
         for plates, entry in layouts.items():
             grid = [1] * n_dims
@@ -164,6 +169,13 @@ class Program:
                                    mask_site=entry["mask"], parent=by_plates.get(plates[:-1])))
         order = {t.name: i for i, t in enumerate(self.model.TABLES)}
         return tuple(sorted(out, key=lambda t: order[t.table.name])), sites
+
+    def layout_of(self, site: str) -> TableLayout:
+        """The table layout a public site's column belongs to."""
+        for layout in self.tables:
+            if any(c.site == site for c in layout.columns):
+                return layout
+        raise KeyError(site)
 
     def table(self, name: str) -> TableLayout:
         for layout in self.tables:

@@ -53,14 +53,23 @@ def schemas(program: Program) -> dict[str, pa.Schema]:
     return {t.table.name: table_schema(t) for t in program.tables}
 
 
-def _column_array(column: Column, values: np.ndarray, start_ms: int) -> pa.Array:
+def _timestamp_ms(program: Program, block: Block, site: str, grid: tuple[int, ...],
+                  start_ms: int) -> np.ndarray:
+    """Milliseconds since the epoch of a timestamp site, on ``grid``: its offsets
+    added, in integers, to the timestamps of the site it counts from."""
+    column = next(c for c in program.layout_of(site).columns if c.site == site)
+    base = start_ms if column.since is None else _timestamp_ms(program, block, column.since, grid, start_ms)
+    offset = np.round(np.broadcast_to(block.values[site], grid).astype(np.float64) * 1000.0)
+    return base + offset.astype(np.int64)
+
+
+def _column_array(column: Column, values: np.ndarray) -> pa.Array:
     if column.kind == "category":
         levels = pa.array(column.levels, pa.string())
         indices = pa.array(values.astype(np.int8 if len(column.levels) < 128 else np.int32))
         return pa.DictionaryArray.from_arrays(indices, levels)
     if column.kind == "timestamp":
-        ms = start_ms + np.round(values.astype(np.float64) * 1000.0).astype(np.int64)
-        return pa.array(ms, pa.timestamp("ms", tz="UTC"))
+        return pa.array(values, pa.timestamp("ms", tz="UTC"))
     if column.kind == "bool":
         return pa.array(values.astype(bool))
     if column.kind == "int":
@@ -88,10 +97,12 @@ def tabulate(program: Program, block: Block, start_ms: int,
         if layout.table.number is not None:
             arrays.append(_numbers(layout.table.number[1], cells + 1))
         for column in layout.columns:
-            values = np.broadcast_to(block.values[column.site], layout.grid).reshape(-1)[:n_cells]
+            values = (_timestamp_ms(program, block, column.site, layout.grid, start_ms)
+                      if column.kind == "timestamp" else block.values[column.site])
+            values = np.broadcast_to(values, layout.grid).reshape(-1)[:n_cells]
             if keep is not None:
                 values = values[keep]
-            arrays.append(_column_array(column, values, start_ms))
+            arrays.append(_column_array(column, values))
         out[layout.table.name] = pa.RecordBatch.from_arrays(
             arrays, schema=schema_by_table[layout.table.name])
     return out

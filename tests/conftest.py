@@ -1,0 +1,61 @@
+"""Shared fixtures: configs, and real sampled datasets reused across tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from causalsynth.config import load_config
+from causalsynth.dataset import read_manifest, sample_dataset
+
+TABLES = ("pull_requests", "system_runs", "service_metrics", "ecommerce_flows", "flow_steps")
+# Small blocks keep the many tiny datasets of these tests cheap; the block size is
+# part of a dataset's identity, so tests that compare datasets use the same one.
+SMALL_BLOCKS = "sampling.block_prs=1000"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """Compile each distinct sampler once per test session."""
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax-cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def read_tables(directory: Path) -> dict[str, pd.DataFrame]:
+    """Every table of a dataset as a DataFrame (categories as plain strings)."""
+    manifest = read_manifest(directory)
+    frames = {}
+    for name, entry in manifest["tables"].items():
+        frame = pq.read_table(directory / entry["file"]).to_pandas()
+        for column in frame.columns:
+            if isinstance(frame[column].dtype, pd.CategoricalDtype):
+                frame[column] = frame[column].astype(str)
+        frames[name] = frame
+    return frames
+
+
+@pytest.fixture(scope="session")
+def default_config():
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def dataset_20k(tmp_path_factory, default_config) -> Path:
+    """A default dataset of 20,000 PRs (about 3.3M rows)."""
+    out = tmp_path_factory.mktemp("datasets") / "default-20k"
+    sample_dataset(config=default_config, n_prs=20_000, seed=11, out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tables_20k(dataset_20k) -> dict[str, pd.DataFrame]:
+    return read_tables(dataset_20k)
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    return load_config(overrides=[SMALL_BLOCKS])

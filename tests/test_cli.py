@@ -1,0 +1,138 @@
+"""The command line: outputs, options, and bad input (clear message, non-zero exit, nothing written)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from causalsynth.cli import app
+from causalsynth.dataset import Progress, read_manifest, sample_dataset
+from conftest import SMALL_BLOCKS, TABLES
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def test_sample_writes_tables_manifest_and_summary(tmp_path):
+    out = tmp_path / "ds"
+    result = run("sample", "--n-prs", "40", "--out", str(out), "--seed", "3", "--set", SMALL_BLOCKS,
+                 "--runs-per-pr", "10", "--flows-per-run", "2")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{t}.parquet" for t in TABLES] + ["manifest.json"])
+    manifest = read_manifest(out)
+    rows = {name: t["rows"] for name, t in manifest["tables"].items()}
+    assert rows["system_runs"] == 400 and rows["service_metrics"] == 2_000 and rows["ecommerce_flows"] == 800
+    assert manifest["seed"] == 3 and manifest["n_prs"] == 40
+    assert manifest["config"]["shape"]["runs_per_pr"] == 10
+    assert set(manifest["calibration"]["intercepts"]) == {"regression", "anomaly", "run_failure",
+                                                          "service_failure", "conversion"}
+    for text in ("pull_requests", "flow_steps", "conversion", "regression rate"):
+        assert text in result.output
+    assert leftovers(tmp_path) == []
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.output.startswith("causalsynth ")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "regresion.rate=0.3"], "regression.rate"),
+    (["--set", "regression.rate=1.5"], "[0, 1]"),
+    (["--set", "flow.region.shares.US=0.5"], "sum to 1"),
+    (["--runs-per-pr", "0"], "shape.runs_per_pr"),
+    (["--n-prs", "0"], "--n-prs"),
+])
+def test_bad_input_fails_cleanly(tmp_path, args, expected):
+    out = tmp_path / "ds"
+    result = run("sample", "--n-prs", "10", "--out", str(out), *args)
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_non_empty_out_needs_force(tmp_path):
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = run("sample", "--n-prs", "10", "--out", str(out), "--set", SMALL_BLOCKS)
+    assert result.exit_code == 2 and "--force" in result.output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    result = run("sample", "--n-prs", "10", "--out", str(out), "--set", SMALL_BLOCKS, "--force")
+    assert result.exit_code == 0, result.output
+    assert not (out / "keep.txt").exists() and (out / "manifest.json").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run("sample", "--n-prs", "10", "--out", str(blocker / "sub" / "ds"))
+    assert result.exit_code == 2
+    assert str(blocker / "sub") in result.output
+    assert blocker.read_text() == "not a directory"
+
+
+def test_missing_parents_are_created_and_removed_on_failure(tmp_path, small_config):
+    out = tmp_path / "a" / "b" / "ds"
+
+    def interrupt(rows):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sample_dataset(config=small_config, n_prs=3_000, seed=0, out=out, progress=Progress(on_block=interrupt))
+    assert list(tmp_path.iterdir()) == []
+    sample_dataset(config=small_config, n_prs=10, seed=0, out=out)
+    assert (out / "manifest.json").exists()
+
+
+def test_interrupted_run_leaves_an_existing_dataset_untouched(tmp_path, small_config):
+    out = tmp_path / "ds"
+    sample_dataset(config=small_config, n_prs=10, seed=0, out=out)
+    before = (out / "manifest.json").read_bytes()
+
+    def interrupt(rows):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sample_dataset(config=small_config, n_prs=3_000, seed=1, out=out, force=True,
+                       progress=Progress(on_block=interrupt))
+    assert (out / "manifest.json").read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+def test_ctrl_c_from_any_directory_leaves_nothing(tmp_path):
+    """A real process, started outside the source tree, interrupted while writing."""
+    out = tmp_path / "ds"
+    env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from causalsynth.cli import app; app()", "sample",
+         "--n-prs", "400000", "--out", str(out), "--set", SMALL_BLOCKS],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = [p for p in tmp_path.glob(".ds.*.partial") if any(p.glob("*.parquet"))]
+        if staged and any(f.stat().st_size > 0 for f in staged[0].glob("*.parquet")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert b"nothing was written" in stderr
+    assert not out.exists() and leftovers(tmp_path) == []
