@@ -1,0 +1,105 @@
+"""The two references `bench_sample.py` measures causalsynth against, over the same tables.
+
+- ``floor``: the same five tables (same schemas, same row counts, same Parquet
+  writer and compression) filled by plain vectorized numpy, with no causal
+  structure at all: the cost of producing and writing the bytes.
+- ``naive``: the same schemas filled one record at a time in Python, the way
+  the seed's Java design loops (``for pr in prs: for run in runs: ...``).
+
+Run as ``python references.py floor|naive N_PRS OUT_DIR``; prints rows written.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from causalsynth.config import load_config
+from causalsynth.program import Program
+from causalsynth.sinks.parquet import COMPRESSION, COMPRESSION_LEVEL
+from causalsynth.tabulate import schemas
+
+STEPS_PER_FLOW = 8  # the default model's mean
+
+
+def table_plan(n_prs: int):
+    """(table, schema, rows per PR) for the default model's five tables."""
+    program = Program(load_config())
+    per_pr = {t.table.name: t.cells_per_pr for t in program.tables}
+    per_pr["flow_steps"] = per_pr["ecommerce_flows"] * STEPS_PER_FLOW
+    return [(name, schema, per_pr[name]) for name, schema in schemas(program).items()]
+
+
+def _numpy_column(rng: np.random.Generator, field: pa.Field, n: int) -> pa.Array:
+    t = field.type
+    if pa.types.is_dictionary(t):
+        return pa.DictionaryArray.from_arrays(rng.integers(0, 4, n, dtype=np.int8), pa.array(list("ABCD")))
+    if pa.types.is_timestamp(t):
+        return pa.array(1_735_689_600_000 + rng.integers(0, 31_536_000_000, n), t)
+    if pa.types.is_boolean(t):
+        return pa.array(rng.random(n, dtype=np.float32) < 0.2)
+    if pa.types.is_string(t):
+        return pa.array(np.char.mod("PR-%06d", np.arange(1, n + 1)))
+    if pa.types.is_integer(t):
+        return pa.array(rng.integers(0, 1000, n).astype(t.to_pandas_dtype()))
+    return pa.array(rng.random(n, dtype=np.float32))
+
+
+def _python_value(rnd: random.Random, field: pa.Field, i: int):
+    t = field.type
+    if pa.types.is_dictionary(t):
+        return rnd.choice("ABCD")
+    if pa.types.is_timestamp(t):
+        return 1_735_689_600_000 + rnd.randrange(31_536_000_000)
+    if pa.types.is_boolean(t):
+        return rnd.random() < 0.2
+    if pa.types.is_string(t):
+        return f"PR-{i:06d}"
+    if pa.types.is_integer(t):
+        return rnd.randrange(1000)
+    return rnd.random()
+
+
+def floor(n_prs: int, out: Path, block: int = 5000) -> int:
+    rng = np.random.default_rng(0)
+    rows = 0
+    for name, schema, per_pr in table_plan(n_prs):
+        with pq.ParquetWriter(out / f"{name}.parquet", schema, compression=COMPRESSION,
+                              compression_level=COMPRESSION_LEVEL) as writer:
+            for start in range(0, n_prs, block):
+                n = min(block, n_prs - start) * per_pr
+                writer.write_batch(pa.RecordBatch.from_arrays(
+                    [_numpy_column(rng, f, n) for f in schema], schema=schema))
+                rows += n
+    return rows
+
+
+def naive(n_prs: int, out: Path, block: int = 500) -> int:
+    rnd = random.Random(0)
+    plan = table_plan(n_prs)
+    writers = {name: pq.ParquetWriter(out / f"{name}.parquet", schema, compression=COMPRESSION,
+                                      compression_level=COMPRESSION_LEVEL) for name, schema, _ in plan}
+    rows = 0
+    for start in range(0, n_prs, block):
+        records: dict[str, list[dict]] = {name: [] for name, _, _ in plan}
+        for pr in range(start, min(start + block, n_prs)):          # one PR at a time ...
+            for name, schema, per_pr in plan:                       # ... and each child row
+                for i in range(per_pr):
+                    records[name].append({f.name: _python_value(rnd, f, pr * per_pr + i) for f in schema})
+        for name, schema, _ in plan:
+            writers[name].write_table(pa.Table.from_pylist(records[name], schema=schema))
+            rows += len(records[name])
+    for writer in writers.values():
+        writer.close()
+    return rows
+
+
+if __name__ == "__main__":
+    kind, n, directory = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    directory.mkdir(parents=True, exist_ok=True)
+    print({"floor": floor, "naive": naive}[kind](n, directory))
