@@ -20,7 +20,7 @@ from causalsynth.program import Program
 from causalsynth.sampling import calibrate, sample_blocks
 from causalsynth.sinks import Sink
 from causalsynth.sinks.parquet import ParquetSink
-from causalsynth.staging import staged_directory
+from causalsynth.staging import deferred_interrupts, staged_directory
 from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
 
 MANIFEST = "manifest.json"
@@ -107,11 +107,12 @@ def sample_dataset(
     progress = progress or Progress()
     sink = sink or ParquetSink()
     out = Path(out)
-    with staged_directory(out, force=force) as staging:
+    with staged_directory(out, force=force) as staging, deferred_interrupts() as checkpoint:
         progress.on_stage("compiling the model")
         program = Program(config)
         progress.on_stage("calibrating intercepts")
         params, intercepts = calibrate(program)
+        checkpoint()
         table_schemas = schemas(program)
         start_ms = start_epoch_ms(config.sampling["start"])
         sink.open(staging, table_schemas)
@@ -122,6 +123,7 @@ def sample_dataset(
             for table, batch in batches.items():
                 sink.write(table, batch)
             progress.on_block(count.add(program, batches))
+            checkpoint()
         files = sink.close()
         progress.on_stage("writing manifest")
         manifest = {

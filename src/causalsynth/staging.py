@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,19 +51,36 @@ def _remove_dirs(paths: list[Path]) -> None:
 
 
 @contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so that cleanup runs when a job is killed politely."""
+def deferred_interrupts() -> Iterator[Callable[[], None]]:
+    """Turn Ctrl-C and SIGTERM into a stop at the caller's next check point.
+
+    A KeyboardInterrupt raised at an arbitrary bytecode can land in a
+    finaliser or a garbage-collection callback, where Python only prints it
+    and carries on; a flag checked between blocks cannot be lost. A second
+    signal interrupts at once. Yields the check function, which raises
+    KeyboardInterrupt once a stop was requested.
+    """
+    requested = []
+
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
+    def check() -> None:
+        if requested:
+            raise KeyboardInterrupt
+
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield check
         return
     try:
-        yield
+        yield check
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @contextmanager
@@ -85,9 +102,8 @@ def staged_directory(out: Path, *, force: bool = False) -> Iterator[Path]:
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a dataset gets the usual permissions
     try:
-        with _terminate_as_interrupt():
-            yield staging
-            _publish(staging, out)
+        yield staging
+        _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_dirs(created)
