@@ -39,8 +39,8 @@ from causalsynth.program import Program
 from causalsynth.sampling import block_key
 program = Program(load_config())
 params = program.initial_params()
-t0 = time.perf_counter(); jax.block_until_ready(program.sample_block(block_key(0, 0), params))
-t1 = time.perf_counter(); jax.block_until_ready(program.sample_block(block_key(0, 1), params))
+t0 = time.perf_counter(); jax.block_until_ready(program.sample_block(block_key(0, 0), params, program.interventions()))
+t1 = time.perf_counter(); jax.block_until_ready(program.sample_block(block_key(0, 1), params, program.interventions()))
 t2 = time.perf_counter()
 print((t1 - t0) - (t2 - t1))
 """

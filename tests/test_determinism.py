@@ -7,7 +7,7 @@ import pyarrow as pa
 
 from causalsynth.dataset import read_manifest, sample_dataset
 from causalsynth.program import Program
-from causalsynth.sampling import calibrate, sample_blocks
+from causalsynth.sampling import calibrate, sample_blocks, with_intercepts
 from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
 from conftest import TABLES, read_tables
 
@@ -49,7 +49,7 @@ def test_first_n_prs_of_a_larger_dataset_are_the_n_pr_dataset(tmp_path, small_co
 
 def test_block_order_does_not_change_the_data(small_config):
     program = Program(small_config)
-    params, _ = calibrate(program)
+    params = with_intercepts(small_config.params, calibrate(program))
     sch, start = schemas(program), start_epoch_ms(small_config.sampling["start"])
 
     def tables(indices):

@@ -106,7 +106,7 @@ def test_jitted_and_eager_blocks_agree():
     config = load_config(overrides=["sampling.block_prs=4"])
     program = Program(config)
     params = program.initial_params()
-    jitted = program.sample_block(block_key(1, 0), params)
+    jitted = program.sample_block(block_key(1, 0), params, program.interventions())
     with jax.disable_jit():
         trace = handlers.trace(handlers.seed(config.model.model, block_key(1, 0))).get_trace(params, 4)
     for site, value in jitted.items():

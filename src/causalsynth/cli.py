@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from causalsynth.errors import CausalsynthError
+from causalsynth.errors import CausalsynthError, ConfigError, OutputError
 
 app = typer.Typer(
     name="causalsynth",
@@ -104,23 +104,137 @@ def sample(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override one value: dotted.key=value "
                                                                      "(repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out directory.")] = False,
+    do: Annotated[Optional[list[str]], typer.Option("--do", help="Intervene: SITE=VALUE, e.g. "
+                                                                 "device_type=MOBILE (repeatable).")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="A shipped variant name or a variant "
+                                                                      "YAML file.")] = None,
 ) -> None:
     """Sample a dataset: five linked tables as Parquet, plus manifest.json."""
     from causalsynth.config import load_config
-    from causalsynth.dataset import Progress, sample_dataset
+    from causalsynth.dataset import sample_dataset
 
     overrides = list(set_ or [])
     if runs_per_pr is not None:
         overrides.append(f"shape.runs_per_pr={runs_per_pr}")
     if flows_per_run is not None:
         overrides.append(f"shape.flows_per_run={flows_per_run}")
+
+    def job(progress):
+        return sample_dataset(config=load_config(config, overrides), n_prs=n_prs, seed=seed, out=out_dir,
+                              force=force, intervention=_intervention(variant, do), progress=progress)
+
+    _run_dataset_job(job, out_dir)
+
+
+@app.command("variant")
+def variant_cmd(
+    factual_dir: Annotated[Path, typer.Argument(help="A dataset written by `causalsynth sample`.")],
+    variant: Annotated[Optional[str], typer.Option("--variant", help="A shipped variant name "
+                                                                      "or a variant YAML file.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory for the twin.")] = ...,
+    do: Annotated[Optional[list[str]], typer.Option("--do", help="Intervene: SITE=VALUE (repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out directory.")] = False,
+) -> None:
+    """Write the twin of a factual dataset under an intervention: same seed, size, keys and noise."""
+    from causalsynth.dataset import sample_twin
+
+    def job(progress):
+        intervention = _intervention(variant, do)
+        if intervention.is_factual:
+            raise ConfigError("variant: give --variant NAME and/or --do SITE=VALUE")
+        return sample_twin(factual_dir=factual_dir, intervention=intervention, out=out_dir, force=force,
+                           progress=progress)
+
+    _run_dataset_job(job, out_dir)
+
+
+@app.command()
+def graph(
+    fmt: Annotated[str, typer.Option("--format", help="json, dot or png.")] = "json",
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: standard "
+                                                                   "output; required for png).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML whose values replace the defaults.")] = None,
+) -> None:
+    """The model's site-level causal graph, derived from the model program."""
+    from causalsynth.config import load_config
+    from causalsynth.graph import model_graph
+    from causalsynth.program import Program
+
+    try:
+        if fmt not in ("json", "dot", "png"):
+            raise ConfigError(f"--format {fmt}: allowed formats are json, dot, png")
+        if fmt == "png" and out_file is None:
+            raise ConfigError("--format png: give --out FILE.png (PNG is not written to a terminal)")
+        data = model_graph(Program(load_config(config))).render(fmt)
+        if out_file is None:
+            typer.echo(data.decode(), nl=False)
+        else:
+            _write_file(out_file, data)
+            err.print(f"wrote {out_file}")
+    except CausalsynthError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def effects(
+    treatment: Annotated[str, typer.Option(help="Sample site to intervene on, e.g. has_performance_regression.")],
+    levels: Annotated[str, typer.Option(help="Two values A,B: the effect is outcome(B) - outcome(A).")],
+    outcome: Annotated[str, typer.Option(help="TABLE.COLUMN, e.g. ecommerce_flows.conversion_probability.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Per-unit outcomes and effects (.parquet or .csv).")],
+    n_prs: Annotated[int, typer.Option("--n-prs", help="Number of pull requests.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML whose values replace the defaults.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override one value (repeatable).")] = None,
+) -> None:
+    """Ground-truth effect of a treatment on an outcome, unit by unit, from the same random keys."""
+    from causalsynth.config import load_config
+    from causalsynth.effects import estimate_effect, write_effect
+
+    try:
+        _enable_compilation_cache()
+        effect = estimate_effect(config=load_config(config, list(set_ or [])), treatment=treatment,
+                                 levels=tuple(v.strip() for v in levels.split(",")), outcome=outcome,
+                                 n_prs=n_prs, seed=seed)
+        write_effect(effect, out_file)
+    except CausalsynthError as exc:
+        raise _fail(exc) from None
+    a, b = effect.levels
+    out.print(f"average effect on {effect.outcome} of do({effect.treatment}={b}) vs "
+              f"do({effect.treatment}={a}): {effect.average:+.6g}  "
+              f"95% CI [{effect.ci_low:+.6g}, {effect.ci_high:+.6g}]  "
+              f"({effect.n_units:,} units in {effect.n_prs:,} PRs; clustered by PR)")
+    out.print(f"per-unit outcomes and effects: {out_file}")
+
+
+def _intervention(variant: str | None, do: list[str] | None):
+    from causalsynth.interventions import Intervention, load_variant, parse_assignments
+
+    base = load_variant(variant) if variant else Intervention()
+    assignments = parse_assignments(do or [], "--do")
+    if assignments:
+        base = base.merged(Intervention(name="do", do=assignments))
+    return base
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputError(f"--out {path}: cannot write: {exc.strerror}") from None
+
+
+def _run_dataset_job(job, out_dir: Path) -> None:
+    """Run a dataset-writing job with progress, clear errors and a closing summary."""
+    from causalsynth.dataset import Progress
+
     bar = _RichProgress()
     started = time.perf_counter()
     try:
-        cfg = load_config(config, overrides)
         _enable_compilation_cache()
-        manifest = sample_dataset(config=cfg, n_prs=n_prs, seed=seed, out=out_dir, force=force,
-                                  progress=Progress(bar.on_stage, bar.on_start, bar.on_block))
+        manifest = job(Progress(bar.on_stage, bar.on_start, bar.on_block))
     except CausalsynthError as exc:
         bar.stop()
         raise _fail(exc) from None
@@ -146,3 +260,8 @@ def _print_summary(manifest: dict, out_dir: Path, seconds: float) -> None:
         rates.add_row(h["title"], f"{h['observed']:.2%}", f"{h['target']:.2%}")
     out.print(rows)
     out.print(rates)
+    intervention = manifest["intervention"]
+    if intervention["do"] or intervention["set"]:
+        out.print(f"intervention [bold]{intervention['name']}[/bold]: "
+                  + ", ".join([f"do({k}={v})" for k, v in intervention["do"].items()]
+                              + [f"{k}={v}" for k, v in intervention["set"].items()]))

@@ -47,6 +47,10 @@ class Config:
     data: dict[str, Any]
     model: ModuleType
 
+    def with_overrides(self, overrides: Iterable[str]) -> Config:
+        """This config with ``dotted.key=value`` overrides applied and validated."""
+        return load_config(data=self.data, overrides=overrides)
+
     @property
     def params(self) -> Params:
         return Params(_frozen({k: v for k, v in self.data.items() if k not in ENGINE_KEYS}))
@@ -69,17 +73,19 @@ def default_config_text() -> str:
 def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
+    *,
+    data: Mapping[str, Any] | None = None,
 ) -> Config:
-    """The default config, with ``path``'s values and then ``overrides`` applied.
+    """The default config, with ``path``'s values (or ``data``'s) and then ``overrides`` applied.
 
     ``overrides`` are ``"dotted.key=value"`` strings; values are YAML scalars.
-    Raises ``ConfigError`` naming every unknown key and every invalid value.
+    ``data`` is a resolved config, such as a manifest's. Raises
+    ``ConfigError`` naming every unknown key and every invalid value.
     """
     defaults = yaml.safe_load(default_config_text())
-    data = defaults
     errors: list[str] = []
-    if path is not None:
-        data = _merge(defaults, _read_yaml(Path(path)), "", errors)
+    given = _read_yaml(Path(path)) if path is not None else data
+    data = defaults if given is None else _merge(defaults, given, "", errors)
     for item in overrides:
         data = _apply_override(defaults, data, item, errors)
     if not errors:

@@ -14,10 +14,13 @@ import jax
 import numpy as np
 import pyarrow as pa
 
-from causalsynth.config import Config
+from causalsynth.config import Config, load_config
 from causalsynth.errors import ConfigError
+from causalsynth.graph import model_graph
+from causalsynth.interventions import Intervention, encode_do, soft_overrides
+from causalsynth.params import Params
 from causalsynth.program import Program
-from causalsynth.sampling import calibrate, sample_blocks
+from causalsynth.sampling import calibrate, sample_blocks, with_intercepts
 from causalsynth.sinks import Sink
 from causalsynth.sinks.parquet import ParquetSink
 from causalsynth.staging import deferred_interrupts, staged_directory
@@ -94,13 +97,18 @@ def sample_dataset(
     seed: int,
     out: str | Path,
     force: bool = False,
+    intervention: Intervention | None = None,
+    intercepts: dict[str, float] | None = None,
+    factual: dict[str, Any] | None = None,
     sink: Sink | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Sample ``n_prs`` PRs and all their child rows into ``out``; return the manifest.
 
     ``out`` appears only when complete (see ``staging``). The dataset is a
-    function of (config, seed, n_prs): byte-identical on every run.
+    function of (config, seed, n_prs, intervention): byte-identical on every
+    run. ``intercepts`` reuses solved calibration intercepts (a twin takes its
+    factual dataset's); ``factual`` names that dataset in the manifest.
     """
     if n_prs < 1:
         raise ConfigError(f"--n-prs: must be a positive number of pull requests, got {n_prs}")
@@ -108,17 +116,15 @@ def sample_dataset(
     sink = sink or ParquetSink()
     out = Path(out)
     with staged_directory(out, force=force) as staging, deferred_interrupts() as checkpoint:
-        progress.on_stage("compiling the model")
-        program = Program(config)
-        progress.on_stage("calibrating intercepts")
-        params, intercepts = calibrate(program)
+        world = prepare_world(config, intervention, intercepts, progress)
         checkpoint()
+        program = world.program
         table_schemas = schemas(program)
         start_ms = start_epoch_ms(config.sampling["start"])
         sink.open(staging, table_schemas)
         count = Headcount()
         progress.on_start(-(-n_prs // program.block_prs))
-        for block in sample_blocks(program, params, seed, n_prs):
+        for block in sample_blocks(program, world.params, seed, n_prs, do=world.do):
             batches = tabulate(program, block, start_ms, table_schemas)
             for table, batch in batches.items():
                 sink.write(table, batch)
@@ -134,9 +140,10 @@ def sample_dataset(
             "seed": seed,
             "n_prs": n_prs,
             "block_prs": program.block_prs,
-            "interventions": [],
+            "intervention": world.intervention.to_json(),
+            "factual": factual,
             "config": config.data,
-            "calibration": {"intercepts": intercepts},
+            "calibration": {"intercepts": world.intercepts},
             "runtime": {"jax": jax.__version__, "backend": jax.default_backend()},
             "tables": {
                 layout.table.name: {
@@ -151,9 +158,61 @@ def sample_dataset(
                 for layout in program.tables
             },
             "headlines": count.headlines(program),
+            "graph": {"edges": [list(e) for e in model_graph(program).edges]},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
+
+
+@dataclass(frozen=True)
+class World:
+    """A compiled program and the parameters and switches of one world (factual or not)."""
+
+    program: Program
+    params: Params
+    intercepts: dict[str, float]
+    do: dict[str, float]
+    intervention: Intervention
+
+
+def prepare_world(config: Config, intervention: Intervention | None = None,
+                  intercepts: dict[str, float] | None = None,
+                  progress: Progress | None = None) -> World:
+    """Compile, validate the intervention, calibrate on the factual config, then shift priors.
+
+    Soft interventions apply after calibration, so a variant moves rates
+    through its mechanisms instead of being recalibrated back to the targets.
+    """
+    progress = progress or Progress()
+    intervention = intervention or Intervention()
+    progress.on_stage("compiling the model")
+    program = Program(config)
+    do = encode_do(program, intervention.do)
+    shifted = config.with_overrides(soft_overrides(config, intervention))
+    if intercepts is None:
+        progress.on_stage("calibrating intercepts")
+        intercepts = calibrate(program)
+    return World(program=program, params=with_intercepts(shifted.params, intercepts),
+                 intercepts=intercepts, do=do, intervention=intervention)
+
+
+def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str | Path,
+                force: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """The twin of a factual dataset under ``intervention``: same seed, config, size and keys."""
+    factual_dir = Path(factual_dir)
+    manifest = read_manifest(factual_dir)
+    model = manifest["model"]
+    config = load_config(data=manifest["config"])
+    if (config.model.NAME, config.model.VERSION) != (model["name"], model["version"]):
+        raise ConfigError(f"{factual_dir}: sampled with model {model['name']} {model['version']}, but this "
+                          f"installation has {config.model.NAME} {config.model.VERSION}; its twin would "
+                          f"not share its mechanisms")
+    base = Intervention(**manifest["intervention"])
+    return sample_dataset(
+        config=config, n_prs=manifest["n_prs"], seed=manifest["seed"], out=out, force=force,
+        intervention=base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
+        factual={"path": str(factual_dir.absolute()), "manifest_sha256": sha256(factual_dir / MANIFEST)},
+        progress=progress)
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -89,6 +89,23 @@ class Params(Mapping):
             data[head] = value
         return Params(data)
 
+    def leaves(self, prefix: str = "") -> dict[str, Any]:
+        """The pytree leaves (floats and arrays) by dotted path."""
+        out: dict[str, Any] = {}
+        for k, v in self._data.items():
+            if isinstance(v, Params):
+                out |= v.leaves(f"{prefix}{k}.")
+            elif _is_leaf(v):
+                out[f"{prefix}{k}"] = v
+        return out
+
+    def with_leaves(self, values: dict[str, Any]) -> Params:
+        """A copy with the leaves at the given dotted paths replaced."""
+        out = self
+        for path, value in values.items():
+            out = out.replace(path, value)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Plain Python data (floats, not arrays), for YAML and JSON."""
         def plain(v: Any) -> Any:

@@ -8,17 +8,20 @@ support or ``infer`` metadata chooses the column's type.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro import handlers
 from numpyro.distributions import constraints
 
 from causalsynth.config import Config
 from causalsynth.errors import ConfigError
+from causalsynth.interventions import Support, switch_do
 from causalsynth.modeling import LEVELS, ROW_MASK, TIMESTAMP, Table
 from causalsynth.params import Params
 
@@ -67,6 +70,24 @@ class Site:
     kind: str  # "sample" or "deterministic"
     plates: tuple[str, ...]
     is_public: bool
+    support: Support | None  # sample sites whose support an intervention can name
+
+    @property
+    def can_intervene(self) -> bool:
+        return self.kind == "sample" and self.is_public and self.support is not None
+
+
+def _support(site: dict, levels: tuple[str, ...]) -> Support | None:
+    if site["type"] != "sample":
+        return None
+    if levels:
+        return Support("category", levels)
+    support = site["fn"].support
+    for kind, constraint in (("bool", constraints.boolean), ("unit_interval", constraints.unit_interval),
+                             ("positive", constraints.positive), ("real", constraints.real)):
+        if support is constraint:
+            return Support(kind)
+    return None
 
 
 def _column_kind(site: dict) -> tuple[str, tuple[str, ...], str | None]:
@@ -103,8 +124,9 @@ class Program:
             params = params.replace(f"intercepts.{cal.name}", 0.0)
         return params
 
-    def _trace(self, key, params: Params, n_prs: int):
-        return handlers.trace(handlers.seed(self.model.model, key)).get_trace(params, n_prs)
+    def _trace(self, key, params: Params, n_prs: int, do: dict | None = None):
+        with switch_do(data=do):
+            return handlers.trace(handlers.seed(self.model.model, key)).get_trace(params, n_prs)
 
     def _derive(self) -> tuple[tuple[TableLayout, ...], dict[str, Site]]:
         captured: dict[str, Any] = {}
@@ -121,6 +143,7 @@ class Program:
                     kind=_column_kind(site),
                     shape=tuple(site["value"].shape),
                     row_mask=bool((site.get("infer") or {}).get(ROW_MASK)),
+                    support=_support(site, tuple((site.get("infer") or {}).get(LEVELS, ()))),
                 )
             return 0
 
@@ -132,7 +155,7 @@ class Program:
         for name, site in captured.items():
             plates = tuple(f[0] for f in site["frames"])
             public = not name.startswith("_")
-            sites[name] = Site(name, site["type"], plates, public)
+            sites[name] = Site(name, site["type"], plates, public, site["support"])
             if not public and not site["row_mask"]:
                 continue
             table = by_plates.get(plates)
@@ -191,13 +214,23 @@ class Program:
         return tuple(names)
 
     # --- sampling -------------------------------------------------------------
+    def interventions(self, do: Mapping[str, float] | None = None) -> dict[str, tuple]:
+        """Switches for every intervenable site: on, with its encoded value, for those in ``do``."""
+        do = do or {}
+        return {name: (np.bool_(name in do), np.float32(do.get(name, 0.0)))
+                for name, site in self.sites.items() if site.can_intervene}
+
     @cached_property
     def sample_block(self):
-        """``(key, params) -> {site: array}``, jitted once for this config's shapes."""
+        """``(key, params, switches) -> {site: array}``, jitted once for this config's shapes.
+
+        ``switches`` comes from ``interventions()``: the factual world and every
+        hard intervention run the same compiled function.
+        """
         wanted = self.output_sites
 
-        def block(key, params):
-            trace = self._trace(key, params, self.block_prs)
+        def block(key, params, switches):
+            trace = self._trace(key, params, self.block_prs, switches)
             return {name: trace[name]["value"] for name in wanted}
 
         return jax.jit(block)

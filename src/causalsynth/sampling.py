@@ -35,8 +35,10 @@ class Block:
 
 
 def sample_blocks(program: Program, params: Params, seed: int, n_prs: int,
-                  indices: list[int] | None = None) -> Iterator[Block]:
+                  indices: list[int] | None = None, do: dict[str, float] | None = None) -> Iterator[Block]:
     """Blocks covering the first ``n_prs`` PRs, in ``indices`` order (default: ascending).
+
+    ``do`` maps sites to encoded intervened values (see ``Program.interventions``).
 
     The next block is dispatched before the current one is copied to the
     host, so device sampling overlaps host-side tabulation and writing.
@@ -45,9 +47,10 @@ def sample_blocks(program: Program, params: Params, seed: int, n_prs: int,
     n_blocks = -(-n_prs // size)
     order = list(range(n_blocks)) if indices is None else list(indices)
     fn = program.sample_block
+    switches = program.interventions(do)
     pending = None
     for index in order + [None]:
-        launched = None if index is None else (index, fn(block_key(seed, index), params))
+        launched = None if index is None else (index, fn(block_key(seed, index), params, switches))
         if pending is not None:
             done, out = pending
             kept = min(size, n_prs - done * size)
@@ -63,13 +66,21 @@ def _logit(p):
 def site_means(program: Program, params: Params, sites: list[str], seed: int,
                n_blocks: int) -> np.ndarray:
     sums = np.zeros(len(sites))
+    factual = program.interventions()
     for b in range(n_blocks):
-        out = program.sample_block(block_key(seed, b), params)
+        out = program.sample_block(block_key(seed, b), params, factual)
         sums += np.array([float(out[s].mean()) for s in sites])
     return sums / n_blocks
 
 
-def calibrate(program: Program) -> tuple[Params, dict[str, float]]:
+def with_intercepts(params: Params, intercepts: dict[str, float]) -> Params:
+    """``params`` with the calibrated intercepts the model reads as ``p.intercepts``."""
+    for name, value in intercepts.items():
+        params = params.replace(f"intercepts.{name}", np.float32(value))
+    return params
+
+
+def calibrate(program: Program) -> dict[str, float]:
     """Solve the model's calibrated intercepts on prior-predictive blocks.
 
     For each ``Calibration(name, site, target)``, ``p.intercepts[name]`` is
@@ -80,7 +91,7 @@ def calibrate(program: Program) -> tuple[Params, dict[str, float]]:
     calibration key is fixed by ``sampling.calibration_seed``, so the solved
     values depend on the config alone, never on the dataset's seed.
 
-    Returns the params with intercepts and ``{name: intercept}``.
+    Returns ``{name: intercept}``.
     """
     cals = program.model.CALIBRATION
     cfg = program.config
@@ -88,16 +99,11 @@ def calibrate(program: Program) -> tuple[Params, dict[str, float]]:
     n_blocks = int(cfg.sampling["calibration_blocks"])
     targets = np.array([float(cfg.params.get_path(c.target)) for c in cals])
     sites = [c.site for c in cals]
-    base = program.initial_params()
-
-    def with_intercepts(x):
-        params = base
-        for cal, value in zip(cals, x):
-            params = params.replace(f"intercepts.{cal.name}", np.float32(value))
-        return params
+    base = program.config.params
 
     def residual(x):
-        means = site_means(program, with_intercepts(x), sites, seed, n_blocks)
+        params = with_intercepts(base, {c.name: v for c, v in zip(cals, x)})
+        means = site_means(program, params, sites, seed, n_blocks)
         return _logit(means) - _logit(targets), means
 
     x_prev = _logit(targets)
@@ -115,4 +121,4 @@ def calibrate(program: Program) -> tuple[Params, dict[str, float]]:
         worst = cals[int(np.argmax(np.abs(means - targets)))]
         raise RuntimeError(f"calibration of {worst.name} did not converge: "
                            f"targets {targets.tolist()}, reached {means.tolist()}")
-    return with_intercepts(x), {c.name: float(v) for c, v in zip(cals, x)}
+    return {c.name: float(v) for c, v in zip(cals, x)}

@@ -1,0 +1,260 @@
+"""Counterfactual twins, the causal graph and ground-truth effects."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpyro import handlers
+from typer.testing import CliRunner
+
+from causalsynth.cli import app
+from causalsynth.config import load_config
+from causalsynth.dataset import read_manifest, sample_dataset, sample_twin, sha256
+from causalsynth.effects import estimate_effect
+from causalsynth.graph import model_graph
+from causalsynth.interventions import load_variant, switch_do
+from causalsynth.program import Program
+from causalsynth.sampling import block_key
+from conftest import TABLES, read_tables
+
+N_PRS = 5_000
+SEED = 21
+KEYS = {"pull_requests": "pr_id", "system_runs": "run_id", "service_metrics": "service_metric_id",
+        "ecommerce_flows": "flow_id", "flow_steps": "step_id"}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def program(default_config):
+    return Program(default_config)
+
+
+@pytest.fixture(scope="module")
+def graph(program):
+    return model_graph(program)
+
+
+@pytest.fixture(scope="module")
+def factual(tmp_path_factory, default_config):
+    out = tmp_path_factory.mktemp("twins") / "factual"
+    sample_dataset(config=default_config, n_prs=N_PRS, seed=SEED, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def twins(factual):
+    made = {}
+    for name in ("no_regressions", "all_regressions", "mobile_only", "peak_load", "high_test_coverage"):
+        out = factual.parent / name
+        sample_twin(factual_dir=factual, intervention=load_variant(name), out=out)
+        made[name] = out
+    return made
+
+
+@pytest.fixture(scope="module")
+def factual_tables(factual):
+    return read_tables(factual)
+
+
+def affected_sites(graph, variant) -> set[str]:
+    return graph.descendants(set(variant.do) | graph.reading(variant.set))
+
+
+@pytest.mark.parametrize("name", ["no_regressions", "mobile_only", "peak_load", "high_test_coverage"])
+def test_non_descendants_are_identical_row_for_row(program, graph, twins, factual_tables, name):
+    variant = load_variant(name)
+    affected = affected_sites(graph, variant)
+    twin = read_tables(twins[name])
+    changed_somewhere = False
+    for layout in program.tables:
+        table, key = layout.table.name, layout.table.key
+        f, t = factual_tables[table], twin[table]
+        if layout.mask_site is None or layout.mask_site not in affected:
+            assert f[key].tolist() == t[key].tolist(), table
+        common = f[[key]].merge(t[[key]], on=key)[key]
+        f = f.set_index(key).loc[common]
+        t = t.set_index(key).loc[common]
+        for column in layout.columns:
+            same = f[column.name].equals(t[column.name])
+            if column.site not in affected:
+                assert same, f"{table}.{column.name} is not downstream of {name} but changed"
+            changed_somewhere |= not same
+    assert changed_somewhere
+
+
+def _rows_of_prs(tables, pr_ids) -> dict[str, pd.DataFrame]:
+    runs = tables["system_runs"][tables["system_runs"].pr_id.isin(pr_ids)]
+    flows = tables["ecommerce_flows"][tables["ecommerce_flows"].run_id.isin(runs.run_id)]
+    return {
+        "pull_requests": tables["pull_requests"][tables["pull_requests"].pr_id.isin(pr_ids)],
+        "system_runs": runs,
+        "service_metrics": tables["service_metrics"][tables["service_metrics"].run_id.isin(runs.run_id)],
+        "ecommerce_flows": flows,
+        "flow_steps": tables["flow_steps"][tables["flow_steps"].flow_id.isin(flows.flow_id)],
+    }
+
+
+def test_units_already_at_the_intervened_value_are_identical(twins, factual_tables):
+    clean = factual_tables["pull_requests"].query("~has_performance_regression").pr_id
+    assert len(clean) > 0.7 * N_PRS
+    twin = read_tables(twins["no_regressions"])
+    a, b = _rows_of_prs(factual_tables, clean), _rows_of_prs(twin, clean)
+    for table in TABLES:
+        pd.testing.assert_frame_equal(a[table].reset_index(drop=True), b[table].reset_index(drop=True))
+
+    mobile = factual_tables["ecommerce_flows"].query("device_type == 'MOBILE'").flow_id
+    twin = read_tables(twins["mobile_only"])
+    for table, key in (("ecommerce_flows", "flow_id"), ("flow_steps", "flow_id")):
+        a = factual_tables[table][factual_tables[table][key].isin(mobile)].reset_index(drop=True)
+        b = twin[table][twin[table][key].isin(mobile)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_hard_interventions_set_the_site_and_move_descendants(twins, factual_tables):
+    none_, all_ = read_tables(twins["no_regressions"]), read_tables(twins["all_regressions"])
+    assert not none_["pull_requests"].has_performance_regression.any()
+    assert all_["pull_requests"].has_performance_regression.all()
+    assert (none_["pull_requests"].regression_severity == "NONE").all()
+    assert (all_["pull_requests"].regression_severity != "NONE").all()
+    assert (read_tables(twins["mobile_only"])["ecommerce_flows"].device_type == "MOBILE").all()
+    rt = {k: t["system_runs"].response_time_ms.mean() for k, t in (("none", none_), ("all", all_))}
+    conv = {k: t["ecommerce_flows"].converted.mean() for k, t in (("none", none_), ("all", all_))}
+    assert rt["all"] > 1.2 * rt["none"]
+    assert conv["all"] < conv["none"] - 0.05
+    factual_conv = factual_tables["ecommerce_flows"].converted.mean()
+    assert conv["all"] < factual_conv < conv["none"]
+
+
+def test_soft_interventions_move_rates_through_their_mechanisms(twins, factual_tables):
+    coverage = read_tables(twins["high_test_coverage"])["pull_requests"]
+    assert coverage.test_coverage.mean() > factual_tables["pull_requests"].test_coverage.mean() + 0.1
+    assert coverage.has_performance_regression.mean() < factual_tables["pull_requests"].has_performance_regression.mean() - 0.03
+    peak = read_tables(twins["peak_load"])["system_runs"]
+    assert peak.load_intensity.mean() > 1.3 * factual_tables["system_runs"].load_intensity.mean()
+    assert peak.is_anomalous.mean() > factual_tables["system_runs"].is_anomalous.mean()
+
+
+def test_effects_match_the_twins(default_config, twins):
+    none_, all_ = read_tables(twins["no_regressions"]), read_tables(twins["all_regressions"])
+    for outcome, table, column in (("system_runs.response_time_ms", "system_runs", "response_time_ms"),
+                                   ("ecommerce_flows.converted", "ecommerce_flows", "converted")):
+        effect = estimate_effect(config=default_config, treatment="has_performance_regression",
+                                 levels=("false", "true"), outcome=outcome, n_prs=N_PRS, seed=SEED)
+        twin_difference = all_[table][column].astype(float).mean() - none_[table][column].astype(float).mean()
+        assert effect.average == pytest.approx(twin_difference, rel=1e-6, abs=1e-9)
+        assert effect.ci_low < effect.average < effect.ci_high
+        assert effect.n_prs == N_PRS
+    assert effect.average < 0  # regressions lose conversions
+
+
+def test_twin_manifest_names_intervention_and_factual(factual, twins):
+    manifest = read_manifest(twins["mobile_only"])
+    assert manifest["intervention"]["name"] == "mobile_only"
+    assert manifest["intervention"]["do"] == {"device_type": "MOBILE"}
+    assert manifest["factual"]["manifest_sha256"] == sha256(factual / "manifest.json")
+    assert manifest["calibration"] == read_manifest(factual)["calibration"]
+    assert ["has_performance_regression", "regression_severity"] in manifest["graph"]["edges"]
+
+
+def test_graph_is_derived_from_the_model(graph):
+    assert "has_performance_regression" in graph.ancestors("converted")
+    assert "has_performance_regression" not in graph.ancestors("device_type")
+    assert "test_coverage" in graph.ancestors("has_performance_regression")
+    assert graph.parents["has_performance_regression"] == {"regression_probability"}
+    assert graph.reading(["pull_request.coverage_logit_mean"]) == {"test_coverage"}
+    assert "services.response_time_ms" in graph.ancestors("conversion_probability")
+
+
+def test_switch_do_matches_numpyro_do(default_config):
+    config = load_config(overrides=["sampling.block_prs=6"])
+    model, params = config.model.model, Program(config).initial_params()
+    key = block_key(3, 0)
+    with switch_do(data={"has_performance_regression": (True, 1.0)}):
+        ours = handlers.trace(handlers.seed(model, key)).get_trace(params, 6)
+    theirs = handlers.trace(handlers.seed(handlers.do(model, {"has_performance_regression": 1.0}), key)).get_trace(params, 6)
+    for name, site in ours.items():
+        if site["type"] in ("sample", "deterministic") and name != "has_performance_regression":
+            np.testing.assert_array_equal(np.asarray(site["value"]), np.asarray(theirs[name]["value"]), err_msg=name)
+    assert np.all(np.asarray(ours["has_performance_regression"]["value"]) == 1)
+
+
+@pytest.mark.parametrize("fmt", ["json", "dot"])
+def test_graph_command(fmt):
+    result = runner.invoke(app, ["graph", "--format", fmt])
+    assert result.exit_code == 0, result.output
+    if fmt == "json":
+        edges = json.loads(result.output)["edges"]
+        assert ["has_performance_regression", "regression_severity"] in edges
+    else:
+        assert result.output.startswith("digraph") and '"has_performance_regression" -> ' in result.output
+
+
+def test_graph_png(tmp_path):
+    out = tmp_path / "graph.png"
+    result = runner.invoke(app, ["graph", "--format", "png", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_effects_command(tmp_path):
+    out = tmp_path / "effect.csv"
+    result = runner.invoke(app, ["effects", "--treatment", "has_performance_regression", "--levels", "false,true",
+                                 "--outcome", "system_runs.response_time_ms", "--n-prs", "300",
+                                 "--set", "sampling.block_prs=1000", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "average effect" in result.output and "95% CI" in result.output
+    units = pd.read_csv(out)
+    assert len(units) == 1_500 and (units.effect >= 0).mean() > 0.9
+
+
+def _variant_file(tmp_path, text):
+    path = tmp_path / "v.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--do", "has_performance_regresion=false"], "did you mean 'has_performance_regression'"),
+    (["--do", "nonsense=1"], "sites that can be intervened on"),
+    (["--do", "device_type=PHONE"], "one of MOBILE, DESKTOP, TABLET"),
+    (["--do", "test_coverage=1.5"], "a number in [0, 1]"),
+    (["--do", "has_performance_regression=maybe"], "true or false"),
+    (["--do", "converted=true"], "cannot be intervened on"),
+    (["--do", "_call_u=0.5"], "latent noise"),
+    (["--do", "device_type"], "expected SITE=VALUE"),
+    (["--variant", "no_such_variant"], "shipped variants: all_regressions"),
+])
+def test_bad_interventions_fail_cleanly(tmp_path, factual, args, expected):
+    out = tmp_path / "twin"
+    result = runner.invoke(app, ["variant", str(factual), "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("do:\n  device_type: MOBILE\nsett:\n  run.load_log_mean: 0.3\n", "unknown key 'sett' (did you mean 'set'?)"),
+    ("set:\n  regression.rate: 0.5\n", "calibrated marginal"),
+    ("set:\n  shape.runs_per_pr: 2\n", "identity"),
+    ("set:\n  run.load_log_meen: 0.3\n", "run.load_log_mean"),
+])
+def test_bad_variant_files_fail_cleanly(tmp_path, factual, text, expected):
+    variant = _variant_file(tmp_path, text)
+    out = tmp_path / "twin"
+    result = runner.invoke(app, ["variant", str(factual), "--out", str(out), "--variant", variant])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert not out.exists()
+
+
+def test_sample_with_do_and_missing_factual(tmp_path):
+    result = runner.invoke(app, ["sample", "--n-prs", "30", "--out", str(tmp_path / "m"),
+                                 "--set", "sampling.block_prs=1000", "--do", "device_type=TABLET"])
+    assert result.exit_code == 0, result.output
+    assert (read_tables(tmp_path / "m")["ecommerce_flows"].device_type == "TABLET").all()
+    result = runner.invoke(app, ["variant", str(tmp_path / "nowhere"), "--variant", "mobile_only",
+                                 "--out", str(tmp_path / "t")])
+    assert result.exit_code == 2 and "not a causalsynth dataset" in result.output
