@@ -4,6 +4,7 @@ Every measurement is a fresh process (import, compile, sample, write,
 manifest), timed by wall clock, with its peak RSS from ``wait4``:
 
 - causalsynth cold (empty JAX compilation cache) and warm, at --n-prs (50,000);
+- `causalsynth variant` writing the no_regressions twin of that dataset (warm);
 - causalsynth warm at 4x --n-prs, to show memory stays flat as N grows;
 - the XLA compile time of the block sampler alone (first call minus second);
 - the floor (vectorized numpy + pyarrow, same tables) and the naive per-record
@@ -87,6 +88,8 @@ def main() -> None:
         cold = measure(cli + ["--n-prs", str(args.n_prs), "--out", str(work / "cs")], env)
         rows = sum(t["rows"] for t in json.loads((work / "cs" / "manifest.json").read_text())["tables"].values())
         warm = measure(cli + ["--n-prs", str(args.n_prs), "--out", str(work / "cs"), "--force"], env)
+        twin = measure(cli[:-1] + ["variant", str(work / "cs"), "--variant", "no_regressions",
+                                   "--out", str(work / "twin")], env)
         big = measure(cli + ["--n-prs", str(4 * args.n_prs), "--out", str(work / "big")], env)
         shutil.rmtree(work / "big")
         compile_s = float(measure([sys.executable, "-c", COMPILE_PROBE]).get("stdout"))
@@ -112,12 +115,16 @@ def main() -> None:
         f"| {cold['peak_rss_gb']:.2f} | {cold['wall_s'] / floor['wall_s']:.2f}x |",
         f"| causalsynth, warm compilation cache | {warm['wall_s']:.1f} | {rows / warm['wall_s']:,.0f} "
         f"| {warm['peak_rss_gb']:.2f} | {warm['wall_s'] / floor['wall_s']:.2f}x |",
+        f"| causalsynth variant (no_regressions twin), warm | {twin['wall_s']:.1f} | "
+        f"{rows / twin['wall_s']:,.0f} | {twin['peak_rss_gb']:.2f} | {twin['wall_s'] / floor['wall_s']:.2f}x |",
         f"| floor: vectorized numpy + pyarrow, same tables | {floor['wall_s']:.1f} | "
         f"{rows / floor['wall_s']:,.0f} | {floor['peak_rss_gb']:.2f} | 1.00x |",
         f"| naive per-record Python, same tables ({args.naive_prs:,} PRs, {naive_rows:,} rows) "
         f"| {naive['wall_s']:.1f} | {naive_rate:,.0f} | {naive['peak_rss_gb']:.2f} "
         f"| {rows / naive_rate / floor['wall_s']:.1f}x (extrapolated) |",
         "",
+        f"- A counterfactual twin costs {twin['wall_s'] / warm['wall_s']:.2f}x its factual run (both warm; "
+        "the twin reuses the factual calibration).",
         f"- XLA compile of the block sampler: {compile_s:.1f} s (in the cold run; read from the cache when warm).",
         f"- causalsynth is {(rows / naive_rate) / warm['wall_s']:.0f}x faster than the naive generator "
         f"(warm; naive extrapolated to {rows:,} rows at its measured rate: {rows / naive_rate / 60:.1f} min).",

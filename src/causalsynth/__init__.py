@@ -4,8 +4,11 @@ The public surface; everything else is internal and may change.
 """
 
 from causalsynth.config import Config, load_config
-from causalsynth.dataset import Progress, read_manifest, sample_dataset
+from causalsynth.dataset import Progress, read_manifest, sample_dataset, sample_twin
+from causalsynth.effects import Effect, estimate_effect
 from causalsynth.errors import CausalsynthError, ConfigError, OutputError
+from causalsynth.graph import Graph, model_graph
+from causalsynth.interventions import Intervention, load_variant
 from causalsynth.program import Program
 from causalsynth.sampling import calibrate, sample_blocks
 
@@ -13,12 +16,19 @@ __all__ = [
     "CausalsynthError",
     "Config",
     "ConfigError",
+    "Effect",
+    "Graph",
+    "Intervention",
     "OutputError",
     "Program",
     "Progress",
     "calibrate",
+    "estimate_effect",
     "load_config",
+    "load_variant",
+    "model_graph",
     "read_manifest",
     "sample_blocks",
     "sample_dataset",
+    "sample_twin",
 ]

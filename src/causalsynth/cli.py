@@ -202,8 +202,8 @@ def effects(
     out.print(f"average effect on {effect.outcome} of do({effect.treatment}={b}) vs "
               f"do({effect.treatment}={a}): {effect.average:+.6g}  "
               f"95% CI [{effect.ci_low:+.6g}, {effect.ci_high:+.6g}]  "
-              f"({effect.n_units:,} units in {effect.n_prs:,} PRs; clustered by PR)")
-    out.print(f"per-unit outcomes and effects: {out_file}")
+              f"({effect.n_units:,} units in {effect.n_prs:,} PRs; clustered by PR)", soft_wrap=True)
+    out.print(f"per-unit outcomes and effects: {out_file}", soft_wrap=True)
 
 
 def _intervention(variant: str | None, do: list[str] | None):
