@@ -59,3 +59,39 @@ def tables_20k(dataset_20k) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def small_config():
     return load_config(overrides=[SMALL_BLOCKS])
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url():
+    """A PostgreSQL server: $CAUSALSYNTH_TEST_DATABASE_URL, or one this session starts. Never skipped."""
+    import os
+
+    from postgres_server import PostgresServer
+
+    given = os.environ.get("CAUSALSYNTH_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url):
+    """A fresh, empty database on the test server, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"causalsynth_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(postgres_admin_url).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.dispose()

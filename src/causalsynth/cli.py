@@ -60,10 +60,11 @@ def _enable_compilation_cache() -> None:
 class _RichProgress:
     """Draws a dataset's progress: a spinner per stage, then a bar over blocks."""
 
-    def __init__(self) -> None:
+    def __init__(self, description: str = "sampling blocks", unit: str = "rows") -> None:
         self.bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                        console=err, transient=False)
+        self.description, self.unit = description, unit
         self.task = None
         self.rows = 0
         self.started = 0.0
@@ -75,12 +76,12 @@ class _RichProgress:
     def on_start(self, n_blocks: int) -> None:
         self.started = time.perf_counter()
         self.bar.start()
-        self.task = self.bar.add_task("sampling blocks", total=n_blocks, rate="")
+        self.task = self.bar.add_task(self.description, total=n_blocks, rate="")
 
     def on_block(self, rows: int) -> None:
         self.rows += rows
         rate = self.rows / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(self.task, advance=1, rate=f"{self.rows:,} rows  {rate:,.0f} rows/s")
+        self.bar.update(self.task, advance=1, rate=f"{self.rows:,} {self.unit}  {rate:,.0f} {self.unit}/s")
 
     def stop(self) -> None:
         if self.task is not None:
@@ -96,7 +97,8 @@ def _fail(exc: CausalsynthError) -> typer.Exit:
 def sample(
     n_prs: Annotated[int, typer.Option("--n-prs", help="Number of pull requests (each brings its runs, "
                                                         "service rows, flows and steps).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Output directory (written atomically).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory for Parquet "
+                                                                  "(written atomically).")] = None,
     runs_per_pr: Annotated[Optional[int], typer.Option(help="System runs per PR [config: shape.runs_per_pr].")] = None,
     flows_per_run: Annotated[Optional[int], typer.Option(help="Flows per run [config: shape.flows_per_run].")] = None,
     seed: Annotated[int, typer.Option(help="Root random seed; same seed and config, same bytes.")] = 0,
@@ -108,8 +110,13 @@ def sample(
                                                                  "device_type=MOBILE (repeatable).")] = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help="A shipped variant name or a variant "
                                                                       "YAML file.")] = None,
+    db: Annotated[Optional[str], typer.Option("--db", help="Also load into this database (SQLAlchemy URL: "
+                                                          "sqlite:///file.db, postgresql+psycopg://...).")] = None,
+    db_schema: Annotated[Optional[str], typer.Option("--schema", help="PostgreSQL schema for --db.")] = None,
+    if_exists: Annotated[str, typer.Option("--if-exists", help="If --db already has the tables: "
+                                                               "fail, replace or append.")] = "fail",
 ) -> None:
-    """Sample a dataset: five linked tables as Parquet, plus manifest.json."""
+    """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
     from causalsynth.config import load_config
     from causalsynth.dataset import sample_dataset
 
@@ -121,9 +128,10 @@ def sample(
 
     def job(progress):
         return sample_dataset(config=load_config(config, overrides), n_prs=n_prs, seed=seed, out=out_dir,
-                              force=force, intervention=_intervention(variant, do), progress=progress)
+                              force=force, db=db, db_schema=db_schema, if_exists=if_exists,
+                              intervention=_intervention(variant, do), progress=progress)
 
-    _run_dataset_job(job, out_dir)
+    _run_dataset_job(job, _destination(out_dir, db))
 
 
 @app.command("variant")
@@ -145,7 +153,49 @@ def variant_cmd(
         return sample_twin(factual_dir=factual_dir, intervention=intervention, out=out_dir, force=force,
                            progress=progress)
 
-    _run_dataset_job(job, out_dir)
+    _run_dataset_job(job, _destination(out_dir, None))
+
+
+@app.command()
+def load(
+    dataset_dir: Annotated[Path, typer.Argument(help="A Parquet dataset written by `causalsynth sample`.")],
+    db: Annotated[str, typer.Option("--db", help="SQLAlchemy URL: sqlite:///file.db, sqlite:// (in memory), "
+                                                 "postgresql+psycopg://user@host/db.")],
+    db_schema: Annotated[Optional[str], typer.Option("--schema", help="PostgreSQL schema (created if "
+                                                                      "missing).")] = None,
+    if_exists: Annotated[str, typer.Option("--if-exists", help="fail, replace or append.")] = "fail",
+) -> None:
+    """Load a dataset into SQLite or PostgreSQL in one transaction: all of it, or nothing."""
+    from causalsynth.dataset import Progress, load_dataset
+    from causalsynth.sinks.sql import masked
+
+    bar = _RichProgress("loading row groups", "rows")
+    started = time.perf_counter()
+    try:
+        rows = load_dataset(directory=dataset_dir, db=db, schema=db_schema, if_exists=if_exists,
+                            progress=Progress(bar.on_stage, bar.on_start, bar.on_block))
+    except CausalsynthError as exc:
+        bar.stop()
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        bar.stop()
+        err.print(f"[yellow]interrupted:[/yellow] the load was rolled back; {masked(db)} is as it was")
+        raise typer.Exit(130) from None
+    bar.stop()
+    seconds = time.perf_counter() - started
+    table = Table(title=f"{masked(db)}  ({seconds:.1f} s)", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in rows.items():
+        table.add_row(name, f"{n:,}")
+    table.add_row("[bold]total", f"[bold]{sum(rows.values()):,}  ({sum(rows.values()) / seconds:,.0f} rows/s)")
+    out.print(table)
+
+
+def _destination(out_dir: Path | None, db: str | None) -> str:
+    from causalsynth.sinks.sql import masked
+
+    return " and ".join([str(out_dir)] * (out_dir is not None) + [masked(db)] * (db is not None)) or "-"
 
 
 @app.command()
@@ -226,7 +276,7 @@ def _write_file(path: Path, data: bytes) -> None:
         raise OutputError(f"--out {path}: cannot write: {exc.strerror}") from None
 
 
-def _run_dataset_job(job, out_dir: Path) -> None:
+def _run_dataset_job(job, destination: str) -> None:
     """Run a dataset-writing job with progress, clear errors and a closing summary."""
     from causalsynth.dataset import Progress
 
@@ -240,14 +290,14 @@ def _run_dataset_job(job, out_dir: Path) -> None:
         raise _fail(exc) from None
     except KeyboardInterrupt:
         bar.stop()
-        err.print(f"[yellow]interrupted:[/yellow] nothing was written to {out_dir}")
+        err.print(f"[yellow]interrupted:[/yellow] nothing was written to {destination}")
         raise typer.Exit(130) from None
     bar.stop()
-    _print_summary(manifest, out_dir, time.perf_counter() - started)
+    _print_summary(manifest, destination, time.perf_counter() - started)
 
 
-def _print_summary(manifest: dict, out_dir: Path, seconds: float) -> None:
-    rows = Table(title=f"{out_dir}  ({seconds:.1f} s)", title_justify="left")
+def _print_summary(manifest: dict, destination: str, seconds: float) -> None:
+    rows = Table(title=f"{destination}  ({seconds:.1f} s)", title_justify="left")
     rows.add_column("table")
     rows.add_column("rows", justify="right")
     for name, table in manifest["tables"].items():

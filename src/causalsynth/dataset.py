@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from causalsynth.config import Config, load_config
 from causalsynth.errors import ConfigError
@@ -21,13 +23,15 @@ from causalsynth.interventions import Intervention, encode_do, soft_overrides
 from causalsynth.params import Params
 from causalsynth.program import Program
 from causalsynth.sampling import calibrate, sample_blocks, with_intercepts
-from causalsynth.sinks import Sink
+from causalsynth.sinks import Sink, TableSpec
 from causalsynth.sinks.parquet import ParquetSink
+from causalsynth.sinks.sql import SqlSink
 from causalsynth.staging import deferred_interrupts, staged_directory
 from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+LOAD_BATCH_ROWS = 500_000
 
 
 @dataclass
@@ -90,78 +94,182 @@ def _schema_json(schema: pa.Schema, layout) -> list[dict[str, Any]]:
             for f in schema]
 
 
+def table_specs(program: Program) -> list[TableSpec]:
+    """What a sink needs to know of each table: schema, keys, and the data dictionary."""
+    schema_by_table = schemas(program)
+    docs = program.model.DESCRIPTIONS
+    specs = []
+    for layout in program.tables:
+        t = layout.table
+        descriptions = {c.name: docs[c.site] for c in layout.columns}
+        descriptions[t.key] = f"Key of {t.name}"
+        if t.number is not None:
+            descriptions[t.number[0]] = f"Readable label of {t.key}"
+        parent = None
+        if layout.parent is not None:
+            parent = (layout.parent.name, layout.parent.key)
+            descriptions[layout.parent.key] = f"The {layout.parent.name} row this row belongs to"
+        specs.append(TableSpec(t.name, schema_by_table[t.name], t.key, parent, descriptions))
+    return specs
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2) + "\n").encode()
+
+
 def sample_dataset(
     *,
     config: Config,
     n_prs: int,
     seed: int,
-    out: str | Path,
+    out: str | Path | None = None,
     force: bool = False,
+    db: str | None = None,
+    db_schema: str | None = None,
+    if_exists: str = "fail",
     intervention: Intervention | None = None,
     intercepts: dict[str, float] | None = None,
     factual: dict[str, Any] | None = None,
-    sink: Sink | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Sample ``n_prs`` PRs and all their child rows into ``out``; return the manifest.
+    """Sample ``n_prs`` PRs and all their child rows; return the manifest.
 
-    ``out`` appears only when complete (see ``staging``). The dataset is a
+    Writes Parquet into ``out`` and/or loads straight into the database
+    ``db`` (a SQLAlchemy URL), streaming blocks to both. Nothing becomes
+    visible until everything succeeded: ``out`` is published from a staging
+    directory, the database load is one transaction. The dataset is a
     function of (config, seed, n_prs, intervention): byte-identical on every
     run. ``intercepts`` reuses solved calibration intercepts (a twin takes its
     factual dataset's); ``factual`` names that dataset in the manifest.
     """
     if n_prs < 1:
         raise ConfigError(f"--n-prs: must be a positive number of pull requests, got {n_prs}")
+    if out is None and db is None:
+        raise ConfigError("give --out DIR (Parquet) and/or --db URL (a database)")
     progress = progress or Progress()
-    sink = sink or ParquetSink()
-    out = Path(out)
-    with staged_directory(out, force=force) as staging, deferred_interrupts() as checkpoint:
-        world = prepare_world(config, intervention, intercepts, progress)
-        checkpoint()
-        program = world.program
-        table_schemas = schemas(program)
-        start_ms = start_epoch_ms(config.sampling["start"])
-        sink.open(staging, table_schemas)
-        count = Headcount()
-        progress.on_start(-(-n_prs // program.block_prs))
-        for block in sample_blocks(program, world.params, seed, n_prs, do=world.do):
-            batches = tabulate(program, block, start_ms, table_schemas)
-            for table, batch in batches.items():
-                sink.write(table, batch)
-            progress.on_block(count.add(program, batches))
+    with ExitStack() as stack:
+        sinks: list[Sink] = []
+        staging = None
+        if out is not None:
+            staging = stack.enter_context(staged_directory(Path(out), force=force))
+            sinks.append(ParquetSink(staging))
+        if db is not None:
+            sinks.append(SqlSink(db, schema=db_schema, if_exists=if_exists))
+        checkpoint = stack.enter_context(deferred_interrupts())
+        try:
+            world = prepare_world(config, intervention, intercepts, progress)
             checkpoint()
-        files = sink.close()
-        progress.on_stage("writing manifest")
-        manifest = {
-            "format": "causalsynth-dataset",
-            "format_version": FORMAT_VERSION,
-            "package_version": package_version(),
-            "model": {"name": config.model.NAME, "version": config.model.VERSION},
-            "seed": seed,
-            "n_prs": n_prs,
-            "block_prs": program.block_prs,
-            "intervention": world.intervention.to_json(),
-            "factual": factual,
-            "config": config.data,
-            "calibration": {"intercepts": world.intercepts},
-            "runtime": {"jax": jax.__version__, "backend": jax.default_backend()},
-            "tables": {
-                layout.table.name: {
-                    "file": files[layout.table.name].name,
-                    "rows": count.rows.get(layout.table.name, 0),
-                    "key": layout.table.key,
-                    "parent": None if layout.parent is None else
-                    {"table": layout.parent.name, "key": layout.parent.key},
-                    "sha256": sha256(files[layout.table.name]),
-                    "schema": _schema_json(table_schemas[layout.table.name], layout),
-                }
-                for layout in program.tables
-            },
-            "headlines": count.headlines(program),
-            "graph": {"edges": [list(e) for e in model_graph(program).edges]},
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+            program = world.program
+            specs = table_specs(program)
+            schema_by_table = {t.name: t.schema for t in specs}
+            start_ms = start_epoch_ms(config.sampling["start"])
+            for sink in sinks:
+                sink.open(specs)
+            count = Headcount()
+            progress.on_start(-(-n_prs // program.block_prs))
+            for block in sample_blocks(program, world.params, seed, n_prs, do=world.do):
+                batches = tabulate(program, block, start_ms, schema_by_table)
+                for table, batch in batches.items():
+                    for sink in sinks:
+                        sink.write(table, batch)
+                progress.on_block(count.add(program, batches))
+                checkpoint()
+            files: dict[str, Path] = {}
+            for sink in sinks:
+                files |= sink.close()
+            progress.on_stage("writing manifest")
+            manifest = _manifest(world, config, seed, n_prs, specs, count, files, factual)
+            data = manifest_bytes(manifest)
+            if staging is not None:
+                (staging / MANIFEST).write_bytes(data)
+            for sink in sinks:
+                sink.commit(data)
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
     return manifest
+
+
+def _manifest(world, config, seed, n_prs, specs, count, files, factual) -> dict[str, Any]:
+    program = world.program
+    return {
+        "format": "causalsynth-dataset",
+        "format_version": FORMAT_VERSION,
+        "package_version": package_version(),
+        "model": {"name": config.model.NAME, "version": config.model.VERSION},
+        "seed": seed,
+        "n_prs": n_prs,
+        "block_prs": program.block_prs,
+        "intervention": world.intervention.to_json(),
+        "factual": factual,
+        "config": config.data,
+        "calibration": {"intercepts": world.intercepts},
+        "runtime": {"jax": jax.__version__, "backend": jax.default_backend()},
+        "tables": {
+            spec.name: {
+                "file": files[spec.name].name if spec.name in files else None,
+                "rows": count.rows.get(spec.name, 0),
+                "key": spec.key,
+                "parent": None if spec.parent is None else {"table": spec.parent[0], "key": spec.parent[1]},
+                "sha256": sha256(files[spec.name]) if spec.name in files else None,
+                "schema": _schema_json(spec.schema, program.table(spec.name)),
+            }
+            for spec in specs
+        },
+        "headlines": count.headlines(program),
+        "graph": {"edges": [list(e) for e in model_graph(program).edges]},
+    }
+
+
+def load_dataset(*, directory: str | Path, db: str, schema: str | None = None, if_exists: str = "fail",
+                 progress: Progress | None = None) -> dict[str, int]:
+    """Load a Parquet dataset into the database ``db``, all or nothing; return rows per table.
+
+    The files are checked against the manifest's checksums first, and the
+    load is recorded under the manifest's SHA-256.
+    """
+    progress = progress or Progress()
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    data = (directory / MANIFEST).read_bytes()
+    sink = SqlSink(db, schema=schema, if_exists=if_exists, manifest_sha256=hashlib.sha256(data).hexdigest())
+    with deferred_interrupts() as checkpoint:
+        try:
+            specs = _checked_specs(directory, manifest, progress)
+            sink.open(specs)
+            files = [pq.ParquetFile(directory / manifest["tables"][s.name]["file"]) for s in specs]
+            progress.on_start(sum(f.metadata.num_row_groups for f in files))
+            for spec, file in zip(specs, files):
+                for group in range(file.metadata.num_row_groups):
+                    table = file.read_row_group(group)
+                    for batch in table.to_batches(max_chunksize=LOAD_BATCH_ROWS):
+                        sink.write(spec.name, batch)
+                    progress.on_block(table.num_rows)
+                    checkpoint()
+            sink.close()
+            sink.commit(data)
+        except BaseException:
+            sink.abort()
+            raise
+    return dict(sink.rows)
+
+
+def _checked_specs(directory: Path, manifest: dict[str, Any], progress: Progress) -> list[TableSpec]:
+    """The dataset's table specs, after checking its files against the manifest."""
+    for name, entry in manifest["tables"].items():
+        if entry["file"] is None:
+            raise ConfigError(f"{directory}: table {name} has no file (the dataset went to a database only)")
+        progress.on_stage(f"checking {entry['file']}")
+        if not (directory / entry["file"]).is_file() or sha256(directory / entry["file"]) != entry["sha256"]:
+            raise ConfigError(f"{directory / entry['file']}: missing or changed since it was written "
+                              f"(its SHA-256 differs from the manifest's)")
+    specs = table_specs(Program(load_config(data=manifest["config"])))
+    for spec in specs:
+        found = pq.read_schema(directory / manifest["tables"][spec.name]["file"])
+        if not found.equals(spec.schema):
+            raise ConfigError(f"{directory}: {spec.name} does not have the schema this version writes")
+    return specs
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from causalsynth.sinks import TableSpec
+
 # zstd at a low level: close to snappy's write speed at a markedly smaller size
 # for these columns (dictionary-encoded categories, low-entropy floats).
 COMPRESSION = "zstd"
@@ -14,20 +16,24 @@ COMPRESSION_LEVEL = 1
 
 
 class ParquetSink:
-    """Streams each table to ``<directory>/<table>.parquet``."""
+    """Streams each table to ``<directory>/<table>.parquet``.
 
-    suffix = ".parquet"
+    The directory is a staging directory owned by the dataset job, which
+    publishes it (or removes it) as a whole; commit and abort have nothing
+    of their own to do.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._paths: dict[str, Path] = {}
 
-    def open(self, directory: Path, schemas: dict[str, pa.Schema]) -> None:
-        for table, schema in schemas.items():
-            path = directory / f"{table}{self.suffix}"
-            self._paths[table] = path
-            self._writers[table] = pq.ParquetWriter(
-                path, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
+    def open(self, tables: list[TableSpec]) -> None:
+        for spec in tables:
+            path = self.directory / f"{spec.name}.parquet"
+            self._paths[spec.name] = path
+            self._writers[spec.name] = pq.ParquetWriter(
+                path, spec.schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
 
     def write(self, table: str, batch: pa.RecordBatch) -> None:
         self._writers[table].write_batch(batch)
@@ -37,3 +43,11 @@ class ParquetSink:
             writer.close()
         self._writers.clear()
         return dict(self._paths)
+
+    def commit(self, manifest: bytes) -> None:
+        pass
+
+    def abort(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
