@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,9 +33,7 @@ import sqlalchemy as sa
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from bench_sample import RESULTS, machine  # noqa: E402
-
-START, END = "<!-- bench_load:start -->", "<!-- bench_load:end -->"
+from results import machine, write_section  # noqa: E402
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -123,7 +120,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     total = sum(rows.values())
-    lines = [START, f"## `causalsynth load` of the {args.n_prs:,}-PR dataset into PostgreSQL ({total:,} rows)", "",
+    lines = [f"## `causalsynth load` of the {args.n_prs:,}-PR dataset into PostgreSQL ({total:,} rows)", "",
              f"Measured {dt.date.today().isoformat()} by `python benchmarks/bench_load.py` on {machine()};",
              "a local PostgreSQL server (fsync off, as in the tests) on the same machine.", "",
              "| table | rows | causalsynth COPY (rows/s) | psql \\copy from CSV (rows/s) | time vs floor |",
@@ -138,16 +135,8 @@ def main() -> None:
               "(the floor builds none).",
               f"- `causalsynth load` end to end in a fresh process (checksums, read, COPY, keys, indexes, commit): "
               f"{cli_wall:.1f} s, {total / cli_wall:,.0f} rows/s, "
-              f"{cli_wall / floor_total:.2f}x the floor's data-only time.",
-              END]
-    section = "\n".join(lines)
-    text = RESULTS.read_text()
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-    print(section)
+              f"{cli_wall / floor_total:.2f}x the floor's data-only time."]
+    print(write_section("bench_load", lines))
 
 
 if __name__ == "__main__":

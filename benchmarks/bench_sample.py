@@ -20,8 +20,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -30,8 +28,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
-START, END = "<!-- bench_sample:start -->", "<!-- bench_sample:end -->"
+sys.path.insert(0, str(HERE))
+from results import machine, write_section  # noqa: E402
 
 COMPILE_PROBE = """
 import time, jax
@@ -57,19 +55,6 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
     return {"wall_s": wall, "peak_rss_gb": usage.ru_maxrss / 1024 / 1024, "stdout": stdout}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    except OSError:
-        mem = float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -102,7 +87,6 @@ def main() -> None:
 
     naive_rate = naive_rows / naive["wall_s"]
     lines = [
-        START,
         f"## `causalsynth sample --n-prs {args.n_prs:,}` ({rows:,} rows)",
         "",
         f"Measured {dt.date.today().isoformat()} by `python benchmarks/bench_sample.py` on {machine()};",
@@ -130,16 +114,8 @@ def main() -> None:
         f"(warm; naive extrapolated to {rows:,} rows at its measured rate: {rows / naive_rate / 60:.1f} min).",
         f"- Memory is flat in N: peak RSS at {4 * args.n_prs:,} PRs is {big['peak_rss_gb']:.2f} GB, "
         f"{big['peak_rss_gb'] / warm['peak_rss_gb']:.2f}x that at {args.n_prs:,} (wall {big['wall_s']:.1f} s).",
-        END,
     ]
-    section = "\n".join(lines)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-    print(section)
+    print(write_section("bench_sample", lines))
 
 
 if __name__ == "__main__":

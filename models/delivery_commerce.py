@@ -44,6 +44,7 @@ from causalsynth.modeling import (
     Calibration,
     Headline,
     Table,
+    Task,
     categorical,
     label,
     rows,
@@ -123,6 +124,7 @@ DESCRIPTIONS = {
     "client_errors": "Requests that failed with a client error",
     "failure_probability": "Model probability that the run fails (0-1)",
     "run_status": "Outcome of the run",
+    "anomaly_score": "Intensity of the run's anomaly (0-1; 0 for normal runs)",
     "services.service_name": "The service these metrics describe",
     "is_touched_by_pr": "The run's PR changes this service",
     "services.response_time_ms": "Mean response time of the service (ms)",
@@ -132,6 +134,8 @@ DESCRIPTIONS = {
     "health_status": "Health band of the service",
     "services.failure_probability": "Model probability that the service is failing (0-1)",
     "is_failing": "The service is failing in this run",
+    "upstream_response_time_ms": "Mean response time of the services this one calls (ms; 0 when none)",
+    "upstream_error_rate": "Mean error rate of the services this one calls (0-1; 0 when none)",
     "upstream_health": "Mean health of the services this one calls (1 when it calls none)",
     "downstream_health": "Mean health of the services that call this one (1 when none do)",
     "retries_per_minute": "Retries the service makes per minute",
@@ -157,6 +161,37 @@ DESCRIPTIONS = {
     "latency_ms": "Latency of the call (ms)",
     "steps.started_at": "When the call started (UTC)",
 }
+
+# The seed's four ML tasks. A "predict" task forecasts its labels from their
+# causes (no feature may be a causal descendant of a label); a "diagnose" task
+# infers a latent state from its symptoms (the features are its effects). A
+# feature "table.column" comes from an ancestor table of the task's unit.
+TASKS = (
+    Task("pr_impact", table="pull_requests", kind="predict",
+         features=("size_class", "lines_added", "lines_deleted", "files_changed", "cyclomatic_complexity",
+                   "test_coverage", "author_experience_years", "is_api_change", "is_db_change",
+                   "is_config_change", "is_breaking_change", "has_security_vulnerability", "primary_service",
+                   "services_touched", "risk_score"),
+         binary="has_performance_regression", continuous="performance_impact_score",
+         categorical="regression_severity", probability="regression_probability"),
+    Task("service_health", table="service_metrics", kind="predict",
+         features=("service_name", "is_touched_by_pr", "response_time_ms", "error_rate", "throughput_rps",
+                   "retries_per_minute", "upstream_response_time_ms", "upstream_error_rate",
+                   "system_runs.cpu_usage", "system_runs.memory_usage", "system_runs.disk_usage",
+                   "system_runs.load_intensity"),
+         binary="is_failing", continuous="health_score", categorical="health_status",
+         probability="services.failure_probability"),
+    Task("conversion", table="ecommerce_flows", kind="predict",
+         features=("user_segment", "device_type", "region", "cart_size", "cart_value", "browse_views",
+                   "expected_latency_ms", "system_runs.load_intensity"),
+         binary="converted", continuous="conversion_probability", categorical="abandonment_reason",
+         probability="conversion_probability"),
+    Task("anomaly", table="system_runs", kind="diagnose",
+         features=("load_intensity", "duration_s", "response_time_ms", "p95_response_time_ms", "error_rate",
+                   "success_rate", "throughput_rps", "cpu_usage", "memory_usage", "disk_usage",
+                   "timeout_errors", "server_errors", "client_errors"),
+         binary="is_anomalous", continuous="anomaly_score", categorical="anomaly_type"),
+)
 
 SEVERITY_LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
 RUN_STATUS_LEVELS = ("SUCCESS", "FAILED")
@@ -310,7 +345,11 @@ def model(p: Params, n_prs: int) -> None:
         kind_probs, kind_levels = shares(an.type.shares)
         kind = jnp.where(anomalous, 1 + categorical("_anomaly_kind", kind_probs, kind_levels), 0)
         label("anomaly_type", kind, ("NONE", *kind_levels))
-        perf_a, error_a, resource_a, behavior_a = (kind == i for i in range(1, 5))
+        score = numpyro.deterministic("anomaly_score", jnp.where(anomalous, jax.nn.sigmoid(
+            an.score_logit_mean + an.score_logit_sd * numpyro.sample("_anomaly_intensity", dist.Normal(0.0, 1.0))),
+            0.0))
+        # Each anomaly moves the metric it is named after, in proportion to its score.
+        perf_a, error_a, resource_a, behavior_a = ((kind == i) * score for i in range(1, 5))
 
         clean_rt = rn.response_time_ms * load ** rn.load_latency_elasticity
         response_time = numpyro.sample("response_time_ms", dist.LogNormal(
@@ -387,6 +426,10 @@ def model(p: Params, n_prs: int) -> None:
         numpyro.sample("is_failing", dist.Bernoulli(svc_fail_prob))
         n_callees = jnp.asarray(depends.sum(1)).reshape(-1, 1)
         n_callers = jnp.asarray(depends.sum(0)).reshape(-1, 1)
+        numpyro.deterministic("upstream_response_time_ms", jnp.where(
+            n_callees > 0, _over_services(depends, svc_rt) / jnp.maximum(n_callees, 1), 0.0))
+        numpyro.deterministic("upstream_error_rate", jnp.where(
+            n_callees > 0, _over_services(depends, svc_err) / jnp.maximum(n_callees, 1), 0.0))
         numpyro.deterministic("upstream_health", jnp.where(
             n_callees > 0, _over_services(depends, health) / jnp.maximum(n_callees, 1), 1.0))
         numpyro.deterministic("downstream_health", jnp.where(
@@ -416,9 +459,9 @@ def model(p: Params, n_prs: int) -> None:
         cart_value = numpyro.sample("cart_value", dist.LogNormal(
             jnp.log(cart_size) + fw.item_price_log_mean + _vec(fw.segment_price_lift, seg_levels)[segment],
             fw.item_price_log_sd))
-        views = 1 + jnp.minimum(numpyro.sample("_extra_views", dist.GeometricProbs(
-            1.0 / (1.0 + _vec(fw.browse_extra_views_count, seg_levels)[segment]))), n_views - 1)
-        numpyro.deterministic("browse_views", views.astype(jnp.int32))
+        views = numpyro.deterministic("browse_views", (1 + jnp.minimum(numpyro.sample(
+            "_extra_views", dist.GeometricProbs(1.0 / (1.0 + _vec(fw.browse_extra_views_count, seg_levels)[segment]))),
+            n_views - 1)).astype(jnp.int32))
 
         # What each funnel step costs this shopper in this run: the step's
         # service latency (behind the gateway), stretched by device and region.

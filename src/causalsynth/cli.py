@@ -256,6 +256,68 @@ def effects(
     out.print(f"per-unit outcomes and effects: {out_file}", soft_wrap=True)
 
 
+@app.command()
+def export(
+    dataset_dir: Annotated[Path, typer.Argument(help="A Parquet dataset written by `causalsynth sample`.")],
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, csv, jsonl, json.")] = "parquet",
+    split_by: Annotated[str, typer.Option("--split-by", help="pr (hashed per PR) or time (by merge time).")] = "pr",
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the per-PR split.")] = 0,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: "
+                                                                  "DATASET_DIR/ml).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+) -> None:
+    """Write ML task datasets (features, labels, split) and ml/schema.json, the data dictionary."""
+    from causalsynth.ml import export as export_tasks
+
+    try:
+        written = export_tasks(dataset_dir, tasks=_csv(tasks), formats=_csv(fmt), split_by=split_by,
+                               seed=split_seed, out=out_dir, force=force,
+                               on_file=lambda path: err.print(f"[dim]wrote {path.name}[/dim]"))
+    except CausalsynthError as exc:
+        raise _fail(exc) from None
+    out.print(f"{len(written)} task files and schema.json in {out_dir or dataset_dir / 'ml'}")
+
+
+@app.command()
+def evaluate(
+    dataset_dir: Annotated[Path, typer.Argument(help="Dataset to train on (its train split).")],
+    test_dir: Annotated[Optional[Path], typer.Option("--test", help="Dataset to test on (its test split); "
+                                                                    "default: DATASET_DIR.")] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
+) -> None:
+    """Baselines per task against the seed's targets and the Bayes ceiling; writes evaluation.json."""
+    from causalsynth.evaluation import evaluate as run_evaluation, write_evaluation
+
+    try:
+        results = run_evaluation(dataset_dir, test_dir=test_dir, tasks=_csv(tasks),
+                                 on_task=lambda name: err.print(f"[dim]training {name}…[/dim]"))
+        path = write_evaluation(results, dataset_dir)
+    except CausalsynthError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"trained on {dataset_dir}, tested on {test_dir or dataset_dir}", title_justify="left")
+    for col, justify in (("task", "left"), ("label", "left"), ("metric", "left"), ("baseline", "right"),
+                         ("target", "right"), ("bayes", "right"), ("", "left")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for task, metrics in results.items():
+        for metric, m in metrics.items():
+            if metric.startswith("_"):
+                continue
+            verdict = "" if m["meets_target"] is None else ("[green]meets[/green]" if m["meets_target"]
+                                                            else "[red]misses[/red]")
+            label, _, score = metric.rpartition(".")
+            table.add_row(task, label, score, f"{m['value']:.4f}",
+                          "" if m["target"] is None else f"> {m['target']:.2f}",
+                          "" if m["bayes"] is None else f"{m['bayes']:.4f}", verdict)
+    # Whole rows also when piped (rich assumes 80 columns without a terminal).
+    (out if out.is_terminal else Console(width=120)).print(table)
+    out.print(f"written: {path}")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
 def _intervention(variant: str | None, do: list[str] | None):
     from causalsynth.interventions import Intervention, load_variant, parse_assignments
 

@@ -27,9 +27,10 @@ from causalsynth.errors import ConfigError
 from causalsynth.params import Params
 
 # Top-level sections that steer the engine rather than feed the model.
-ENGINE_KEYS = ("version", "model", "sampling")
+ENGINE_KEYS = ("version", "model", "sampling", "ml")
 
-PROBABILITY_KEYS = ("rate", "*_rate", "*_probability", "*_share", "*_success", "*_usage")
+PROBABILITY_KEYS = ("rate", "*_rate", "*_probability", "*_share", "*_success", "*_usage",
+                    "accuracy", "precision", "recall")
 PROBABILITY_PARENTS = ("*_thresholds", "*_loss")
 POSITIVE_KEYS = ("*_sd", "*_ms", "*_rps", "*_days", "*_hours", "*_lines", "*_s", "*concentration")
 POSITIVE_PARENTS = ("*_scale", "*_factor", "*_count", "shape", "sampling")

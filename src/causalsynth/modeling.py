@@ -101,3 +101,24 @@ class Headline:
     column: str
     target: str
     level: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """An ML task over one table: its features and its binary, continuous and categorical labels.
+
+    ``kind`` is "predict" (features are causes: none may descend from a label)
+    or "diagnose" (features are symptoms of a latent label). ``probability``
+    names the model's own probability of the binary label, when it has one:
+    the score no learned model can beat. Features may be "table.column" of
+    an ancestor table.
+    """
+
+    name: str
+    table: str
+    kind: str
+    features: tuple[str, ...]
+    binary: str
+    continuous: str
+    categorical: str
+    probability: str | None = None

@@ -1,0 +1,170 @@
+"""ML task views, leakage, splits, formats and evaluation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from causalsynth.cli import app
+from causalsynth.dataset import sample_dataset
+from causalsynth.evaluation import evaluate
+from causalsynth.ml import FORMATS, Dataset, check_leakage, export, task_view
+
+runner = CliRunner()
+TASKS = ("pr_impact", "service_health", "conversion", "anomaly")
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory, small_config):
+    out = tmp_path_factory.mktemp("ml") / "ds"
+    sample_dataset(config=small_config, n_prs=2_000, seed=4, out=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(small_dataset):
+    export(small_dataset, formats=list(FORMATS))
+    return small_dataset / "ml"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_in_every_format_with_declared_columns(small_dataset, exported, task):
+    ds = Dataset(small_dataset)
+    view = task_view(ds, task)
+    schema = json.loads((exported / "schema.json").read_text())["tasks"][task]
+    declared = [f["name"] for f in schema["fields"] if f["role"] == "feature"]
+    assert declared == list(view.features)
+    parquet = pq.read_table(exported / f"{task}.parquet").to_pandas()
+    assert {"split", *view.features, *view.labels} <= set(parquet.columns)
+    csv = pd.read_csv(exported / f"{task}.csv")
+    assert list(csv.columns) == list(parquet.columns) and len(csv) == len(parquet)
+    for column in parquet.columns:  # CSV and Parquet agree row for row
+        left, right = parquet[column], csv[column]
+        if pd.api.types.is_float_dtype(left):
+            pd.testing.assert_series_equal(left.astype(float), right.astype(float), rtol=1e-6, check_names=False)
+        else:
+            assert (left.astype(str).str.lower() == right.astype(str).str.lower()).all(), column
+    lines = (exported / f"{task}.jsonl").read_text().splitlines()
+    records = json.loads((exported / f"{task}.json").read_text())
+    assert len(lines) == len(records) == len(parquet)
+    first = json.loads(lines[0])
+    assert first == records[0]
+    assert set(first) >= {"split", "features", "labels"}
+    assert list(first["features"]) == list(view.features)
+    assert {view.task.binary, view.task.continuous, view.task.categorical} <= set(first["labels"])
+    assert first["features"][view.features[0]] == parquet[view.features[0]].iloc[0]
+
+
+def test_schema_json_is_a_data_dictionary(exported):
+    schema = json.loads((exported / "schema.json").read_text())
+    fields = {f["name"]: f for f in schema["tasks"]["pr_impact"]["fields"]}
+    assert "coverage" in fields["test_coverage"]["description"].lower()
+    assert fields["test_coverage"]["source"] == "pull_requests.test_coverage"
+    assert fields["has_performance_regression"]["role"] == "label (binary)"
+    assert "regression_probability" in fields["has_performance_regression"]["causal_parents"]
+    assert fields["size_class"]["levels"] == ["SMALL", "MEDIUM", "LARGE"]
+    service = {f["name"]: f for f in schema["tasks"]["service_health"]["fields"]}
+    assert service["system_runs_cpu_usage"]["source"] == "system_runs.cpu_usage"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_no_feature_leaks_its_labels(small_dataset, task):
+    ds = Dataset(small_dataset)
+    assert check_leakage(ds, ds.task(task)) == []
+
+
+def test_leakage_check_catches_descendants_labels_and_probabilities(small_dataset):
+    ds = Dataset(small_dataset)
+    conversion = ds.task("conversion")
+    assert "known only with the outcome" in check_leakage(ds, replace(conversion, features=("last_step",)))[0]
+    assert "causal descendant" in check_leakage(ds, replace(ds.task("pr_impact"),
+                                                            features=("system_runs.response_time_ms",)))[0]
+    assert "is a label" in check_leakage(ds, replace(conversion, features=("converted",)))[0]
+    assert "own probabilities" in check_leakage(ds, replace(ds.task("pr_impact"),
+                                                            features=("regression_probability",)))[0]
+    # the run metrics are symptoms of an anomaly: allowed when diagnosing, a leak when predicting
+    anomaly = ds.task("anomaly")
+    assert check_leakage(ds, anomaly) == []
+    assert check_leakage(ds, replace(anomaly, kind="predict"))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_splits_are_grouped_by_pr_and_deterministic(small_dataset, task):
+    ds = Dataset(small_dataset)
+    frame = task_view(ds, task).frame
+    assert (frame.groupby("pr_id").split.nunique() == 1).all()
+    shares = frame.drop_duplicates("pr_id").split.value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.70, abs=0.04) and shares["test"] == pytest.approx(0.15, abs=0.03)
+    assert task_view(ds, task).frame.split.equals(frame.split)
+
+
+def test_time_split_trains_on_the_past(small_dataset):
+    ds = Dataset(small_dataset)
+    frame = task_view(ds, "pr_impact", split_by="time").frame
+    merged = ds.read("pull_requests", ["pr_id", "merged_at"]).set_index("pr_id").merged_at
+    times = frame.assign(merged=merged.reindex(frame.pr_id).to_numpy()).groupby("split").merged
+    assert times.max()["train"] <= times.min()["valid"] and times.max()["valid"] <= times.min()["test"]
+
+
+def test_evaluate_writes_results_and_bayes_bounds_the_baseline(small_dataset):
+    result = runner.invoke(app, ["evaluate", str(small_dataset)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((small_dataset / "evaluation.json").read_text())
+    assert set(results) == set(TASKS)
+    for task in ("pr_impact", "service_health", "conversion"):
+        accuracy = next(v for k, v in results[task].items() if k.endswith(".accuracy"))
+        assert accuracy["bayes"] >= accuracy["value"] - 0.03, task
+        assert accuracy["target"] is not None and 0 <= accuracy["value"] <= 1
+    assert results["anomaly"]["is_anomalous.precision"]["target"] == 0.95
+    assert "conversion" in result.output and "accuracy" in result.output
+
+
+def test_defaults_meet_the_seed_targets(dataset_20k):
+    results = evaluate(dataset_20k)
+    for task, metrics in results.items():
+        for name, metric in metrics.items():
+            if not name.startswith("_") and metric["target"] is not None:
+                assert metric["meets_target"], (task, name, metric)
+                if metric["bayes"] is not None:
+                    assert metric["value"] <= metric["bayes"] + 0.01, (task, name, metric)
+
+
+def test_evaluate_on_a_shifted_twin(small_dataset, tmp_path):
+    from causalsynth.dataset import sample_twin
+    from causalsynth.interventions import load_variant
+
+    twin = tmp_path / "twin"
+    sample_twin(factual_dir=small_dataset, intervention=load_variant("all_regressions"), out=twin)
+    shifted = evaluate(small_dataset, test_dir=twin, tasks=["pr_impact"])["pr_impact"]
+    assert shifted["has_performance_regression.recall"]["value"] < 0.95  # every PR regresses in the twin
+    assert shifted["has_performance_regression.accuracy"]["bayes"] < 0.9
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["export", "{missing}"], "not a causalsynth dataset"),
+    (["export", "{ds}", "--tasks", "fraud"], "no such task"),
+    (["export", "{ds}", "--format", "xlsx", "--out", "{tmp}/x"], "allowed formats"),
+    (["export", "{ds}", "--split-by", "moon", "--out", "{tmp}/x"], "allowed values"),
+    (["evaluate", "{missing}"], "not a causalsynth dataset"),
+    (["evaluate", "{ds}", "--tasks", "fraud"], "no such task"),
+])
+def test_bad_input(small_dataset, tmp_path, args, expected):
+    args = [a.format(missing=tmp_path / "missing", ds=small_dataset, tmp=tmp_path) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_export_refuses_to_overwrite_without_force(small_dataset, exported):
+    result = runner.invoke(app, ["export", str(small_dataset), "--tasks", "pr_impact"])
+    assert result.exit_code == 2 and "--force" in result.output
+    result = runner.invoke(app, ["export", str(small_dataset), "--tasks", "pr_impact", "--force",
+                                 "--format", "csv", "--out", str(small_dataset / "ml-csv")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (small_dataset / "ml-csv").iterdir()) == ["pr_impact.csv", "schema.json"]
