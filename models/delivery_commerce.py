@@ -42,7 +42,10 @@ import numpyro.distributions as dist
 
 from causalsynth.modeling import (
     Calibration,
-    Headline,
+    Marginal,
+    Plot,
+    Shape,
+    Signature,
     Table,
     Task,
     categorical,
@@ -75,12 +78,47 @@ CALIBRATION = (
     Calibration("conversion", site="conversion_probability", target="funnel.conversion.rate"),
 )
 
-HEADLINES = (
-    Headline("regression rate", "pull_requests", "has_performance_regression", "regression.rate"),
-    Headline("anomalous runs", "system_runs", "is_anomalous", "run.anomaly.rate"),
-    Headline("failed runs", "system_runs", "run_status", "run.failure.rate", level="FAILED"),
-    Headline("failing services", "service_metrics", "is_failing", "service.failure.rate"),
-    Headline("conversion", "ecommerce_flows", "converted", "funnel.conversion.rate"),
+# What `causalsynth validate` holds the data to (targets and tolerances are config).
+MARGINALS = (
+    Marginal("pull_requests.has_performance_regression", "regression.rate", "regression",
+             headline="regression rate"),
+    Marginal("system_runs.is_anomalous", "run.anomaly.rate", "anomaly", headline="anomalous runs"),
+    Marginal("system_runs.run_status=FAILED", "run.failure.rate", "failed_runs", headline="failed runs"),
+    Marginal("service_metrics.is_failing", "service.failure.rate", headline="failing services"),
+    Marginal("ecommerce_flows.converted", "funnel.conversion.rate", "conversion", headline="conversion"),
+    Marginal("pull_requests.has_security_vulnerability", "pull_request.security_vulnerability_rate"),
+    Marginal("pull_requests.is_breaking_change", "pull_request.breaking_change_rate"),
+    Marginal("pull_requests.is_api_change", "pull_request.api_change_rate"),
+    Marginal("pull_requests.is_db_change", "pull_request.db_change_rate"),
+    Marginal("pull_requests.is_config_change", "pull_request.config_change_rate"),
+    Marginal("pull_requests.size_class", "pull_request.size_class.shares"),
+    Marginal("pull_requests.primary_service", "pull_request.primary_service.shares"),
+    Marginal("pull_requests.regression_severity", "regression.severity.shares", "mix",
+             among="has_performance_regression"),
+    Marginal("system_runs.anomaly_type", "run.anomaly.type.shares", "mix", among="is_anomalous"),
+    Marginal("ecommerce_flows.user_segment", "flow.segment.shares"),
+    Marginal("ecommerce_flows.device_type", "flow.device.shares"),
+    Marginal("ecommerce_flows.region", "flow.region.shares"),
+)
+_CLEAN_RUNS = ("~is_anomalous", "~pull_requests.has_performance_regression")
+SHAPES = (
+    Shape("system_runs.response_time_ms", "lognormal", _CLEAN_RUNS),
+    Shape("system_runs.error_rate", "beta", _CLEAN_RUNS),
+)
+SIGNATURES = (
+    Signature("system_runs.response_time_ms", by="pull_requests.has_performance_regression", direction="higher"),
+    Signature("ecommerce_flows.converted", by="pull_requests.has_performance_regression", direction="lower"),
+)
+REPORT = (
+    Plot("Response time of runs, regressed vs clean PRs", "distribution", "system_runs", "response_time_ms",
+         by=("pull_requests.has_performance_regression",)),
+    Plot("Conversion probability of flows, regressed vs clean PRs", "distribution", "ecommerce_flows",
+         "conversion_probability", by=("pull_requests.has_performance_regression",)),
+    Plot("Conversion funnel by device and segment", "funnel", "flow_steps", "flow_id", step="step_type",
+         by=("ecommerce_flows.device_type", "ecommerce_flows.user_segment")),
+    Plot("Anomaly types among anomalous runs", "mix", "system_runs", "anomaly_type", among="is_anomalous"),
+    Plot("Service health across the dependency graph", "graph", "service_metrics", "health_score",
+         node="service_name", edges="service.depends_on"),
 )
 
 # The data dictionary: what each column means, with its unit (by site name).

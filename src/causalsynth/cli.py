@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -115,6 +116,8 @@ def sample(
     db_schema: Annotated[Optional[str], typer.Option("--schema", help="PostgreSQL schema for --db.")] = None,
     if_exists: Annotated[str, typer.Option("--if-exists", help="If --db already has the tables: "
                                                                "fail, replace or append.")] = "fail",
+    full_validation: Annotated[bool, typer.Option("--validate", help="Print the full validation table "
+                                                                     "(a one-line verdict is always shown).")] = False,
 ) -> None:
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
     from causalsynth.config import load_config
@@ -132,6 +135,15 @@ def sample(
                               intervention=_intervention(variant, do), progress=progress)
 
     _run_dataset_job(job, _destination(out_dir, db))
+    if out_dir is not None:
+        from causalsynth.quality import validate_dataset
+
+        checks = validate_dataset(out_dir)
+        if full_validation:
+            _print_checks(checks, f"validation of {out_dir}")
+        else:
+            out.print(_verdict(checks) + ("" if all(c.passed for c in checks)
+                                          else f"  (details: causalsynth validate {out_dir})"))
 
 
 @app.command("variant")
@@ -254,6 +266,59 @@ def effects(
               f"95% CI [{effect.ci_low:+.6g}, {effect.ci_high:+.6g}]  "
               f"({effect.n_units:,} units in {effect.n_prs:,} PRs; clustered by PR)", soft_wrap=True)
     out.print(f"per-unit outcomes and effects: {out_file}", soft_wrap=True)
+
+
+@app.command()
+def validate(
+    dataset_dir: Annotated[Path, typer.Argument(help="A Parquet dataset written by `causalsynth sample`.")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+) -> None:
+    """Check a dataset against its manifest and config. Exit 0: all pass; 1: a check fails; 2: unreadable."""
+    from causalsynth.quality import as_json, validate_dataset
+
+    try:
+        checks = validate_dataset(dataset_dir)
+        if json_out is not None:
+            _write_file(json_out, (json.dumps(as_json(checks), indent=2) + "\n").encode())
+    except CausalsynthError as exc:
+        raise _fail(exc) from None
+    _print_checks(checks, f"validation of {dataset_dir}")
+    raise typer.Exit(0 if all(c.passed for c in checks) else 1)
+
+
+@app.command()
+def report(
+    dataset_dir: Annotated[Path, typer.Argument(help="A Parquet dataset written by `causalsynth sample`.")],
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    compare: Annotated[Optional[Path], typer.Option("--compare", help="Another dataset (e.g. a twin), "
+                                                                      "drawn side by side.")] = None,
+) -> None:
+    """One self-contained HTML report: validation, marginals, distributions, funnel, graphs."""
+    from causalsynth.report import write_report
+
+    try:
+        path = write_report(dataset_dir, out_file, compare)
+    except CausalsynthError as exc:
+        raise _fail(exc) from None
+    out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def _print_checks(checks, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("check", "expected", "observed", "verdict"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        table.add_row(c.check, c.expected, c.observed, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
+    (out if out.is_terminal else Console(width=160)).print(table)
+    out.print(_verdict(checks))
+
+
+def _verdict(checks) -> str:
+    failed = [c for c in checks if not c.passed]
+    if not failed:
+        return f"[green]valid[/green]: all {len(checks)} checks pass"
+    return (f"[red]invalid[/red]: {len(failed)} of {len(checks)} checks fail: "
+            + "; ".join(c.check for c in failed[:5]) + (" …" if len(failed) > 5 else ""))
 
 
 @app.command()

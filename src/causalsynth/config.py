@@ -27,11 +27,11 @@ from causalsynth.errors import ConfigError
 from causalsynth.params import Params
 
 # Top-level sections that steer the engine rather than feed the model.
-ENGINE_KEYS = ("version", "model", "sampling", "ml")
+ENGINE_KEYS = ("version", "model", "sampling", "ml", "quality")
 
 PROBABILITY_KEYS = ("rate", "*_rate", "*_probability", "*_share", "*_success", "*_usage",
-                    "accuracy", "precision", "recall")
-PROBABILITY_PARENTS = ("*_thresholds", "*_loss")
+                    "accuracy", "precision", "recall", "completeness", "*_distance")
+PROBABILITY_PARENTS = ("*_thresholds", "*_loss", "tolerances")
 POSITIVE_KEYS = ("*_sd", "*_ms", "*_rps", "*_days", "*_hours", "*_lines", "*_s", "*concentration")
 POSITIVE_PARENTS = ("*_scale", "*_factor", "*_count", "shape", "sampling")
 SHARES_TOLERANCE = 1e-6

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from causalsynth.config import Config, load_config
@@ -43,6 +43,20 @@ class Progress:
     on_block: Callable[[int], None] = lambda rows: None
 
 
+def parse_column(ref: str) -> tuple[str, str, str | None]:
+    """"table.column" or "table.column=LEVEL" → (table, column, level)."""
+    where, _, level = ref.partition("=")
+    table, _, column = where.partition(".")
+    return table, column, level or None
+
+
+def true_count(column: pa.Array, level: str | None = None) -> int:
+    """Rows that are true (a boolean column) or equal ``level`` (a dictionary column)."""
+    if level is None:
+        return int(pc.sum(column).as_py() or 0)
+    return int(pc.sum(pc.equal(column.dictionary_decode(), level)).as_py() or 0)
+
+
 @dataclass
 class Headcount:
     """Rows per table and headline counts, accumulated batch by batch."""
@@ -53,22 +67,19 @@ class Headcount:
     def add(self, program: Program, batches: dict[str, pa.RecordBatch]) -> int:
         for table, batch in batches.items():
             self.rows[table] = self.rows.get(table, 0) + batch.num_rows
-        for h in program.model.HEADLINES:
-            column = batches[h.table].column(h.column)
-            if h.level is None:
-                hits = int(np.count_nonzero(column.to_numpy(zero_copy_only=False)))
-            else:
-                code = column.dictionary.to_pylist().index(h.level)
-                hits = int(np.count_nonzero(column.indices.to_numpy() == code))
-            self.hits[h.title] = self.hits.get(h.title, 0) + hits
+        for m in program.model.MARGINALS:
+            if m.headline:
+                table, column, level = parse_column(m.column)
+                self.hits[m.headline] = self.hits.get(m.headline, 0) + true_count(
+                    batches[table].column(column), level)
         return sum(b.num_rows for b in batches.values())
 
     def headlines(self, program: Program) -> list[dict[str, Any]]:
         return [
-            {"title": h.title, "table": h.table, "column": h.column, "level": h.level,
-             "observed": self.hits[h.title] / max(self.rows[h.table], 1),
-             "target": float(program.config.get(h.target))}
-            for h in program.model.HEADLINES
+            {"title": m.headline, "column": m.column,
+             "observed": self.hits[m.headline] / max(self.rows[parse_column(m.column)[0]], 1),
+             "target": float(program.config.get(m.target))}
+            for m in program.model.MARGINALS if m.headline
         ]
 
 

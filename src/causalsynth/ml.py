@@ -73,6 +73,31 @@ class Dataset:
         return pq.read_table(self.directory / self.manifest["tables"][table]["file"],
                              columns=list(dict.fromkeys(columns))).to_pandas()
 
+    def root(self, table: str) -> str:
+        while self.parent(table) is not None:
+            table = self.parent(table)[0]
+        return table
+
+    def frame(self, table: str, refs: list[str]) -> pd.DataFrame:
+        """Rows of ``table`` with its key, its root table's key, and ``refs``.
+
+        A ref is a column of ``table``, or "ancestor.column" of an ancestor
+        table (named "ancestor_column" in the frame), joined down the foreign keys.
+        """
+        own = [r for r in refs if "." not in r]
+        parent = self.parent(table)
+        frame = self.read(table, [self.key(table)] + ([parent[1]] if parent else []) + own)
+        link = parent
+        while link is not None:
+            up_table, up_key = link
+            wanted = [r.partition(".")[2] for r in refs if r.partition(".")[0] == up_table]
+            up_parent = self.parent(up_table)
+            up = self.read(up_table, [up_key] + ([up_parent[1]] if up_parent else []) + wanted)
+            frame = frame.merge(up.rename(columns={c: f"{up_table}_{c}" for c in wanted}),
+                                on=up_key, how="left", validate="many_to_one")
+            link = up_parent
+        return frame
+
     def site(self, table: str, column: str) -> str:
         return next(c.site for c in self.program.table(table).columns if c.name == column)
 
@@ -117,21 +142,10 @@ def task_view(ds: Dataset, name: str, *, split_by: str = "pr", seed: int = 0) ->
         raise ConfigError(f"--split-by {split_by}: allowed values are {', '.join(SPLIT_BY)}")
     task = ds.task(name)
     unit_key = ds.key(task.table)
-    own = [c for f in task.features for t, c in [_split_feature(task, f)] if t == task.table]
     labels = list(dict.fromkeys([task.binary, task.continuous, task.categorical]
                                 + ([probability_column(task)] if task.probability else [])))
-    parent = ds.parent(task.table)
-    frame = ds.read(task.table, [unit_key] + ([parent[1]] if parent else []) + own + labels)
-    # Walk up to the root table, joining the ancestor features each level asks for.
-    table, link = task.table, parent
-    while link is not None:
-        up_table, up_key = link
-        wanted = [c for f in task.features for t, c in [_split_feature(task, f)] if t == up_table]
-        up_parent = ds.parent(up_table)
-        cols = [up_key] + ([up_parent[1]] if up_parent else []) + wanted
-        up = ds.read(up_table, cols).rename(columns={c: f"{up_table}_{c}" for c in wanted})
-        frame = frame.merge(up, on=up_key, how="left", validate="many_to_one")
-        table, link = up_table, up_parent
+    frame = ds.frame(task.table, list(task.features) + labels)
+    table = ds.root(task.table)
     root_key = ds.key(table)
     shares = ds.config.get("ml.split.shares")
     if split_by == "pr":

@@ -93,14 +93,41 @@ class Calibration:
 
 
 @dataclass(frozen=True)
-class Headline:
-    """A rate shown after sampling: share of ``column`` (== ``level``) against config ``target``."""
+class Marginal:
+    """A configured rate or mix the data must show, checked by ``causalsynth validate``.
 
-    title: str
-    table: str
+    ``column`` is "table.column", or "table.column=LEVEL" for the share of one
+    level; ``target`` is the config path of the rate, or of a ``shares``
+    mapping (one check per level); ``tolerance`` names an entry of
+    ``quality.tolerances``; ``among`` restricts the rows to those where that
+    boolean column is true. A ``headline`` title also shows it after sampling.
+    """
+
     column: str
     target: str
-    level: str | None = None
+    tolerance: str = "default"
+    among: str | None = None
+    headline: str | None = None
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A distribution a column must follow (``lognormal`` or ``beta``) on the rows where
+    every ``where`` boolean column (own, or "ancestor.column"; "~" negates) holds."""
+
+    column: str
+    family: str
+    where: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A causal effect the data must show: ``column``'s mean is ``direction``
+    ("higher" or "lower") where the boolean ``by`` (an ancestor column) is true."""
+
+    column: str
+    by: str
+    direction: str
 
 
 @dataclass(frozen=True)
@@ -122,3 +149,27 @@ class Task:
     continuous: str
     categorical: str
     probability: str | None = None
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A section of ``causalsynth report``.
+
+    ``kind`` is one of:
+    - "distribution": ``column`` by the boolean ``by`` (an ancestor column), histograms;
+    - "mix": the level shares of ``column`` (among rows where ``among`` is true);
+    - "funnel": share of ``column``'s units (a parent key) reaching each level of
+      ``step`` (in level order), one line per level of each ``by`` column;
+    - "graph": mean ``column`` per level of ``node`` drawn on the graph whose
+      edges are the config mapping ``edges`` (node → the nodes it depends on).
+    """
+
+    title: str
+    kind: str
+    table: str
+    column: str
+    by: tuple[str, ...] = ()
+    among: str | None = None
+    step: str | None = None
+    node: str | None = None
+    edges: str | None = None
