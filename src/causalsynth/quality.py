@@ -17,7 +17,8 @@ so a dataset sampled with a 35 % regression rate validates against 35 %:
 - causal signatures: the model's ``SIGNATURES`` (regressed PRs' runs are
   slower, their flows convert less).
 
-Uses Arrow compute throughout; each table is read once.
+Uses Arrow compute and Parquet statistics; child tables are streamed by row
+group, so memory stays bounded as the dataset grows.
 """
 
 from __future__ import annotations
@@ -58,19 +59,42 @@ class Check:
 
 
 class _Tables:
-    """The dataset's tables, each read once, and ancestor lookups over the foreign keys."""
+    """The dataset's Parquet files, read a column at a time (and child tables a row group
+    at a time), so that validating holds a few columns in memory, never whole tables."""
 
     def __init__(self, directory: Path, manifest: dict[str, Any]):
         self.directory, self.manifest = directory, manifest
-        self.cache: dict[str, pa.Table | None] = {}
+        self.files: dict[str, pq.ParquetFile | None] = {}
+        self.columns: dict[tuple[str, str], pa.ChunkedArray] = {}
 
-    def get(self, name: str) -> pa.Table | None:
-        if name not in self.cache:
+    def file(self, name: str) -> pq.ParquetFile | None:
+        if name not in self.files:
             try:
-                self.cache[name] = pq.read_table(self.directory / self.manifest["tables"][name]["file"])
+                self.files[name] = pq.ParquetFile(self.directory / self.manifest["tables"][name]["file"])
+                self.files[name].schema_arrow  # noqa: B018 - parse the footer now: corrupt is unreadable
             except (OSError, pa.ArrowException):
-                self.cache[name] = None
-        return self.cache[name]
+                self.files[name] = None
+        return self.files[name]
+
+    def key(self, name: str) -> str:
+        return self.manifest["tables"][name]["key"]
+
+    def own(self, name: str, column: str, keep: bool = False) -> pa.ChunkedArray:
+        """One whole column; ``keep`` caches it (keys and parents' columns used per child row group)."""
+        if (name, column) in self.columns:
+            return self.columns[name, column]
+        values = self.file(name).read(columns=[column]).column(0)
+        if keep:
+            self.columns[name, column] = values
+        return values
+
+    def key_column(self, name: str) -> pa.ChunkedArray:
+        return self.own(name, self.key(name), keep=True)
+
+    def row_groups(self, name: str, columns: list[str]):
+        f = self.file(name)
+        for i in range(f.metadata.num_row_groups):
+            yield f.read_row_group(i, columns=columns)
 
     def parent(self, name: str) -> tuple[str, str] | None:
         parent = self.manifest["tables"][name]["parent"]
@@ -80,15 +104,15 @@ class _Tables:
         """``ref`` of ``table``'s rows: its own column, or "ancestor.column" looked up through the keys."""
         ancestor, _, column = ref.rpartition(".")
         if not ancestor:
-            return self.get(table).column(column)
+            return self.own(table, column)
         rows, link = None, self.parent(table)
         current = table
         while True:
             up, key = link
-            fk = self.get(current).column(key) if rows is None else pc.take(self.get(current).column(key), rows)
-            rows = _lookup(self.get(up).column(self.manifest["tables"][up]["key"]), fk)
+            fk = self.own(current, key) if rows is None else pc.take(self.own(current, key), rows)
+            rows = _lookup(self.key_column(up), fk)
             if up == ancestor:
-                return pc.take(self.get(up).column(column), rows)
+                return pc.take(self.own(up, column), rows)
             current, link = up, self.parent(up)
 
     def mask(self, table: str, conditions: tuple[str, ...]) -> pa.ChunkedArray | None:
@@ -99,6 +123,23 @@ class _Tables:
             values = pc.invert(values) if negate else values
             mask = values if mask is None else pc.and_(mask, values)
         return mask
+
+    def stats(self, name: str, column: str) -> tuple[int, Any, Any]:
+        """Nulls, minimum and maximum of a column: from the row groups' statistics when
+        written (pyarrow writes them), else from the data."""
+        f = self.file(name)
+        index = f.schema_arrow.get_field_index(column)
+        nulls, low, high = 0, None, None
+        for i in range(f.metadata.num_row_groups):
+            st = f.metadata.row_group(i).column(index).statistics
+            if st is None or not st.has_null_count or not st.has_min_max:
+                values = self.own(name, column)
+                bounds = pc.min_max(values)
+                return values.null_count, bounds["min"].as_py(), bounds["max"].as_py()
+            nulls += st.null_count
+            low = st.min if low is None else min(low, st.min)
+            high = st.max if high is None else max(high, st.max)
+        return nulls, low, high
 
 
 def _increasing(keys: np.ndarray) -> bool:
@@ -136,9 +177,13 @@ def validate_dataset(directory: str | Path) -> list[Check]:
     model, quality = config.model, config.data["quality"]
     checks: list[Check] = []
     checks += _integrity(directory, manifest, tables)
-    readable = [name for name in manifest["tables"] if tables.get(name) is not None]
-    checks += _completeness(tables, readable, quality["completeness"])
-    checks += _consistency(tables, readable, manifest, model)
+    readable = [name for name in manifest["tables"] if tables.file(name) is not None]
+    for name in readable:
+        try:
+            checks += _table_checks(tables, name, manifest, model, quality["completeness"])
+        except (OSError, pa.ArrowException) as exc:
+            readable.remove(name)
+            checks.append(Check(f"read {name}", "readable", f"unreadable: {exc}", False))
     if len(readable) == len(manifest["tables"]):
         intervened = _intervened_sites(manifest, config)
         checks += _marginals(tables, model, config, quality["tolerances"], intervened)
@@ -154,56 +199,67 @@ def _integrity(directory: Path, manifest: dict, tables: _Tables) -> list[Check]:
         digest = sha256(path) if path.is_file() else "missing"
         out.append(Check(f"checksum {entry['file']}", entry["sha256"][:16] + "…", digest[:16] + "…",
                          digest == entry["sha256"]))
-        table = tables.get(name)
-        rows = "unreadable" if table is None else f"{table.num_rows:,}"
+        f = tables.file(name)
+        rows = "unreadable" if f is None else f"{f.metadata.num_rows:,}"
         out.append(Check(f"rows {name}", f"{entry['rows']:,}", rows,
-                         table is not None and table.num_rows == entry["rows"]))
+                         f is not None and f.metadata.num_rows == entry["rows"]))
     return out
 
 
-def _completeness(tables: _Tables, names: list[str], minimum: float) -> list[Check]:
+def _table_checks(tables: _Tables, name: str, manifest: dict, model, minimum: float) -> list[Check]:
+    """Completeness and consistency of one table, streaming its row groups."""
     out = []
-    for name in names:
-        table = tables.get(name)
-        worst, column = 1.0, "-"
-        for field in table.schema:
-            share = 1.0 - table.column(field.name).null_count / max(table.num_rows, 1)
-            if share < worst:
-                worst, column = share, field.name
-        out.append(Check(f"completeness {name}", f"> {_pct(minimum)} non-null",
-                         f"{_pct(worst)} ({column})" if column != "-" else "100.00%", worst > minimum))
+    f, entry = tables.file(name), manifest["tables"][name]
+    n = max(f.metadata.num_rows, 1)
+    worst, worst_column = 1.0, None
+    for field in f.schema_arrow:
+        share = 1.0 - tables.stats(name, field.name)[0] / n
+        if share < worst:
+            worst, worst_column = share, field.name
+    out.append(Check(f"completeness {name}", f"> {_pct(minimum)} non-null",
+                     f"{_pct(worst)} ({worst_column})" if worst_column else "100.00%", worst > minimum))
+
+    key, parent = entry["key"], tables.parent(name)
+    increasing, last, found, late = True, None, 0, 0
+    columns = [key] + ([parent[1]] if parent else [])
+    time = _first_time(manifest, name)
+    up_time = _first_time(manifest, parent[0]) if parent else None
+    if time and up_time:
+        columns.append(time)
+    for group in tables.row_groups(name, columns):
+        k = group.column(key).to_numpy()
+        increasing &= _increasing(k) and (last is None or len(k) == 0 or k[0] > last)
+        last = k[-1] if len(k) else last
+        if parent:
+            rows = _lookup(tables.key_column(parent[0]), group.column(parent[1]))
+            found += group.num_rows - rows.null_count
+            if time and up_time:
+                theirs = pc.take(tables.own(parent[0], up_time, keep=True), rows)
+                late += pc.sum(pc.less(group.column(time), theirs)).as_py() or 0
+    distinct = f.metadata.num_rows if increasing else pc.count_distinct(tables.own(name, key)).as_py()
+    out.append(Check(f"unique key {name}.{key}", "100%", _pct(distinct / n), distinct == f.metadata.num_rows))
+    if parent:
+        out.append(Check(f"foreign key {name}.{parent[1]} → {parent[0]}", "100%", _pct(found / n),
+                         found == f.metadata.num_rows))
+        if time and up_time:
+            out.append(Check(f"time order {parent[0]}.{up_time} ≤ {name}.{time}", "100%", _pct(1 - late / n),
+                             late == 0))
+    for field in entry["schema"]:
+        unit = _unit(model.DESCRIPTIONS, name, field["name"])
+        if unit is None or not field["type"].startswith(("float", "double", "int")):
+            continue
+        _, low, high = tables.stats(name, field["name"])
+        if unit == "(0-1)":
+            ok = low is not None and 0.0 <= low and high <= 1.0
+            out.append(Check(f"range {name}.{field['name']}", "in [0, 1]", f"[{low:.4g}, {high:.4g}]", ok))
+        else:
+            ok = low is not None and low > 0.0
+            out.append(Check(f"range {name}.{field['name']}", "> 0 ms", f"min {low:.4g}", ok))
     return out
 
 
-def _consistency(tables: _Tables, names: list[str], manifest: dict, model) -> list[Check]:
-    out = []
-    descriptions = model.DESCRIPTIONS
-    for name in names:
-        table, entry = tables.get(name), manifest["tables"][name]
-        keys = table.column(entry["key"])
-        distinct = len(keys) if _increasing(keys.to_numpy()) else pc.count_distinct(keys).as_py()
-        out.append(Check(f"unique key {name}.{entry['key']}", "100%", _pct(distinct / max(len(keys), 1)),
-                         distinct == len(keys)))
-        parent = tables.parent(name)
-        if parent is not None and tables.get(parent[0]) is not None:
-            up_keys = tables.get(parent[0]).column(manifest["tables"][parent[0]]["key"])
-            found = table.num_rows - _lookup(up_keys, table.column(parent[1])).null_count
-            out.append(Check(f"foreign key {name}.{parent[1]} → {parent[0]}", "100%",
-                             _pct(found / max(table.num_rows, 1)), found == table.num_rows))
-            out += _time_order(tables, name, parent[0], manifest)
-        for field in entry["schema"]:
-            unit = _unit(descriptions, name, field["name"])
-            if unit is None or not field["type"].startswith(("float", "double", "int")):
-                continue
-            low, high = pc.min_max(table.column(field["name"])).values()
-            low, high = low.as_py(), high.as_py()
-            if unit == "(0-1)":
-                ok = low is not None and 0.0 <= low and high <= 1.0
-                out.append(Check(f"range {name}.{field['name']}", "in [0, 1]", f"[{low:.4g}, {high:.4g}]", ok))
-            else:
-                ok = low is not None and low > 0.0
-                out.append(Check(f"range {name}.{field['name']}", "> 0 ms", f"min {low:.4g}", ok))
-    return out
+def _first_time(manifest: dict, name: str) -> str | None:
+    return next((f["name"] for f in manifest["tables"][name]["schema"] if f["type"].startswith("timestamp")), None)
 
 
 def _unit(descriptions: dict[str, str], table: str, column: str) -> str | None:
@@ -212,21 +268,6 @@ def _unit(descriptions: dict[str, str], table: str, column: str) -> str | None:
         if site.rpartition(".")[2] == column and ("(0-1)" in text or "(ms)" in text):
             return "(0-1)" if "(0-1)" in text else "(ms)"
     return None
-
-
-def _time_order(tables: _Tables, child: str, parent: str, manifest: dict) -> list[Check]:
-    def first_time(name):
-        return next((f["name"] for f in manifest["tables"][name]["schema"] if f["type"].startswith("timestamp")),
-                    None)
-
-    child_time, parent_time = first_time(child), first_time(parent)
-    if child_time is None or parent_time is None:
-        return []
-    mine = tables.get(child).column(child_time)
-    theirs = tables.column(child, f"{parent}.{parent_time}")
-    late = pc.sum(pc.less(mine, theirs)).as_py() or 0
-    return [Check(f"time order {parent}.{parent_time} ≤ {child}.{child_time}", "100%",
-                  _pct(1 - late / max(len(mine), 1)), late == 0)]
 
 
 def _intervened_sites(manifest: dict, config) -> set[str]:
@@ -247,7 +288,7 @@ def _marginals(tables: _Tables, model, config, tolerances: dict, intervened: set
             out.append(Check(f"marginal {m.column}", "not checked: moved by the intervention",
                              manifest_name(tables), True))
             continue
-        values = tables.get(table).column(column)
+        values = tables.own(table, column)
         if m.among:
             values = pc.filter(values, tables.column(table, m.among))
         target = config.get(m.target)
@@ -267,7 +308,7 @@ def _shapes(tables: _Tables, model, max_distance: float) -> list[Check]:
     out = []
     for shape in model.SHAPES:
         table, _, column = shape.column.partition(".")
-        values = tables.get(table).column(column)
+        values = tables.own(table, column)
         mask = tables.mask(table, shape.where)
         if mask is not None:
             values = pc.filter(values, mask)
@@ -292,7 +333,7 @@ def _signatures(tables: _Tables, model) -> list[Check]:
     out = []
     for sig in model.SIGNATURES:
         table, _, column = sig.column.partition(".")
-        values = tables.get(table).column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+        values = tables.own(table, column).to_numpy().astype(np.float64)
         by = tables.column(table, sig.by).to_numpy(zero_copy_only=False).astype(bool)
         if by.all() or not by.any():  # e.g. a twin where every PR, or none, regressed
             out.append(Check(f"signature {sig.column} {sig.direction} when {sig.by}", f"mean {sig.direction}",
