@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from causalsynth.errors import CausalsynthError, ConfigError, OutputError
+from causalsynth.errors import CausalsynthError, ConfigError
 
 app = typer.Typer(
     name="causalsynth",
@@ -87,6 +87,7 @@ class _RichProgress:
     def stop(self) -> None:
         if self.task is not None:
             self.bar.stop()
+            self.task = None
 
 
 def _fail(exc: CausalsynthError) -> typer.Exit:
@@ -178,22 +179,15 @@ def load(
     if_exists: Annotated[str, typer.Option("--if-exists", help="fail, replace or append.")] = "fail",
 ) -> None:
     """Load a dataset into SQLite or PostgreSQL in one transaction: all of it, or nothing."""
-    from causalsynth.dataset import Progress, load_dataset
+    from causalsynth.dataset import load_dataset
     from causalsynth.sinks.sql import masked
 
-    bar = _RichProgress("loading row groups", "rows")
     started = time.perf_counter()
-    try:
-        rows = load_dataset(directory=dataset_dir, db=db, schema=db_schema, if_exists=if_exists,
-                            progress=Progress(bar.on_stage, bar.on_start, bar.on_block))
-    except CausalsynthError as exc:
-        bar.stop()
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        bar.stop()
-        err.print(f"[yellow]interrupted:[/yellow] the load was rolled back; {masked(db)} is as it was")
-        raise typer.Exit(130) from None
-    bar.stop()
+    rows = _with_progress(
+        lambda progress: load_dataset(directory=dataset_dir, db=db, schema=db_schema, if_exists=if_exists,
+                                      progress=progress),
+        _RichProgress("loading row groups", "rows"),
+        f"the load was rolled back; {masked(db)} is as it was")
     seconds = time.perf_counter() - started
     table = Table(title=f"{masked(db)}  ({seconds:.1f} s)", title_justify="left")
     table.add_column("table")
@@ -394,32 +388,34 @@ def _intervention(variant: str | None, do: list[str] | None):
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    from causalsynth.staging import atomic_file
+
+    with atomic_file(path) as partial:
         partial.write_bytes(data)
-        partial.replace(path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OutputError(f"--out {path}: cannot write: {exc.strerror}") from None
 
 
-def _run_dataset_job(job, destination: str) -> None:
-    """Run a dataset-writing job with progress, clear errors and a closing summary."""
+def _with_progress(job, bar: _RichProgress, interrupted: str):
+    """Run ``job(progress)`` drawing ``bar``; a clear error or interruption exits non-zero."""
     from causalsynth.dataset import Progress
 
-    bar = _RichProgress()
-    started = time.perf_counter()
     try:
-        _enable_compilation_cache()
-        manifest = job(Progress(bar.on_stage, bar.on_start, bar.on_block))
+        return job(Progress(bar.on_stage, bar.on_start, bar.on_block))
     except CausalsynthError as exc:
         bar.stop()
         raise _fail(exc) from None
     except KeyboardInterrupt:
         bar.stop()
-        err.print(f"[yellow]interrupted:[/yellow] nothing was written to {destination}")
+        err.print(f"[yellow]interrupted:[/yellow] {interrupted}")
         raise typer.Exit(130) from None
-    bar.stop()
+    finally:
+        bar.stop()
+
+
+def _run_dataset_job(job, destination: str) -> None:
+    """Run a dataset-writing job with progress, clear errors and a closing summary."""
+    started = time.perf_counter()
+    _enable_compilation_cache()
+    manifest = _with_progress(job, _RichProgress(), f"nothing was written to {destination}")
     _print_summary(manifest, destination, time.perf_counter() - started)
 
 

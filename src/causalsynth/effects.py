@@ -23,6 +23,7 @@ from causalsynth.dataset import prepare_world
 from causalsynth.errors import ConfigError, OutputError
 from causalsynth.interventions import Intervention, encode_do
 from causalsynth.sampling import sample_blocks
+from causalsynth.staging import atomic_file
 from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
 
 Z_95 = 1.959964
@@ -102,17 +103,9 @@ def write_effect(effect: Effect, path: str | Path) -> Path:
         raise ConfigError(f"--out {path}: use a .parquet or .csv file name")
     if not path.parent.is_dir():
         raise OutputError(f"--out {path}: directory {path.parent} does not exist")
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_file(path) as partial:
         if path.suffix == ".parquet":
             pq.write_table(pa.Table.from_pandas(effect.units, preserve_index=False), partial)
         else:
             effect.units.to_csv(partial, index=False)
-        partial.replace(path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OutputError(f"--out {path}: cannot write: {exc.strerror}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     return path

@@ -26,6 +26,7 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, preci
 
 from causalsynth.errors import ConfigError
 from causalsynth.ml import Dataset, TaskView, probability_column, task_view
+from causalsynth.staging import atomic_file
 
 SEED = 0
 
@@ -107,7 +108,6 @@ def evaluate(directory: str | Path, *, test_dir: str | Path | None = None, tasks
 def write_evaluation(results: dict[str, Any], directory: str | Path) -> Path:
     """``evaluation.json`` into the dataset directory, replacing any previous one atomically."""
     path = Path(directory) / "evaluation.json"
-    partial = path.with_name(".evaluation.json.partial")
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    partial.replace(path)
+    with atomic_file(path) as partial:
+        partial.write_text(json.dumps(results, indent=2) + "\n")
     return path

@@ -23,11 +23,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from causalsynth.errors import OutputError  # noqa: E402
 from causalsynth.graph import model_graph  # noqa: E402
 from causalsynth.ml import Dataset  # noqa: E402
 from causalsynth.modeling import Plot  # noqa: E402
 from causalsynth.quality import Check, validate_dataset  # noqa: E402
+from causalsynth.staging import atomic_file  # noqa: E402
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -193,11 +193,6 @@ def build_report(directory: str | Path, compare: str | Path | None = None) -> st
 def write_report(directory: str | Path, out: str | Path, compare: str | Path | None = None) -> Path:
     out = Path(out)
     text = build_report(directory, compare)
-    partial = out.with_name(f".{out.name}.partial")
-    try:
+    with atomic_file(out) as partial:
         partial.write_text(text)
-        partial.replace(out)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OutputError(f"--out {out}: cannot write: {exc.strerror}") from None
     return out
