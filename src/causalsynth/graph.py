@@ -35,6 +35,24 @@ class _substitute_deterministic(handlers.substitute):
             msg["value"] = self.data.get(msg["name"])
 
 
+def _adjacency(pairs) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for a, b in pairs:
+        out[a].add(b)
+    return out
+
+
+def _reach(start, neighbours: dict[str, set[str]]) -> set[str]:
+    """``start`` and every node reachable from it."""
+    seen, stack = set(), list(start)
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(neighbours.get(node, ()))
+    return seen
+
+
 @dataclass(frozen=True)
 class Graph:
     """Sites, their kinds and tables, and the edges between them."""
@@ -45,36 +63,19 @@ class Graph:
 
     @cached_property
     def children(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = defaultdict(set)
-        for parent, child in self.edges:
-            out[parent].add(child)
-        return out
+        return _adjacency(self.edges)
 
     @cached_property
     def parents(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = defaultdict(set)
-        for parent, child in self.edges:
-            out[child].add(parent)
-        return out
+        return _adjacency((child, parent) for parent, child in self.edges)
 
     def descendants(self, sites) -> set[str]:
         """The sites themselves and everything downstream of them."""
-        seen, stack = set(), list(sites)
-        while stack:
-            site = stack.pop()
-            if site not in seen:
-                seen.add(site)
-                stack.extend(self.children.get(site, ()))
-        return seen
+        return _reach(sites, self.children)
 
     def ancestors(self, site: str) -> set[str]:
-        seen, stack = set(), list(self.parents.get(site, ()))
-        while stack:
-            s = stack.pop()
-            if s not in seen:
-                seen.add(s)
-                stack.extend(self.parents.get(s, ()))
-        return seen
+        """Everything upstream of the site."""
+        return _reach(self.parents.get(site, ()), self.parents)
 
     def reading(self, paths) -> set[str]:
         """Sites that read any of the config ``paths`` (or a path below one of them)."""
