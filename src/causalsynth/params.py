@@ -72,12 +72,6 @@ class Params(Mapping):
         return obj
 
     # Helpers --------------------------------------------------------------
-    def get_path(self, path: str) -> Any:
-        node: Any = self
-        for part in path.split("."):
-            node = node[part]
-        return node
-
     def replace(self, path: str, value: Any) -> Params:
         """A copy with the value at dotted ``path`` set (created if absent)."""
         head, _, rest = path.partition(".")
@@ -105,15 +99,3 @@ class Params(Mapping):
         for path, value in values.items():
             out = out.replace(path, value)
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python data (floats, not arrays), for YAML and JSON."""
-        def plain(v: Any) -> Any:
-            if isinstance(v, Params):
-                return v.to_dict()
-            if isinstance(v, (np.ndarray, jax.Array, np.floating)):
-                return float(np.asarray(v))
-            if isinstance(v, tuple):
-                return [plain(x) for x in v]
-            return v
-        return {k: plain(v) for k, v in self._data.items()}

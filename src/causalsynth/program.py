@@ -119,10 +119,7 @@ class Program:
     # --- structure ----------------------------------------------------------
     def initial_params(self) -> Params:
         """The config's params with every calibrated intercept at 0."""
-        params = self.config.params
-        for cal in self.model.CALIBRATION:
-            params = params.replace(f"intercepts.{cal.name}", 0.0)
-        return params
+        return self.config.params.with_leaves({f"intercepts.{c.name}": 0.0 for c in self.model.CALIBRATION})
 
     def _trace(self, key, params: Params, n_prs: int, do: dict | None = None):
         with switch_do(data=do):

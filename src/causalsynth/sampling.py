@@ -75,9 +75,7 @@ def site_means(program: Program, params: Params, sites: list[str], seed: int,
 
 def with_intercepts(params: Params, intercepts: dict[str, float]) -> Params:
     """``params`` with the calibrated intercepts the model reads as ``p.intercepts``."""
-    for name, value in intercepts.items():
-        params = params.replace(f"intercepts.{name}", np.float32(value))
-    return params
+    return params.with_leaves({f"intercepts.{name}": np.float32(v) for name, v in intercepts.items()})
 
 
 def calibrate(program: Program) -> dict[str, float]:
@@ -97,7 +95,7 @@ def calibrate(program: Program) -> dict[str, float]:
     cfg = program.config
     seed = int(cfg.sampling["calibration_seed"])
     n_blocks = int(cfg.sampling["calibration_blocks"])
-    targets = np.array([float(cfg.params.get_path(c.target)) for c in cals])
+    targets = np.array([float(cfg.get(c.target)) for c in cals])
     sites = [c.site for c in cals]
     base = program.config.params
 
