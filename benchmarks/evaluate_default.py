@@ -45,7 +45,8 @@ def main() -> None:
              f"Measured {dt.date.today().isoformat()} by `python benchmarks/evaluate_default.py` on {machine()}; "
              f"training and scoring all four tasks took {seconds:.0f} s.",
              "Baseline: HistGradientBoosting (scikit-learn defaults, random_state 0) trained on the train split, "
-             "scored on the test split. Bayes: the rule p > 1/2 on the model's own probability of the label.", "",
+             "scored on the test split. Bayes: the rule p > 1/2 on the model's own probability of the label "
+             "(for anomaly: its posterior given the run's metrics).", "",
              "| task | label | metric | baseline | seed target | Bayes | |", "| --- | --- | --- | ---: | ---: | ---: | --- |"]
     for task, metrics in results.items():
         for name, m in metrics.items():

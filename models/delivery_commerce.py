@@ -228,7 +228,8 @@ TASKS = (
          features=("load_intensity", "duration_s", "response_time_ms", "p95_response_time_ms", "error_rate",
                    "success_rate", "throughput_rps", "cpu_usage", "memory_usage", "disk_usage",
                    "timeout_errors", "server_errors", "client_errors"),
-         binary="is_anomalous", continuous="anomaly_score", categorical="anomaly_type"),
+         binary="is_anomalous", continuous="anomaly_score", categorical="anomaly_type",
+         posterior="anomaly_posterior"),
 )
 
 SEVERITY_LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
@@ -254,6 +255,88 @@ def _dependency_matrix(p: Params, services: tuple[str, ...]) -> np.ndarray:
 def _over_services(matrix, x):
     """``matrix @ x`` along the services axis (-2) of a ``(..., S, 1)`` array."""
     return jnp.einsum("ij,...jk->...ik", matrix, x)
+
+
+USAGE_COLUMNS = ("cpu_usage", "memory_usage", "disk_usage")
+
+
+def _run_metric_means(p: Params, load, scale, kind, score) -> dict:
+    """Where a run's metrics are centred, given its load, regression effect scale and anomaly.
+
+    ``kind`` is the anomaly type index (0: none) and ``score`` its intensity:
+    each anomaly moves the metric it is named after, in proportion to its
+    score. Shared by the model and by ``anomaly_posterior``, which inverts it.
+    Returns log-medians (response time, throughput, and the three usages on a
+    last axis) and the mean error and success rates.
+    """
+    rn, fx, an = p.run, p.regression.effects, p.run.anomaly
+    perf_a, error_a, resource_a, behavior_a = ((kind == i) * score for i in range(1, 5))
+    clean_rt = rn.response_time_ms * load ** rn.load_latency_elasticity
+    return {
+        "log_rt": jnp.log(clean_rt * (1.0 + fx.response_time_increase * scale)
+                          * (1.0 + an.response_time_increase * perf_a)),
+        "err": jnp.clip(rn.error_rate + fx.error_rate_increase * scale + an.error_rate_increase * error_a,
+                        1e-4, 0.9),
+        "ok": jnp.clip(rn.success_rate * (1.0 - fx.success_rate_decrease * scale)
+                       * (1.0 - an.error_rate_increase * error_a), 1e-3, 1.0 - 1e-4),
+        "log_tput": jnp.log(rn.throughput_rps * load * (1.0 - an.behavior_throughput_decrease * behavior_a)
+                            / jnp.sqrt(1.0 + fx.response_time_increase * scale)),
+        "log_usage": jnp.log(jnp.stack([rn.cpu_usage, rn.memory_usage, rn.disk_usage])
+                             * (jnp.sqrt(load) * (1.0 + fx.resource_usage_increase * scale)
+                                * (1.0 + an.resource_usage_increase * resource_a))[..., None]),
+    }
+
+
+def anomaly_posterior(p: Params, runs, nodes: int = 24):
+    """P(is_anomalous | a run's metrics): Bayes' rule over the model's own mechanism.
+
+    The run's unobserved causes are summed out: its PR's regression (none, or
+    each severity, with their configured probabilities), the anomaly's type
+    (its shares) and its score (Gauss-Hermite quadrature over its logit-normal
+    prior). The observed metrics are independent given those: log-normal
+    response time and throughput, Beta error and success rates, log-normal
+    usages clipped at 1 (censored there). p95 and error counts add nothing
+    (they follow from these and hypothesis-free noise). ``runs`` has the
+    anomaly task's feature columns; returns one probability per row.
+    """
+    from numpy.polynomial.hermite_e import hermegauss
+    from scipy import special, stats
+
+    rn, rg, an = p.run, p.regression, p.run.anomaly
+    load = np.asarray(runs["load_intensity"], float)[:, None]
+    z, w = hermegauss(nodes)
+    score = special.expit(float(an.score_logit_mean) + float(an.score_logit_sd) * z)
+    kinds = np.repeat(np.arange(1, 5), nodes)                      # anomalous hypotheses: (kind, node)
+    weights = np.concatenate([float(an.type.shares[k]) * w / w.sum() for k in an.type.shares])
+    kind = np.concatenate([[0], kinds])[None, :]
+    level = np.concatenate([[0.0], np.tile(score, 4)])[None, :]
+    effect = np.concatenate([[0.0], [float(rg.effect_scale[s]) for s in rg.severity.shares]])
+    effect_prior = np.concatenate([[1 - float(rg.rate)],
+                                   [float(rg.rate) * float(rg.severity.shares[s]) for s in rg.severity.shares]])
+    observed = {c: np.asarray(runs[c], float)[:, None] for c in
+                ("response_time_ms", "error_rate", "success_rate", "throughput_rps", *USAGE_COLUMNS)}
+    log_like = []
+    for scale in effect:
+        m = {k: np.asarray(v, float) for k, v in _run_metric_means(p, load, scale, kind, level).items()}
+        ll = (stats.norm.logpdf(np.log(observed["response_time_ms"]), m["log_rt"], float(rn.response_time_sd))
+              + stats.beta.logpdf(observed["error_rate"], m["err"] * float(rn.error_concentration),
+                                  (1 - m["err"]) * float(rn.error_concentration))
+              + stats.beta.logpdf(observed["success_rate"], m["ok"] * float(rn.success_concentration),
+                                  (1 - m["ok"]) * float(rn.success_concentration))
+              + stats.norm.logpdf(np.log(observed["throughput_rps"]), m["log_tput"], float(rn.throughput_sd)))
+        for i, column in enumerate(USAGE_COLUMNS):
+            x, mu = observed[column], m["log_usage"][..., i]
+            ll = ll + np.where(x >= 1.0, stats.norm.logsf(0.0, mu, float(rn.resource_sd)),
+                               stats.norm.logpdf(np.log(np.minimum(x, 1.0)), mu, float(rn.resource_sd)))
+        log_like.append(ll)
+    log_like = np.stack(log_like, axis=1)                          # (runs, regression effect, hypothesis)
+    prior_anomalous = special.expit(float(p.intercepts.anomaly) + float(an.regression_coefficient) * effect
+                                    + float(an.load_coefficient) * np.log(load))   # (runs, effect)
+    normal = np.log1p(-prior_anomalous) + log_like[..., 0]
+    anomalous = np.log(prior_anomalous) + special.logsumexp(log_like[..., 1:], b=weights, axis=-1)
+    log_effect = np.log(effect_prior)
+    numerator = special.logsumexp(anomalous + log_effect, axis=-1)
+    return np.exp(numerator - np.logaddexp(numerator, special.logsumexp(normal + log_effect, axis=-1)))
 
 
 def _per_step(x, step_service):
@@ -386,34 +469,20 @@ def model(p: Params, n_prs: int) -> None:
         score = numpyro.deterministic("anomaly_score", jnp.where(anomalous, jax.nn.sigmoid(
             an.score_logit_mean + an.score_logit_sd * numpyro.sample("_anomaly_intensity", dist.Normal(0.0, 1.0))),
             0.0))
-        # Each anomaly moves the metric it is named after, in proportion to its score.
-        perf_a, error_a, resource_a, behavior_a = ((kind == i) * score for i in range(1, 5))
 
+        m = _run_metric_means(p, load, scale, kind, score)
         clean_rt = rn.response_time_ms * load ** rn.load_latency_elasticity
-        response_time = numpyro.sample("response_time_ms", dist.LogNormal(
-            jnp.log(clean_rt * (1.0 + fx.response_time_increase * scale)
-                    * (1.0 + an.response_time_increase * perf_a)), rn.response_time_sd))
+        response_time = numpyro.sample("response_time_ms", dist.LogNormal(m["log_rt"], rn.response_time_sd))
         numpyro.deterministic("p95_response_time_ms", response_time * numpyro.sample(
             "_p95_ratio", dist.LogNormal(rn.p95_ratio_log_mean, rn.p95_ratio_log_sd)))
-        err_mean = jnp.clip(rn.error_rate + fx.error_rate_increase * scale
-                            + an.error_rate_increase * error_a, 1e-4, 0.9)
         error_rate = numpyro.sample("error_rate", dist.Beta(
-            err_mean * rn.error_concentration, (1.0 - err_mean) * rn.error_concentration))
-        ok_mean = jnp.clip(rn.success_rate * (1.0 - fx.success_rate_decrease * scale)
-                           * (1.0 - an.error_rate_increase * error_a), 1e-3, 1.0 - 1e-4)
+            m["err"] * rn.error_concentration, (1.0 - m["err"]) * rn.error_concentration))
         numpyro.sample("success_rate", dist.Beta(
-            ok_mean * rn.success_concentration, (1.0 - ok_mean) * rn.success_concentration))
-        throughput = numpyro.sample("throughput_rps", dist.LogNormal(jnp.log(
-            rn.throughput_rps * load * (1.0 - an.behavior_throughput_decrease * behavior_a)
-            / jnp.sqrt(1.0 + fx.response_time_increase * scale)), rn.throughput_sd))
-        usage = (jnp.stack([rn.cpu_usage, rn.memory_usage, rn.disk_usage])
-                 * jnp.sqrt(load)[..., None]
-                 * (1.0 + fx.resource_usage_increase * scale)[..., None]
-                 * (1.0 + an.resource_usage_increase * resource_a)[..., None]
-                 * jnp.exp(rn.resource_sd * numpyro.sample(
-                     "_resource_noise", dist.Normal(0.0, 1.0).expand([3]).to_event(1))))
-        usage = jnp.clip(usage, 0.0, 1.0)
-        for i, name in enumerate(("cpu_usage", "memory_usage", "disk_usage")):
+            m["ok"] * rn.success_concentration, (1.0 - m["ok"]) * rn.success_concentration))
+        throughput = numpyro.sample("throughput_rps", dist.LogNormal(m["log_tput"], rn.throughput_sd))
+        usage = jnp.clip(jnp.exp(m["log_usage"] + rn.resource_sd * numpyro.sample(
+            "_resource_noise", dist.Normal(0.0, 1.0).expand([3]).to_event(1))), 0.0, 1.0)
+        for i, name in enumerate(USAGE_COLUMNS):
             numpyro.deterministic(name, usage[..., i])
         errors = throughput * duration * error_rate
         cat_probs, cat_levels = shares(rn.error_category.shares)

@@ -8,7 +8,8 @@ each score stand the seed's target (from the dataset's config, ``ml.targets``)
 and, where the model knows the binary label's probability, the score of the
 rule "predict 1 when that probability exceeds 1/2": the Bayes-optimal
 classifier given the model's own information, which no learned model can beat
-on average. With ``test_dir`` the baseline is scored on another dataset's test
+on average. For a diagnose task the probability is the model's posterior
+given the task's features (``Task.posterior``). With ``test_dir`` the baseline is scored on another dataset's test
 split (for example a counterfactual twin, or a dataset sampled with shifted
 priors): robustness to shift.
 """
@@ -25,7 +26,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, precision_score, recall_score, roc_auc_score
 
 from causalsynth.errors import ConfigError
+from causalsynth.interventions import Intervention, soft_overrides
 from causalsynth.ml import Dataset, TaskView, probability_column, task_view
+from causalsynth.sampling import with_intercepts
 from causalsynth.staging import atomic_file
 
 SEED = 0
@@ -51,6 +54,19 @@ def _binary_scores(y: np.ndarray, predicted: np.ndarray, score: np.ndarray) -> d
             "roc_auc": roc_auc_score(y, score) if 0 < y.sum() < len(y) else float("nan")}
 
 
+def _label_probability(ds: Dataset, task, rows: pd.DataFrame) -> np.ndarray | None:
+    """The model's probability of the binary label for ``rows``: a column of the dataset, or
+    (diagnose tasks) the model's posterior given the features, in the dataset's own world."""
+    if task.probability:
+        return rows[probability_column(task)].to_numpy(float)
+    if task.posterior:
+        intervention = Intervention(**ds.manifest["intervention"])
+        world = ds.config.with_overrides(soft_overrides(ds.config, intervention))
+        params = with_intercepts(world.params, ds.manifest["calibration"]["intercepts"])
+        return np.asarray(getattr(ds.config.model, task.posterior)(params, rows), float)
+    return None
+
+
 def evaluate_task(train_ds: Dataset, test_ds: Dataset, name: str) -> dict[str, dict[str, Any]]:
     train_view = task_view(train_ds, name)
     test_view = task_view(test_ds, name)
@@ -66,8 +82,8 @@ def evaluate_task(train_ds: Dataset, test_ds: Dataset, name: str) -> dict[str, d
     classifier = HistGradientBoostingClassifier(**common).fit(X_train, y_train)
     baseline = _binary_scores(y_test, classifier.predict(X_test), classifier.predict_proba(X_test)[:, 1])
     bayes = {}
-    if task.probability:
-        p = test[probability_column(task)].to_numpy(float)
+    p = _label_probability(test_ds, task, test)
+    if p is not None:
         bayes = _binary_scores(y_test, p > 0.5, p)
 
     labels = sorted(set(train[task.categorical].astype(str)) | set(test[task.categorical].astype(str)))

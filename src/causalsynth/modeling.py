@@ -137,8 +137,11 @@ class Task:
     ``kind`` is "predict" (features are causes: none may descend from a label)
     or "diagnose" (features are symptoms of a latent label). ``probability``
     names the model's own probability of the binary label, when it has one:
-    the score no learned model can beat. Features may be "table.column" of
-    an ancestor table.
+    the score no learned model can beat. A diagnose task's label has no such
+    site (the model gives its probability from its causes, not its symptoms);
+    ``posterior`` names a function of the model, ``f(params, rows)``, that
+    computes it from the features by Bayes' rule.
+    Features may be "table.column" of an ancestor table.
     """
 
     name: str
@@ -149,6 +152,7 @@ class Task:
     continuous: str
     categorical: str
     probability: str | None = None
+    posterior: str | None = None
 
 
 @dataclass(frozen=True)
