@@ -65,7 +65,7 @@ def _cause(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
     text = lines[0] if lines else type(orig).__name__
-    for prefix in ("connection failed: ", "(psycopg.OperationalError) "):
+    for prefix in ("IO: ", "[libpq] ", "Failed to connect: ", "connection failed: "):  # ADBC's wrapping
         text = text.removeprefix(prefix)
     return text
 
