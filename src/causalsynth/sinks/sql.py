@@ -8,7 +8,7 @@ lands completely or leaves the database as it was: a killed process, a lost
 connection or a constraint error rolls it back.
 
 - PostgreSQL: through ADBC's PostgreSQL driver, which ingests Arrow record
-  batches by binary COPY with no per-row Python (measured 2.3x faster than
+  batches by binary COPY with no per-row Python (measured 1.5x faster than
   CSV COPY through psycopg, and faster than `psql \\copy`; see
   benchmarks/RESULTS.md). SQLAlchemy compiles every statement; tables are
   created bare and get their keys and indexes once the data are in.
