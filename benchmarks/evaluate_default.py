@@ -1,8 +1,9 @@
 """The seed's ML targets on a default dataset: sample, evaluate, record.
 
 Samples the default 50,000-PR dataset, trains the baseline of every task on
-its train split, scores it on its test split next to the seed's targets and
-the model's own Bayes score, and writes the table to benchmarks/RESULTS.md.
+its train split, scores it on its test split next to the seed's targets, the
+model's own Bayes score and a constant predictor's score, and writes the table
+to benchmarks/RESULTS.md.
 
 Usage: python benchmarks/evaluate_default.py [--n-prs 50000] [--seed 0]
 """
@@ -30,7 +31,7 @@ def main() -> None:
 
     from causalsynth.config import load_config
     from causalsynth.dataset import sample_dataset
-    from causalsynth.evaluation import evaluate
+    from causalsynth.evaluation import evaluate, verdict
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-eval-"))
     try:
@@ -46,17 +47,25 @@ def main() -> None:
              f"training and scoring all four tasks took {seconds:.0f} s.",
              "Baseline: HistGradientBoosting (scikit-learn defaults, random_state 0) trained on the train split, "
              "scored on the test split. Bayes: the rule p > 1/2 on the model's own probability of the label "
-             "(for anomaly: its posterior given the run's metrics).", "",
-             "| task | label | metric | baseline | seed target | Bayes | |", "| --- | --- | --- | ---: | ---: | ---: | --- |"]
+             "(for anomaly: its posterior given the run's metrics). Majority: a constant, the train split's "
+             "majority class (binary, categorical) or median (continuous).", "",
+             "| task | label | metric | baseline | seed target | Bayes | majority | |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    met_by_constant = []
     for task, metrics in results.items():
         for name, m in metrics.items():
             if name.startswith("_"):
                 continue
             label, _, metric = name.rpartition(".")
-            verdict = "" if m["meets_target"] is None else ("meets" if m["meets_target"] else "**misses**")
-            lines.append(f"| {task} | {label} | {metric} | {m['value']:.4f} | "
-                         f"{'' if m['target'] is None else '> ' + format(m['target'], '.2f')} | "
-                         f"{'' if m['bayes'] is None else format(m['bayes'], '.4f')} | {verdict} |")
+            target = "" if m["target"] is None else "> " + format(m["target"], ".2f")
+            words = verdict(m)
+            lines.append(f"| {task} | {label} | {metric} | {m['value']:.4f} | {target} | "
+                         f"{'' if m['bayes'] is None else format(m['bayes'], '.4f')} | {m['majority']:.4f} | "
+                         f"{'**misses**' if words == 'misses' else words} |")
+            if m["constant_meets_target"]:
+                met_by_constant.append(f"{task} {metric} {target}")
+    lines += ["", "Seed targets a constant predictor meets too: "
+              + (", ".join(met_by_constant) if met_by_constant else "none") + "."]
     print(write_section("evaluate_default", lines))
 
 

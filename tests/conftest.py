@@ -57,6 +57,22 @@ def tables_20k(dataset_20k) -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture(scope="session")
+def program(default_config):
+    """The default config's program (tables, sites), traced once."""
+    from causalsynth.program import Program
+
+    return Program(default_config)
+
+
+@pytest.fixture(scope="session")
+def graph(program):
+    """The default model's causal graph."""
+    from causalsynth.graph import model_graph
+
+    return model_graph(program)
+
+
+@pytest.fixture(scope="session")
 def small_config():
     return load_config(overrides=[SMALL_BLOCKS])
 

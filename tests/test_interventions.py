@@ -14,7 +14,6 @@ from causalsynth.cli import app
 from causalsynth.config import load_config
 from causalsynth.dataset import read_manifest, sample_dataset, sample_twin, sha256
 from causalsynth.effects import estimate_effect
-from causalsynth.graph import model_graph
 from causalsynth.interventions import load_variant, switch_do
 from causalsynth.program import Program
 from causalsynth.sampling import block_key
@@ -25,16 +24,6 @@ SEED = 21
 KEYS = {"pull_requests": "pr_id", "system_runs": "run_id", "service_metrics": "service_metric_id",
         "ecommerce_flows": "flow_id", "flow_steps": "step_id"}
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def program(default_config):
-    return Program(default_config)
-
-
-@pytest.fixture(scope="module")
-def graph(program):
-    return model_graph(program)
 
 
 @pytest.fixture(scope="module")

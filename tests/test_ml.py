@@ -111,17 +111,101 @@ def test_time_split_trains_on_the_past(small_dataset):
     assert times.max()["train"] <= times.min()["valid"] and times.max()["valid"] <= times.min()["test"]
 
 
-def test_evaluate_writes_results_and_bayes_bounds_the_baseline(small_dataset):
+@pytest.fixture(scope="module")
+def evaluation_run(small_dataset):
+    """`causalsynth evaluate` on the small dataset: its output and its evaluation.json."""
     result = runner.invoke(app, ["evaluate", str(small_dataset)])
     assert result.exit_code == 0, result.output
-    results = json.loads((small_dataset / "evaluation.json").read_text())
+    return result.output, json.loads((small_dataset / "evaluation.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def evaluated(evaluation_run):
+    return evaluation_run[1]
+
+
+def test_evaluate_writes_results_and_bayes_bounds_the_baseline(evaluation_run):
+    output, results = evaluation_run
     assert set(results) == set(TASKS)
     for task in TASKS:
         accuracy = next(v for k, v in results[task].items() if k.endswith(".accuracy"))
         assert accuracy["bayes"] >= accuracy["value"] - 0.03, task
         assert 0 <= accuracy["value"] <= 1
     assert results["anomaly"]["is_anomalous.precision"]["target"] == 0.95
-    assert "conversion" in result.output and "accuracy" in result.output
+    assert "conversion" in output and "accuracy" in output and "majority" in output
+
+
+BINARY_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+
+
+def _split_labels(ds: Dataset, task: str, split: str) -> pd.Series:
+    view = task_view(ds, task)
+    return view.frame.loc[view.frame.split == split, view.task.binary].astype(bool)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_binary_scores_stand_beside_a_constant(small_dataset, evaluated, task):
+    ds = Dataset(small_dataset)
+    binary = ds.task(task).binary
+    scores = {metric: evaluated[task][f"{binary}.{metric}"] for metric in BINARY_METRICS}
+    for metric, entry in scores.items():
+        for reference in ("value", "bayes", "majority"):
+            assert entry[reference] is None or 0 <= entry[reference] <= 1, (metric, reference, entry)
+    # The constant is the train split's majority class; the fixture must not sit on the fence.
+    prevalence, train_prevalence = _split_labels(ds, task, "test").mean(), _split_labels(ds, task, "train").mean()
+    assert (prevalence > 0.5) == (train_prevalence > 0.5)
+    assert scores["accuracy"]["majority"] == pytest.approx(max(prevalence, 1 - prevalence))
+    assert scores["balanced_accuracy"]["majority"] == pytest.approx(0.5)
+    # A constant score ranks nothing: chance ROC AUC, and precision at full recall is the prevalence.
+    assert scores["roc_auc"]["majority"] == 0.5
+    assert scores["pr_auc"]["majority"] == pytest.approx(prevalence)
+
+
+def test_baseline_ranks_failing_services_far_above_a_constant(evaluated):
+    pr_auc = evaluated["service_health"]["is_failing.pr_auc"]
+    # At least halfway from a constant's PR-AUC (the prevalence) to a perfect ranking.
+    assert pr_auc["value"] - pr_auc["majority"] > 0.5 * (1 - pr_auc["majority"]), pr_auc
+
+
+def test_every_target_is_checked_for_the_baseline_and_for_a_constant(small_dataset, evaluated):
+    targets = Dataset(small_dataset).config.get("ml.targets")
+    for task, metrics in evaluated.items():
+        targeted = set()
+        for name, entry in metrics.items():
+            if name.startswith("_"):
+                continue
+            assert {"value", "target", "bayes", "majority", "meets_target", "constant_meets_target"} == set(entry)
+            if entry["target"] is None:
+                assert entry["meets_target"] is None and entry["constant_meets_target"] is None, (task, name)
+                continue
+            targeted.add(name.rpartition(".")[2])
+            assert entry["meets_target"] == (entry["value"] > entry["target"]), (task, name, entry)
+            assert entry["constant_meets_target"] == (entry["majority"] > entry["target"]), (task, name, entry)
+        assert targeted == set(targets.get(task, {})), task  # a target on any binary metric counts
+
+
+def test_categorical_and_continuous_labels_have_a_constant_reference(small_dataset, evaluated):
+    ds = Dataset(small_dataset)
+    for task in TASKS:
+        t = ds.task(task)
+        frame = task_view(ds, task).frame
+        train, test = frame[frame.split == "train"], frame[frame.split == "test"]
+        # Independently of sklearn: the median's error, and macro-F1 when one level is always predicted.
+        mae = (test[t.continuous] - train[t.continuous].median()).abs().mean()
+        assert evaluated[task][f"{t.continuous}.mae"]["majority"] == pytest.approx(mae)
+        guess = train[t.categorical].astype(str).mode()[0]
+        hit = test[t.categorical].astype(str) == guess
+        levels = set(train[t.categorical].astype(str)) | set(test[t.categorical].astype(str))
+        f1 = 2 * hit.mean() / (hit.mean() + 1) / len(levels)
+        assert evaluated[task][f"{t.categorical}.macro_f1"]["majority"] == pytest.approx(f1)
+
+
+@pytest.mark.parametrize("metric", ["balanced_accuracy", "f1", "roc_auc", "pr_auc"])
+def test_targets_on_any_binary_metric_are_probabilities(metric):
+    from causalsynth.config import _check_values
+
+    assert _check_values({"ml": {"targets": {"service_health": {metric: 0.8}}}}, "") == []
+    assert "probability" in _check_values({"ml": {"targets": {"service_health": {metric: 1.2}}}}, "")[0]
 
 
 def test_defaults_meet_the_seed_targets(dataset_20k):

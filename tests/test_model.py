@@ -47,7 +47,8 @@ LEVELS = {
     ("ecommerce_flows", "user_segment"): ["NEW", "RETURNING", "VIP"],
     ("ecommerce_flows", "device_type"): ["MOBILE", "DESKTOP", "TABLET"],
     ("ecommerce_flows", "region"): ["US", "EU", "ASIA", "OTHER"],
-    ("ecommerce_flows", "abandonment_reason"): ["NONE", "PAYMENT", "INVENTORY", "SHIPPING"],
+    ("ecommerce_flows", "abandonment_reason"): ["NONE", "PAYMENT", "INVENTORY", "SHIPPING", "USER_EXIT",
+                                                "TECHNICAL_ERROR"],
     ("flow_steps", "step_type"): ["PRODUCT_BROWSE", "ADD_TO_CART", "CHECKOUT", "PAYMENT", "ORDER_CONFIRMATION"],
 }
 

@@ -119,12 +119,14 @@ def sample(
                                                                "fail, replace or append.")] = "fail",
     full_validation: Annotated[bool, typer.Option("--validate", help="Print the full validation table "
                                                                      "(a one-line verdict is always shown).")] = False,
+    latents: Annotated[bool, typer.Option("--latents", help="Also write the model's hidden causes as columns "
+                                                            "(config: sampling.latents).")] = False,
 ) -> None:
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
     from causalsynth.config import load_config
     from causalsynth.dataset import sample_dataset
 
-    overrides = list(set_ or [])
+    overrides = list(set_ or []) + ["sampling.latents=true"] * latents
     if runs_per_pr is not None:
         overrides.append(f"shape.runs_per_pr={runs_per_pr}")
     if flows_per_run is not None:
@@ -210,18 +212,27 @@ def graph(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: standard "
                                                                    "output; required for png).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML whose values replace the defaults.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override one value (repeatable).")] = None,
+    adjust: Annotated[Optional[tuple[str, str]], typer.Option(
+        "--adjust", metavar="TREATMENT OUTCOME",
+        help="Print a back-door adjustment set of observed columns for the effect of a sample site on "
+             "TABLE.COLUMN, or why none exists.")] = None,
+    latents: Annotated[bool, typer.Option("--latents", help="With --adjust: count the model's hidden causes "
+                                                            "as observed (a dataset sampled with --latents).")] = False,
 ) -> None:
-    """The model's site-level causal graph, derived from the model program."""
+    """The model's site-level causal graph, derived from the model program; or an adjustment set."""
     from causalsynth.config import load_config
     from causalsynth.graph import model_graph
     from causalsynth.program import Program
 
     try:
+        if adjust is not None:
+            raise typer.Exit(_print_adjustment(load_config(config, list(set_ or [])), *adjust, latents))
         if fmt not in ("json", "dot", "png"):
             raise ConfigError(f"--format {fmt}: allowed formats are json, dot, png")
         if fmt == "png" and out_file is None:
             raise ConfigError("--format png: give --out FILE.png (PNG is not written to a terminal)")
-        data = model_graph(Program(load_config(config))).render(fmt)
+        data = model_graph(Program(load_config(config, list(set_ or [])))).render(fmt)
         if out_file is None:
             typer.echo(data.decode(), nl=False)
         else:
@@ -229,6 +240,29 @@ def graph(
             err.print(f"wrote {out_file}")
     except CausalsynthError as exc:
         raise _fail(exc) from None
+
+
+def _print_adjustment(config, treatment: str, outcome: str, latents: bool) -> int:
+    """Print the back-door set (one "table.column" per line) or why there is none; the exit code."""
+    from causalsynth.adjustment import backdoor_set
+    from causalsynth.graph import model_graph
+    from causalsynth.program import Program
+
+    # Hidden causes are columns of the program only when latents are written.
+    program = Program(config.with_overrides(["sampling.latents=true"]) if latents else config)
+    found = backdoor_set(model_graph(program), program, treatment, outcome, latents=latents)
+    if found.columns is None:
+        err.print(f"[yellow]no adjustment set:[/yellow] {found.reason}", highlight=False, soft_wrap=True)
+        return 1
+    err.print(f"back-door adjustment set for the effect of {treatment} on {outcome} "
+              f"({len(found.columns)} observed column{'s' * (len(found.columns) != 1)}"
+              + ("; no causal path, the effect is 0 by the graph" if not found.is_effect else "") + "):",
+              highlight=False, soft_wrap=True)
+    if found.columns:
+        typer.echo("\n".join(found.columns))
+    else:
+        err.print("(the empty set: compare the groups as they are)")
+    return 0
 
 
 @app.command()
@@ -345,8 +379,8 @@ def evaluate(
                                                                     "default: DATASET_DIR.")] = None,
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
 ) -> None:
-    """Baselines per task against the seed's targets and the Bayes ceiling; writes evaluation.json."""
-    from causalsynth.evaluation import evaluate as run_evaluation, write_evaluation
+    """Baselines per task against the seed's targets, the Bayes ceiling and a constant; writes evaluation.json."""
+    from causalsynth.evaluation import evaluate as run_evaluation, verdict, write_evaluation
 
     try:
         results = run_evaluation(dataset_dir, test_dir=test_dir, tasks=_csv(tasks),
@@ -356,20 +390,22 @@ def evaluate(
         raise _fail(exc) from None
     table = Table(title=f"trained on {dataset_dir}, tested on {test_dir or dataset_dir}", title_justify="left")
     for col, justify in (("task", "left"), ("label", "left"), ("metric", "left"), ("baseline", "right"),
-                         ("target", "right"), ("bayes", "right"), ("", "left")):
+                         ("target", "right"), ("bayes", "right"), ("majority", "right"), ("", "left")):
         table.add_column(col, justify=justify, no_wrap=True)
+    # A target that a constant meets too is met, but says nothing about the baseline: yellow, not green.
+    colours = {"meets": "green", "meets (so does a constant)": "yellow", "misses": "red"}
     for task, metrics in results.items():
         for metric, m in metrics.items():
             if metric.startswith("_"):
                 continue
-            verdict = "" if m["meets_target"] is None else ("[green]meets[/green]" if m["meets_target"]
-                                                            else "[red]misses[/red]")
+            words = verdict(m)
             label, _, score = metric.rpartition(".")
             table.add_row(task, label, score, f"{m['value']:.4f}",
                           "" if m["target"] is None else f"> {m['target']:.2f}",
-                          "" if m["bayes"] is None else f"{m['bayes']:.4f}", verdict)
+                          "" if m["bayes"] is None else f"{m['bayes']:.4f}", f"{m['majority']:.4f}",
+                          f"[{colours[words]}]{words}[/{colours[words]}]" if words else "")
     # Whole rows also when piped (rich assumes 80 columns without a terminal).
-    (out if out.is_terminal else Console(width=120)).print(table)
+    (out if out.is_terminal else Console(width=160)).print(table)
     out.print(f"written: {path}")
 
 

@@ -30,7 +30,8 @@ from causalsynth.params import Params
 ENGINE_KEYS = ("version", "model", "sampling", "ml", "quality")
 
 PROBABILITY_KEYS = ("rate", "*_rate", "*_probability", "*_share", "*_success", "*_usage",
-                    "accuracy", "precision", "recall", "completeness", "*_distance")
+                    "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc",
+                    "completeness", "*_distance")
 PROBABILITY_PARENTS = ("*_thresholds", "*_loss", "tolerances")
 POSITIVE_KEYS = ("*_sd", "*_ms", "*_rps", "*_days", "*_hours", "*_lines", "*_s", "*concentration")
 POSITIVE_PARENTS = ("*_scale", "*_factor", "*_count", "shape", "sampling")
@@ -54,7 +55,9 @@ class Config:
 
     @property
     def params(self) -> Params:
-        return Params(_frozen({k: v for k, v in self.data.items() if k not in ENGINE_KEYS}))
+        """The model sections, plus ``sampling.start`` (static: the model's calendar counts from it)."""
+        model = {k: v for k, v in self.data.items() if k not in ENGINE_KEYS}
+        return Params(_frozen(model | {"sampling": {"start": self.data["sampling"]["start"]}}))
 
     @property
     def sampling(self) -> Mapping[str, Any]:

@@ -1,17 +1,28 @@
-"""Baseline models per task against the seed's targets and the model's own ceiling.
+"""Baseline models per task against the seed's targets, the model's own ceiling and a constant.
 
 For each task an ordinary baseline (scikit-learn's HistGradientBoosting with
 a fixed seed, default settings) is trained on the ``train`` split and scored
-on the ``test`` split: accuracy, precision, recall and ROC AUC for the binary
+on the ``test`` split: accuracy, balanced accuracy, precision, recall, F1,
+ROC AUC and PR-AUC (average precision) of the positive class for the binary
 label, macro-F1 for the categorical one, MAE for the continuous one. Beside
-each score stand the seed's target (from the dataset's config, ``ml.targets``)
-and, where the model knows the binary label's probability, the score of the
-rule "predict 1 when that probability exceeds 1/2": the Bayes-optimal
-classifier given the model's own information, which no learned model can beat
-on average. For a diagnose task the probability is the model's posterior
-given the task's features (``Task.posterior``). With ``test_dir`` the baseline is scored on another dataset's test
-split (for example a counterfactual twin, or a dataset sampled with shifted
-priors): robustness to shift.
+each score stand three references:
+
+- the seed's target (from the dataset's config, ``ml.targets``), for any
+  binary metric it names;
+- where the model knows the binary label's probability, the score of the rule
+  "predict 1 when that probability exceeds 1/2" (ranking metrics rank by the
+  probability itself): the Bayes-optimal classifier given the model's own
+  information, which no learned model can beat on average. For a diagnose
+  task the probability is the model's posterior given the task's features
+  (``Task.posterior``);
+- the score of a constant: the train split's majority class (binary and
+  categorical) or median (continuous). On a rare label a constant already
+  scores a high accuracy, so a target it meets too says little
+  (``constant_meets_target``).
+
+With ``test_dir`` the baseline is scored on another dataset's test split (for
+example a counterfactual twin, or a dataset sampled with shifted priors):
+robustness to shift.
 """
 
 from __future__ import annotations
@@ -23,11 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
+                             mean_absolute_error, precision_score, recall_score, roc_auc_score)
 
 from causalsynth.errors import ConfigError
 from causalsynth.interventions import Intervention, soft_overrides
-from causalsynth.ml import Dataset, TaskView, probability_column, task_view
+from causalsynth.ml import Dataset, TaskView, probability_column, task_view, uniform_by_key
 from causalsynth.sampling import with_intercepts
 from causalsynth.staging import atomic_file
 
@@ -48,10 +60,41 @@ def _design(view: TaskView, ds: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _binary_scores(y: np.ndarray, predicted: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """Threshold metrics of ``predicted`` and ranking metrics of ``score`` (positive class: True).
+
+    A constant predictor goes through here too: its precision is 0 by ``zero_division`` and, its
+    score being constant, its ROC AUC is 1/2 and its PR-AUC the test prevalence."""
+    # Ranking metrics need both classes in the test split to mean anything.
+    both = 0 < y.sum() < len(y)
     return {"accuracy": accuracy_score(y, predicted),
+            "balanced_accuracy": balanced_accuracy_score(y, predicted),
             "precision": precision_score(y, predicted, zero_division=0.0),
             "recall": recall_score(y, predicted, zero_division=0.0),
-            "roc_auc": roc_auc_score(y, score) if 0 < y.sum() < len(y) else float("nan")}
+            "f1": f1_score(y, predicted, zero_division=0.0),
+            "roc_auc": roc_auc_score(y, score) if both else float("nan"),
+            "pr_auc": average_precision_score(y, score) if both else float("nan")}
+
+
+def _macro_f1(y: pd.Series, predicted: np.ndarray, labels: list[str]) -> float:
+    # Averaged over every level seen in either split, so a level never predicted counts as F1 = 0.
+    return f1_score(y, predicted, labels=labels, average="macro", zero_division=0.0)
+
+
+def _entry(value: float, target: float | None, bayes: float | None, majority: float) -> dict[str, Any]:
+    """One metric's evaluation.json entry; "meets" is strictly above the target."""
+    return {"value": float(value), "target": target, "bayes": None if bayes is None else float(bayes),
+            "majority": float(majority),
+            "meets_target": None if target is None else bool(value > target),
+            "constant_meets_target": None if target is None else bool(majority > target)}
+
+
+def verdict(entry: dict[str, Any]) -> str:
+    """How a score stands against its target, in words: "" without a target."""
+    if entry["meets_target"] is None:
+        return ""
+    if not entry["meets_target"]:
+        return "misses"
+    return "meets (so does a constant)" if entry["constant_meets_target"] else "meets"
 
 
 def _label_probability(ds: Dataset, task, rows: pd.DataFrame) -> np.ndarray | None:
@@ -81,29 +124,60 @@ def evaluate_task(train_ds: Dataset, test_ds: Dataset, name: str) -> dict[str, d
     y_train, y_test = train[task.binary].to_numpy(bool), test[task.binary].to_numpy(bool)
     classifier = HistGradientBoostingClassifier(**common).fit(X_train, y_train)
     baseline = _binary_scores(y_test, classifier.predict(X_test), classifier.predict_proba(X_test)[:, 1])
+    # The constant predicts the train split's majority class (a tie: negative); as a ranking score
+    # it is constant too, so it ranks every row alike.
+    constant = np.full(len(test), y_train.mean() > 0.5)
+    majority = _binary_scores(y_test, constant, constant.astype(float))
     bayes = {}
     p = _label_probability(test_ds, task, test)
     if p is not None:
         bayes = _binary_scores(y_test, p > 0.5, p)
 
-    labels = sorted(set(train[task.categorical].astype(str)) | set(test[task.categorical].astype(str)))
-    multi = HistGradientBoostingClassifier(**common).fit(X_train, train[task.categorical].astype(str))
-    macro_f1 = f1_score(test[task.categorical].astype(str), multi.predict(X_test), labels=labels,
-                        average="macro", zero_division=0.0)
-    regressor = HistGradientBoostingRegressor(**common).fit(X_train, train[task.continuous].to_numpy(float))
-    mae = mean_absolute_error(test[task.continuous].to_numpy(float), regressor.predict(X_test))
+    cat_train, cat_test = train[task.categorical].astype(str), test[task.categorical].astype(str)
+    labels = sorted(set(cat_train) | set(cat_test))
+    multi = HistGradientBoostingClassifier(**common).fit(X_train, cat_train)
+    # mode() sorts its values, so a tie between categories resolves the same way every time.
+    macro_f1 = _macro_f1(cat_test, multi.predict(X_test), labels)
+    majority_f1 = _macro_f1(cat_test, np.full(len(test), cat_train.mode()[0]), labels)
+
+    score_train, score_test = train[task.continuous].to_numpy(float), test[task.continuous].to_numpy(float)
+    regressor = HistGradientBoostingRegressor(**common).fit(X_train, score_train)
+    mae = mean_absolute_error(score_test, regressor.predict(X_test))
+    # The median is the constant with the least absolute error (on the train split).
+    majority_mae = mean_absolute_error(score_test, np.full(len(test), np.median(score_train)))
 
     targets = test_ds.config.get("ml.targets").get(name, {})
-    out: dict[str, dict[str, Any]] = {}
-    for metric, value in baseline.items():
-        out[f"{task.binary}.{metric}"] = {"value": float(value), "target": targets.get(metric),
-                                          "bayes": float(bayes[metric]) if metric in bayes else None}
-    out[f"{task.categorical}.macro_f1"] = {"value": float(macro_f1), "target": None, "bayes": None}
-    out[f"{task.continuous}.mae"] = {"value": float(mae), "target": None, "bayes": None}
-    for entry in out.values():
-        entry["meets_target"] = None if entry["target"] is None else bool(entry["value"] > entry["target"])
+    out: dict[str, dict[str, Any]] = {
+        f"{task.binary}.{metric}": _entry(value, targets.get(metric), bayes.get(metric), majority[metric])
+        for metric, value in baseline.items()}
+    out[f"{task.categorical}.macro_f1"] = _entry(macro_f1, None, None, majority_f1)
+    out[f"{task.continuous}.mae"] = _entry(mae, None, None, majority_mae)
     out["_rows"] = {"train": int(len(train)), "test": int(len(test))}
     return out
+
+
+def label_information(frame: pd.DataFrame, label: str, given: list[str], causes: list[str],
+                      groups: str) -> dict[str, float]:
+    """How much a categorical ``label`` says beyond ``given``: macro-F1 on a held-out 30 % (split by
+    ``groups``, e.g. the PR key) of a baseline that sees ``given`` alone, of one that sees the
+    ``causes`` too, and of the train split's most frequent level. A label that is a relabel of
+    ``given`` gains nothing from its causes."""
+    X = frame[list(dict.fromkeys([*given, *causes]))].copy()
+    for column in X.columns:
+        if not pd.api.types.is_numeric_dtype(X[column]):
+            X[column] = X[column].astype(str).astype("category")
+    y = frame[label].astype(str).to_numpy()
+    train = uniform_by_key(frame[groups].to_numpy(), SEED) < 0.7
+    labels = sorted(set(y))
+
+    def score(columns: list[str]) -> float:
+        model = HistGradientBoostingClassifier(random_state=SEED, categorical_features="from_dtype")
+        model.fit(X.loc[train, columns], y[train])
+        return _macro_f1(y[~train], model.predict(X.loc[~train, columns]), labels)
+
+    majority = pd.Series(y[train]).mode()[0]
+    return {"given": score(list(given)), "with_causes": score(list(X.columns)),
+            "majority": _macro_f1(y[~train], np.full((~train).sum(), majority), labels)}
 
 
 def evaluate(directory: str | Path, *, test_dir: str | Path | None = None, tasks: list[str] | None = None,

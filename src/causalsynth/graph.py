@@ -180,8 +180,9 @@ def model_graph(program: Program) -> Graph:
     edges = [(parent, name) for name in values for parent in values
              if parent != name and parent in deps[name]]
     columns = {c.site: (t.table.name, c) for t in program.tables for c in t.columns}
-    # A timestamp is stored as an offset from another: its table value depends on that one too.
-    edges += [(c.since, site) for site, (_, c) in columns.items() if c.since]
+    # A timestamp is stored as an offset from another (and whole days of a third):
+    # its table value depends on those too.
+    edges += [(base, site) for site, (_, c) in columns.items() for base in (c.since, c.days) if base]
     nodes = {}
     for name in values:
         site = program.sites[name]

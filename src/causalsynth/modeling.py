@@ -7,7 +7,10 @@ in the site's ``infer`` dict, where the engine reads it:
 - ``levels``: the category names of an integer-coded site (stored as a
   dictionary-encoded string column);
 - ``timestamp``: the value is seconds after ``sampling.start`` or after another
-  timestamp site (stored as a UTC timestamp);
+  timestamp site, plus optionally the whole days of an integer site (stored as a
+  UTC timestamp);
+- ``latent``: a cause the model keeps hidden: a column only when the config's
+  ``sampling.latents`` asks for the model's latents;
 - ``row_mask``: which cells of a plate nest are real rows (variable-length
   children such as flow steps are sampled on a padded grid and masked).
 
@@ -27,7 +30,9 @@ from numpyro.primitives import apply_stack
 
 LEVELS = "levels"
 TIMESTAMP = "timestamp"
+DAYS = "days"
 ROW_MASK = "row_mask"
+LATENT = "latent"
 
 
 def _deterministic(name: str, value, infer: dict):
@@ -48,14 +53,23 @@ def label(name: str, index, levels: Sequence[str]):
     return _deterministic(name, jnp.asarray(index, jnp.int32), {LEVELS: tuple(levels)})
 
 
-def timestamp(name: str, seconds, since: str | None = None):
+def timestamp(name: str, seconds, since: str | None = None, days: str | None = None):
     """Record a time: ``seconds`` after the timestamp site ``since``, or after ``sampling.start``.
 
     Offsets keep float32 exact where it matters: a step a few seconds into a
     flow stays a few seconds after it, however far the flow is from the start.
-    The engine adds offsets to their base in integer milliseconds.
+    The engine adds offsets to their base in integer milliseconds. ``days``
+    names an integer site of whole days added on top: float32 cannot hold a
+    year in seconds exactly, and calendar columns derived from a time must
+    agree with its timestamp to the second.
     """
-    return _deterministic(name, seconds, {TIMESTAMP: since or True})
+    infer = {TIMESTAMP: since or True} | ({DAYS: days} if days else {})
+    return _deterministic(name, seconds, infer)
+
+
+def latent(name: str, fn):
+    """Sample a hidden cause: in the model and its graph, in the tables only on request."""
+    return numpyro.sample(name, fn, infer={LATENT: True})
 
 
 def rows(name: str, mask):
@@ -118,6 +132,16 @@ class Shape:
     column: str
     family: str
     where: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A rule every row of ``table`` keeps by construction: a boolean ``pandas.eval``
+    expression over the table's columns (e.g. "p95_response_time_ms > response_time_ms");
+    ``{dotted.path}`` stands for that config value."""
+
+    table: str
+    rule: str
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from numpyro.distributions import constraints
 from causalsynth.config import Config
 from causalsynth.errors import ConfigError
 from causalsynth.interventions import Support, switch_do
-from causalsynth.modeling import LEVELS, ROW_MASK, TIMESTAMP, Table
+from causalsynth.modeling import DAYS, LATENT, LEVELS, ROW_MASK, TIMESTAMP, Table
 from causalsynth.params import Params
 
 
@@ -39,6 +39,8 @@ class Column:
     kind: str
     levels: tuple[str, ...] = ()
     since: str | None = None  # timestamps: the site this one is an offset from
+    days: str | None = None   # timestamps: an integer site of whole days added
+    latent: bool = False      # a hidden cause, a column because sampling.latents asked for it
 
 
 @dataclass(frozen=True)
@@ -90,21 +92,22 @@ def _support(site: dict, levels: tuple[str, ...]) -> Support | None:
     return None
 
 
-def _column_kind(site: dict) -> tuple[str, tuple[str, ...], str | None]:
+def _column_kind(site: dict) -> tuple[str, tuple[str, ...], str | None, str | None]:
+    """(kind, levels, since, days) of a site's column."""
     infer = site.get("infer") or {}
     if LEVELS in infer:
-        return "category", tuple(infer[LEVELS]), None
+        return "category", tuple(infer[LEVELS]), None, None
     if infer.get(TIMESTAMP):
         since = infer[TIMESTAMP]
-        return "timestamp", (), since if isinstance(since, str) else None
+        return "timestamp", (), since if isinstance(since, str) else None, infer.get(DAYS)
     if site["type"] == "sample" and site["fn"].support is constraints.boolean:
-        return "bool", (), None
+        return "bool", (), None, None
     dtype = site["value"].dtype
     if dtype == jnp.bool_:
-        return "bool", (), None
+        return "bool", (), None, None
     if jnp.issubdtype(dtype, jnp.integer):
-        return "int", (), None
-    return "float", (), None
+        return "int", (), None, None
+    return "float", (), None, None
 
 
 class Program:
@@ -140,11 +143,13 @@ class Program:
                     kind=_column_kind(site),
                     shape=tuple(site["value"].shape),
                     row_mask=bool((site.get("infer") or {}).get(ROW_MASK)),
+                    latent=bool((site.get("infer") or {}).get(LATENT)),
                     support=_support(site, tuple((site.get("infer") or {}).get(LEVELS, ()))),
                 )
             return 0
 
         jax.eval_shape(abstract, jax.random.key(0), self.initial_params())
+        latents = bool(self.config.sampling["latents"])
         n_dims = max(-dim for site in captured.values() for _, dim, _ in site["frames"])
         by_plates = {t.plates: t for t in self.model.TABLES}
         layouts: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -153,7 +158,7 @@ class Program:
             plates = tuple(f[0] for f in site["frames"])
             public = not name.startswith("_")
             sites[name] = Site(name, site["type"], plates, public, site["support"])
-            if not public and not site["row_mask"]:
+            if (not public and not site["row_mask"]) or (site["latent"] and not latents):
                 continue
             table = by_plates.get(plates)
             if table is None:
@@ -170,11 +175,12 @@ class Program:
             if len(site["shape"]) > n_dims:
                 raise ConfigError(f"model {self.model.NAME}: site {name!r} has an event shape; "
                                   f"public sites must be one value per row (prefix it with _)")
-            kind, levels, since = site["kind"]
-            if since is not None and since not in captured:
-                raise ConfigError(f"model {self.model.NAME}: timestamp {name!r} is since "
-                                  f"{since!r}, which is not a site")
-            entry["columns"].append(Column(column, name, kind, levels, since))
+            kind, levels, since, days = site["kind"]
+            for base in (since, days):
+                if base is not None and base not in captured:
+                    raise ConfigError(f"model {self.model.NAME}: timestamp {name!r} counts from "
+                                      f"{base!r}, which is not a site")
+            entry["columns"].append(Column(column, name, kind, levels, since, days, site["latent"]))
         out = []
         for plates, entry in layouts.items():
             grid = [1] * n_dims
@@ -205,10 +211,11 @@ class Program:
 
     @cached_property
     def output_sites(self) -> tuple[str, ...]:
-        """Sites a block returns: every column, and every row mask."""
+        """Sites a block returns: every column, every row mask, and the days of timestamps."""
         names = [c.site for t in self.tables for c in t.columns]
         names += [t.mask_site for t in self.tables if t.mask_site]
-        return tuple(names)
+        names += [c.days for t in self.tables for c in t.columns if c.days]
+        return tuple(dict.fromkeys(names))
 
     # --- sampling -------------------------------------------------------------
     def interventions(self, do: Mapping[str, float] | None = None) -> dict[str, tuple]:

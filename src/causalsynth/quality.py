@@ -24,6 +24,7 @@ group, so memory stays bounded as the dataset grows.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,7 @@ def validate_dataset(directory: str | Path) -> list[Check]:
         intervened = _intervened_sites(manifest, config)
         checks += _marginals(tables, model, config, quality["tolerances"], intervened)
         checks += _shapes(tables, model, quality["max_ks_distance"])
-        checks += _signatures(tables, model)
+        checks += _signatures(tables, model, set(manifest["intervention"]["do"]))
     return checks
 
 
@@ -329,21 +330,31 @@ def _shapes(tables: _Tables, model, max_distance: float) -> list[Check]:
     return out
 
 
-def _signatures(tables: _Tables, model) -> list[Check]:
+def _signatures(tables: _Tables, model, fixed: set[str]) -> list[Check]:
+    """The model's causal signatures; ``fixed`` are the columns a ``do`` set to one value."""
     out = []
     for sig in model.SIGNATURES:
         table, _, column = sig.column.partition(".")
+        name = f"signature {sig.column} {sig.direction} when {sig.by}"
+        if column in fixed:  # e.g. no_regressions: the effect's outcome is a constant
+            out.append(Check(name, f"mean {sig.direction}", f"not checked: do({column}) fixes it", True))
+            continue
         values = tables.own(table, column).to_numpy().astype(np.float64)
         by = tables.column(table, sig.by).to_numpy(zero_copy_only=False).astype(bool)
         if by.all() or not by.any():  # e.g. a twin where every PR, or none, regressed
-            out.append(Check(f"signature {sig.column} {sig.direction} when {sig.by}", f"mean {sig.direction}",
-                             f"not checked: {sig.by} is {bool(by.any())} everywhere", True))
+            out.append(Check(name, f"mean {sig.direction}", f"not checked: {sig.by} is {bool(by.any())} everywhere",
+                             True))
             continue
         with_, without = values[by].mean(), values[~by].mean()
         ok = with_ > without if sig.direction == "higher" else with_ < without
-        out.append(Check(f"signature {sig.column} {sig.direction} when {sig.by}",
-                         f"mean {sig.direction}", f"{with_:.4g} vs {without:.4g}", bool(ok)))
+        out.append(Check(name, f"mean {sig.direction}", f"{with_:.4g} vs {without:.4g}", bool(ok)))
     return out
+
+
+def identity_holds(identity, frame, config) -> np.ndarray:
+    """Which rows of ``frame`` (a DataFrame of ``identity.table``) keep the model's ``identity``."""
+    rule = re.sub(r"\{([\w.]+)\}", lambda m: repr(config.get(m.group(1))), identity.rule)
+    return np.asarray(frame.eval(rule), bool)
 
 
 def manifest_name(tables: _Tables) -> str:

@@ -87,14 +87,16 @@ def calibrate(program: Program) -> dict[str, float]:
     solution is smooth and exact up to the block's sampling error. All
     intercepts move together by the secant method on the logit scale; the
     calibration key is fixed by ``sampling.calibration_seed``, so the solved
-    values depend on the config alone, never on the dataset's seed.
+    values depend on the config alone, never on the dataset's seed. The
+    sample is ``sampling.calibration_prs`` PRs in whole blocks, so smaller
+    blocks do not make the solution noisier.
 
     Returns ``{name: intercept}``.
     """
     cals = program.model.CALIBRATION
     cfg = program.config
     seed = int(cfg.sampling["calibration_seed"])
-    n_blocks = int(cfg.sampling["calibration_blocks"])
+    n_blocks = -(-int(cfg.sampling["calibration_prs"]) // program.block_prs)
     targets = np.array([float(cfg.get(c.target)) for c in cals])
     sites = [c.site for c in cals]
     base = program.config.params

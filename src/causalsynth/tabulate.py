@@ -59,8 +59,10 @@ def _timestamp_ms(program: Program, block: Block, site: str, grid: tuple[int, ..
     added, in integers, to the timestamps of the site it counts from."""
     column = next(c for c in program.layout_of(site).columns if c.site == site)
     base = start_ms if column.since is None else _timestamp_ms(program, block, column.since, grid, start_ms)
-    offset = np.round(np.broadcast_to(block.values[site], grid).astype(np.float64) * 1000.0)
-    return base + offset.astype(np.int64)
+    offset = np.round(np.broadcast_to(block.values[site], grid).astype(np.float64) * 1000.0).astype(np.int64)
+    if column.days is not None:
+        offset += np.broadcast_to(block.values[column.days], grid).astype(np.int64) * 86_400_000
+    return base + offset
 
 
 def _column_array(column: Column, values: np.ndarray) -> pa.Array:

@@ -1,0 +1,110 @@
+"""Software delivery → e-commerce: how a pull request's risk reaches a shopper, and what else does.
+
+The generative story, outermost plate first (``story.py``, one function per stage):
+
+0. **The calendar** (``merge_time``). PRs merge over a window of days from
+   ``sampling.start``: more on weekdays and in end-of-quarter pushes, few in the
+   code freeze, around an afternoon peak hour. A merge at the end of a quarter,
+   on a Friday evening, during the freeze (an exception) or in the holiday
+   shopping weeks is under *release pressure*. Optionally (``team_workload``)
+   a hidden per-PR workload of the merging team, higher at quarter ends.
+1. **Pull requests** (``pull_request``, ``regression``). A size class sets how
+   many lines change; pressure pushes lines to the top of the class, lowers
+   test coverage and raises complexity. Whether the PR regresses is a
+   Bernoulli whose log-odds add up its features, the release pressure (and
+   the hidden workload), around a calibrated intercept. A regression has a
+   severity, which sets an effect scale, and lands on the PR's primary service.
+2. **System runs** (``run``). Runs start hours after the merge; their hour,
+   weekday and season set the shopper traffic (load intensity), which raises
+   latency, resource use and anomalies. The regression raises latency, errors,
+   timeouts and resource use; the hidden workload adds background load. A
+   run's requests split into success, timeout and error categories by one
+   Dirichlet draw, so the rates always sum to 1 and agree with the counts.
+   Anomalies move the metric they are named after; a run fails more often
+   when regressed, anomalous or erroring.
+3. **Service metrics** (``service_metrics``). The regression degrades the
+   primary service and, through the dependency graph, its callers. Latency and
+   errors set each service's health score, status band and failure flag.
+4. **E-commerce flows** (``flow``). A shopper of some segment, device and
+   region arrives with a cart; purchase intent and cart value rise in the
+   holiday weeks and follow the hour, by device. Each funnel step is a call to
+   one service of this run. After browsing, adding to the cart and checking
+   out, the shopper goes on unless a stop cause fires: a stock-out
+   (INVENTORY: cart size, load), a shipping shock (SHIPPING: region, cart
+   value) or leaving (USER_EXIT: intent, latency).
+5. **Flow steps** (``flow_steps``). The calls, on a padded grid of slots with
+   a row mask: a failed call is retried; a call that fails for good stops the
+   flow (PAYMENT at the payment step, TECHNICAL_ERROR elsewhere).
+
+So time is a confounder: it causes regressions (through release pressure)
+and, through traffic and intent, the outcomes regressions affect. The other
+modules: ``calendar`` (the day table), ``mechanisms`` (pure functions shared
+by stages and the posterior), ``dictionary`` (what each column means),
+``tasks`` (tables, calibration, checks, plots and ML tasks), ``posterior``
+(the anomaly task's Bayes score). Every number is in ``configs/default.yaml``.
+"""
+
+from __future__ import annotations
+
+from causalsynth.params import Params
+
+from .calendar import month_day, parse_start
+from .dictionary import DESCRIPTIONS
+from .posterior import anomaly_posterior
+from .story import FREEZE, HOLIDAY, REASON_LEVELS, WEEKDAYS, model
+from .tasks import CALIBRATION, IDENTITIES, MARGINALS, REPORT, SHAPES, SIGNATURES, TABLES, TASKS
+
+NAME = "delivery_commerce"
+VERSION = "2.0.0"
+
+__all__ = ["NAME", "VERSION", "TABLES", "CALIBRATION", "MARGINALS", "IDENTITIES", "SHAPES", "SIGNATURES", "REPORT",
+           "TASKS", "DESCRIPTIONS", "model", "validate", "anomaly_posterior"]
+
+
+def validate(p: Params) -> list[str]:
+    """Cross-references a generic check cannot see: names that must exist, dates that must parse."""
+    services, steps = tuple(p.services), tuple(p.funnel.steps)
+    errors = []
+    for step, spec in p.funnel.steps.items():
+        if spec.service not in services:
+            errors.append(f"funnel.steps.{step}.service: {spec.service!r} is not one of {services}")
+    for caller, callees in p.service.depends_on.items():
+        for callee in (caller, *callees):
+            if callee not in services:
+                errors.append(f"service.depends_on.{caller}: {callee!r} is not one of {services}")
+    if tuple(p.funnel.failure_reason) != steps:
+        errors.append(f"funnel.failure_reason: needs one reason per step, in order: {', '.join(steps)}")
+    for step, reason in p.funnel.failure_reason.items():
+        if reason not in REASON_LEVELS[1:]:
+            errors.append(f"funnel.failure_reason.{step}: {reason!r} is not one of {REASON_LEVELS[1:]}")
+    for cause, spec in p.funnel.abandonment.items():
+        for step in spec.at:
+            if step not in steps[:3]:
+                errors.append(f"funnel.abandonment.{cause}.at: {step!r} is not one of {steps[:3]} "
+                              f"(a shopper decides after these steps)")
+    for name in ("min_lines", "max_lines"):
+        if tuple(p.pull_request.size_class[name]) != tuple(p.pull_request.size_class.shares):
+            errors.append(f"pull_request.size_class.{name}: needs one value per size class")
+    for section, names in (("calendar.merges.weekday_factor", p.calendar.merges.weekday_factor),
+                           ("traffic.weekday_log_load", p.traffic.weekday_log_load)):
+        if tuple(names) != WEEKDAYS:
+            errors.append(f"{section}: needs one value per weekday, in order: {', '.join(WEEKDAYS)}")
+    for season in (HOLIDAY, FREEZE):
+        if season not in p.calendar.seasons:
+            errors.append(f"calendar.seasons: needs {season!r} (the model reads it)")
+    for season, spec in p.calendar.seasons.items():
+        for end in ("from", "to"):
+            try:
+                month_day(str(spec.get(end)))
+            except (TypeError, ValueError):
+                errors.append(f"calendar.seasons.{season}.{end}: {spec.get(end)!r} is not a day of the year "
+                              f"as MM-DD, e.g. \"11-20\"")
+    if not 0 <= p.calendar.friday_evening_from_hour <= 23:
+        errors.append(f"calendar.friday_evening_from_hour: must be an hour 0-23, "
+                      f"got {p.calendar.friday_evening_from_hour}")
+    try:
+        parse_start(p.sampling.start)
+    except ValueError:
+        errors.append(f"sampling.start: {p.sampling.start!r} is not an ISO 8601 UTC time, "
+                      f"e.g. \"2025-01-01T00:00:00Z\"")
+    return errors

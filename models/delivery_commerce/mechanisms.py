@@ -1,0 +1,77 @@
+"""Pure functions of the mechanisms that more than one stage (or the posterior) needs."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from causalsynth.params import Params
+
+USAGE_COLUMNS = ("cpu_usage", "memory_usage", "disk_usage")
+# How a run's requests end: the order of the request-split vector.
+REQUEST_OUTCOMES = ("success", "timeout", "server", "client")
+
+
+def vec(mapping, names=None) -> jnp.ndarray:
+    """Values of a config mapping as a float vector, in ``names`` order."""
+    names = tuple(mapping) if names is None else names
+    return jnp.stack([jnp.asarray(mapping[n], jnp.float32) for n in names])
+
+
+def cycle(hour, peak, amplitude):
+    """A daily cycle: ``amplitude`` x cos(2 pi (hour - peak) / 24), highest at ``peak``."""
+    return amplitude * jnp.cos(2.0 * jnp.pi * (hour - peak) / 24.0)
+
+
+def dependency_matrix(p: Params, services: tuple[str, ...]) -> np.ndarray:
+    """``A[i, j] = 1`` when service ``i`` calls service ``j`` (static structure)."""
+    a = np.zeros((len(services), len(services)), np.float32)
+    for caller, callees in p.service.depends_on.items():
+        for callee in callees:
+            a[services.index(caller), services.index(callee)] = 1.0
+    return a
+
+
+def over_services(matrix, x):
+    """``matrix @ x`` along the services axis (-2) of a ``(..., S, 1)`` array."""
+    return jnp.einsum("ij,...jk->...ik", matrix, x)
+
+
+def per_step(x, step_service):
+    """A service-level ``(..., S, 1)`` array as one value per funnel step ``(..., 1, J)``."""
+    return jnp.swapaxes(jnp.take(x, step_service, axis=-2), -1, -2)
+
+
+def run_metric_means(p: Params, load, scale, kind, score, background=0.0) -> dict:
+    """Where a run's metrics are centred, given its load, regression, anomaly and background load.
+
+    ``scale`` is the regression's effect scale (0 without one), ``kind`` the
+    anomaly type index (0: none) and ``score`` its intensity: each anomaly
+    moves the metric it is named after, in proportion to its score.
+    ``background`` is log extra load that is not shopper traffic (the hidden
+    team workload). Shared by the model and by ``anomaly_posterior``, which
+    inverts it. Returns log-medians (response time, throughput, the three
+    usages on a last axis) and the mean request split (``REQUEST_OUTCOMES``
+    on a last axis): success, timeout and error shares sum to 1 by
+    construction.
+    """
+    rn, fx, an = p.run, p.regression.effects, p.run.anomaly
+    perf_a, error_a, resource_a, behavior_a = ((kind == i) * score for i in range(1, 5))
+    error = jnp.clip(rn.error_rate + fx.error_rate_increase * scale + an.error_rate_increase * error_a,
+                     1e-4, 0.6)
+    timeout = jnp.clip(rn.timeout_rate + fx.timeout_rate_increase * scale + an.timeout_rate_increase * perf_a,
+                       1e-4, 0.3)
+    categories = vec(rn.error_category.shares)
+    split = jnp.concatenate([(1.0 - error - timeout)[..., None], timeout[..., None],
+                             error[..., None] * categories], axis=-1)
+    clean_rt = rn.response_time_ms * load ** rn.load_latency_elasticity
+    return {
+        "log_rt": jnp.log(clean_rt * (1.0 + fx.response_time_increase * scale)
+                          * (1.0 + an.response_time_increase * perf_a)) + background,
+        "split": split,
+        "log_tput": jnp.log(rn.throughput_rps * load * (1.0 - an.behavior_throughput_decrease * behavior_a)
+                            / jnp.sqrt(1.0 + fx.response_time_increase * scale)),
+        "log_usage": jnp.log(jnp.stack([rn.cpu_usage, rn.memory_usage, rn.disk_usage])
+                             * (jnp.sqrt(load) * (1.0 + fx.resource_usage_increase * scale)
+                                * (1.0 + an.resource_usage_increase * resource_a) * jnp.exp(background))[..., None]),
+    }

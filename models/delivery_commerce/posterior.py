@@ -1,0 +1,80 @@
+"""The anomaly task's Bayes score: P(anomalous | a run's metrics), by the model's own mechanism."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from causalsynth.params import Params
+
+from .mechanisms import USAGE_COLUMNS, run_metric_means
+
+
+def _dirichlet_logpdf(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Log density of a Dirichlet over the last axis (``xlogy``: a zero share with alpha 1 is fine)."""
+    from scipy import special
+
+    return (special.gammaln(alpha.sum(-1)) - special.gammaln(alpha).sum(-1)
+            + special.xlogy(alpha - 1.0, x).sum(-1))
+
+
+def anomaly_posterior(p: Params, runs, nodes: int = 24):
+    """P(is_anomalous | a run's metrics): Bayes' rule over the model's own mechanism.
+
+    The run's unobserved causes are summed out: its PR's regression (none, or
+    each severity, with their configured probabilities), the anomaly's type
+    (its shares), its score (Gauss-Hermite quadrature over its logit-normal
+    prior) and, when the model has it, the hidden team workload (quadrature
+    over its normal prior). The observed metrics are independent given those:
+    log-normal response time and throughput, the Dirichlet split of requests
+    into success, timeout and error, and log-normal usages clipped at 1
+    (censored there). p95, counts and error categories add nothing (they
+    follow from these and hypothesis-free noise). ``runs`` has the anomaly
+    task's feature columns; returns one probability per row.
+    """
+    from numpy.polynomial.hermite_e import hermegauss
+    from scipy import special, stats
+
+    rn, rg, an, tw = p.run, p.regression, p.run.anomaly, p.team_workload
+    load = np.asarray(runs["load_intensity"], float)[:, None]
+    z, w = hermegauss(nodes)
+    score = special.expit(float(an.score_logit_mean) + float(an.score_logit_sd) * z)
+    kinds = np.repeat(np.arange(1, 5), nodes)                      # anomalous hypotheses: (kind, node)
+    weights = np.concatenate([float(an.type.shares[k]) * w / w.sum() for k in an.type.shares])
+    kind = np.concatenate([[0], kinds])[None, :]
+    level = np.concatenate([[0.0], np.tile(score, 4)])[None, :]
+    effect = np.concatenate([[0.0], [float(rg.effect_scale[s]) for s in rg.severity.shares]])
+    effect_prior = np.concatenate([[1 - float(rg.rate)],
+                                   [float(rg.rate) * float(rg.severity.shares[s]) for s in rg.severity.shares]])
+    hidden, hidden_w = (hermegauss(9) if tw.enabled else (np.zeros(1), np.ones(1)))
+    hidden_w = hidden_w / hidden_w.sum()
+    observed = {c: np.asarray(runs[c], float)[:, None] for c in
+                ("response_time_ms", "error_rate", "timeout_rate", "throughput_rps", *USAGE_COLUMNS)}
+    shares_seen = np.stack([1.0 - observed["error_rate"] - observed["timeout_rate"], observed["timeout_rate"],
+                            observed["error_rate"]], axis=-1)
+    log_like = []
+    for scale in effect:
+        per_workload = []
+        for workload in hidden:
+            background = float(tw.background_log_load) * workload if tw.enabled else 0.0
+            m = {k: np.asarray(v, float) for k, v in
+                 run_metric_means(p, load, scale, kind, level, background).items()}
+            split = m["split"]
+            alpha = float(rn.request_concentration) * np.concatenate(
+                [split[..., :2], split[..., 2:].sum(-1, keepdims=True)], axis=-1)
+            ll = (stats.norm.logpdf(np.log(observed["response_time_ms"]), m["log_rt"], float(rn.response_time_sd))
+                  + _dirichlet_logpdf(shares_seen, alpha)
+                  + stats.norm.logpdf(np.log(observed["throughput_rps"]), m["log_tput"], float(rn.throughput_sd)))
+            for i, column in enumerate(USAGE_COLUMNS):
+                x, mu = observed[column], m["log_usage"][..., i]
+                ll = ll + np.where(x >= 1.0, stats.norm.logsf(0.0, mu, float(rn.resource_sd)),
+                                   stats.norm.logpdf(np.log(np.minimum(x, 1.0)), mu, float(rn.resource_sd)))
+            per_workload.append(ll)
+        log_like.append(special.logsumexp(np.stack(per_workload), b=hidden_w[:, None, None], axis=0))
+    log_like = np.stack(log_like, axis=1)                          # (runs, regression effect, hypothesis)
+    prior_anomalous = special.expit(float(p.intercepts.anomaly) + float(an.regression_coefficient) * effect
+                                    + float(an.load_coefficient) * np.log(load))   # (runs, effect)
+    normal = np.log1p(-prior_anomalous) + log_like[..., 0]
+    anomalous = np.log(prior_anomalous) + special.logsumexp(log_like[..., 1:], b=weights, axis=-1)
+    log_effect = np.log(effect_prior)
+    numerator = special.logsumexp(anomalous + log_effect, axis=-1)
+    return np.exp(numerator - np.logaddexp(numerator, special.logsumexp(normal + log_effect, axis=-1)))

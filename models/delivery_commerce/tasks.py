@@ -1,0 +1,124 @@
+"""What the engine needs to know of the model besides its story: tables, calibration,
+the checks `validate` runs, the report's plots and the ML tasks."""
+
+from __future__ import annotations
+
+from causalsynth.modeling import Calibration, Identity, Marginal, Plot, Shape, Signature, Table, Task
+
+TABLES = (
+    Table("pull_requests", plates=("prs",), key="pr_id", number=("pr_number", "PR-%06d")),
+    Table("system_runs", plates=("prs", "runs"), key="run_id"),
+    Table("service_metrics", plates=("prs", "runs", "services"), key="service_metric_id"),
+    Table("ecommerce_flows", plates=("prs", "runs", "flows"), key="flow_id"),
+    Table("flow_steps", plates=("prs", "runs", "flows", "steps"), key="step_id"),
+)
+
+# Intercepts solved so that the mean of each probability site equals its target,
+# in causal order (each one's parents are solved before it).
+CALIBRATION = (
+    Calibration("regression", site="regression_probability", target="regression.rate"),
+    Calibration("anomaly", site="anomaly_probability", target="run.anomaly.rate"),
+    Calibration("run_failure", site="failure_probability", target="run.failure.rate"),
+    Calibration("service_failure", site="services.failure_probability",
+                target="service.failure.rate"),
+    Calibration("conversion", site="conversion_probability", target="funnel.conversion.rate"),
+)
+
+# What `causalsynth validate` holds the data to (targets and tolerances are config).
+MARGINALS = (
+    Marginal("pull_requests.has_performance_regression", "regression.rate", "regression",
+             headline="regression rate"),
+    Marginal("system_runs.is_anomalous", "run.anomaly.rate", "anomaly", headline="anomalous runs"),
+    Marginal("system_runs.run_status=FAILED", "run.failure.rate", "failed_runs", headline="failed runs"),
+    Marginal("service_metrics.is_failing", "service.failure.rate", headline="failing services"),
+    Marginal("ecommerce_flows.converted", "funnel.conversion.rate", "conversion", headline="conversion"),
+    Marginal("pull_requests.has_security_vulnerability", "pull_request.security_vulnerability_rate"),
+    Marginal("pull_requests.is_breaking_change", "pull_request.breaking_change_rate"),
+    Marginal("pull_requests.is_api_change", "pull_request.api_change_rate"),
+    Marginal("pull_requests.is_db_change", "pull_request.db_change_rate"),
+    Marginal("pull_requests.is_config_change", "pull_request.config_change_rate"),
+    Marginal("pull_requests.size_class", "pull_request.size_class.shares"),
+    Marginal("pull_requests.primary_service", "pull_request.primary_service.shares"),
+    Marginal("pull_requests.regression_severity", "regression.severity.shares", "mix",
+             among="has_performance_regression"),
+    Marginal("system_runs.anomaly_type", "run.anomaly.type.shares", "mix", among="is_anomalous"),
+    Marginal("ecommerce_flows.user_segment", "flow.segment.shares"),
+    Marginal("ecommerce_flows.device_type", "flow.device.shares"),
+    Marginal("ecommerce_flows.region", "flow.region.shares"),
+)
+_CLEAN_RUNS = ("~is_anomalous", "~pull_requests.has_performance_regression")
+SHAPES = (
+    Shape("system_runs.response_time_ms", "lognormal", _CLEAN_RUNS),
+    Shape("system_runs.error_rate", "beta", _CLEAN_RUNS),
+)
+# Rules every row keeps by construction, in every world (README: "Identities every row keeps").
+# Rates are float32 counts over totals: they agree to 1e-6.
+IDENTITIES = (
+    Identity("system_runs", "abs(success_rate + error_rate + timeout_rate - 1) <= 1e-6"),
+    Identity("system_runs",
+             "abs(error_rate * total_requests - server_errors - client_errors) <= 1e-6 * total_requests"),
+    Identity("system_runs", "abs(timeout_rate * total_requests - timeout_errors) <= 1e-6 * total_requests"),
+    Identity("system_runs", "p95_response_time_ms > response_time_ms"),
+    Identity("system_runs", "(cpu_usage >= 0) & (cpu_usage <= 1) & (memory_usage >= 0) & (memory_usage <= 1)"
+                            " & (disk_usage >= 0) & (disk_usage <= 1)"),
+    Identity("system_runs", "(anomaly_type == 'NONE') == ~is_anomalous"),
+    Identity("system_runs", "(anomaly_score == 0) == ~is_anomalous"),
+    Identity("pull_requests", "(regression_severity == 'NONE') == ~has_performance_regression"),
+    Identity("service_metrics",
+             "(health_status == 'HEALTHY') == (health_score >= {service.status_thresholds.HEALTHY})"),
+    Identity("service_metrics",
+             "(health_status == 'UNHEALTHY') == (health_score < {service.status_thresholds.DEGRADED})"),
+    Identity("ecommerce_flows", "(abandonment_reason == 'NONE') == converted"),
+    Identity("ecommerce_flows", "~converted | (last_step == 'ORDER_CONFIRMATION')"),
+)
+SIGNATURES = (
+    Signature("system_runs.response_time_ms", by="pull_requests.has_performance_regression", direction="higher"),
+    Signature("ecommerce_flows.converted", by="pull_requests.has_performance_regression", direction="lower"),
+    Signature("system_runs.load_intensity", by="is_holiday_season", direction="higher"),
+    Signature("pull_requests.has_performance_regression", by="is_end_of_quarter", direction="higher"),
+)
+REPORT = (
+    Plot("Response time of runs, regressed vs clean PRs", "distribution", "system_runs", "response_time_ms",
+         by=("pull_requests.has_performance_regression",)),
+    Plot("Conversion probability of flows, regressed vs clean PRs", "distribution", "ecommerce_flows",
+         "conversion_probability", by=("pull_requests.has_performance_regression",)),
+    Plot("Conversion funnel by device and segment", "funnel", "flow_steps", "flow_id", step="step_type",
+         by=("ecommerce_flows.device_type", "ecommerce_flows.user_segment")),
+    Plot("Anomaly types among anomalous runs", "mix", "system_runs", "anomaly_type", among="is_anomalous"),
+    Plot("Service health across the dependency graph", "graph", "service_metrics", "health_score",
+         node="service_name", edges="service.depends_on"),
+)
+
+# The seed's four ML tasks. A "predict" task forecasts its labels from their
+# causes (no feature may be a causal descendant of a label); a "diagnose" task
+# infers a latent state from its symptoms (the features are its effects). A
+# feature "table.column" comes from an ancestor table of the task's unit.
+TASKS = (
+    Task("pr_impact", table="pull_requests", kind="predict",
+         features=("size_class", "lines_added", "lines_deleted", "files_changed", "cyclomatic_complexity",
+                   "test_coverage", "author_experience_years", "is_api_change", "is_db_change",
+                   "is_config_change", "is_breaking_change", "has_security_vulnerability", "primary_service",
+                   "services_touched", "risk_score", "merge_hour", "merge_weekday", "is_end_of_quarter",
+                   "is_code_freeze", "is_holiday_season", "release_pressure"),
+         binary="has_performance_regression", continuous="performance_impact_score",
+         categorical="regression_severity", probability="regression_probability"),
+    Task("service_health", table="service_metrics", kind="predict",
+         features=("service_name", "is_touched_by_pr", "response_time_ms", "error_rate", "throughput_rps",
+                   "retries_per_minute", "upstream_response_time_ms", "upstream_error_rate",
+                   "system_runs.cpu_usage", "system_runs.memory_usage", "system_runs.disk_usage",
+                   "system_runs.load_intensity"),
+         binary="is_failing", continuous="health_score", categorical="health_status",
+         probability="services.failure_probability"),
+    Task("conversion", table="ecommerce_flows", kind="predict",
+         features=("user_segment", "device_type", "region", "cart_size", "cart_value", "browse_views",
+                   "expected_latency_ms", "system_runs.load_intensity", "system_runs.hour_of_day",
+                   "system_runs.is_holiday_season"),
+         binary="converted", continuous="conversion_probability", categorical="abandonment_reason",
+         probability="conversion_probability"),
+    Task("anomaly", table="system_runs", kind="diagnose",
+         features=("load_intensity", "duration_s", "response_time_ms", "p95_response_time_ms", "error_rate",
+                   "timeout_rate", "success_rate", "throughput_rps", "cpu_usage", "memory_usage", "disk_usage",
+                   "timeout_errors", "server_errors", "client_errors"),
+         binary="is_anomalous", continuous="anomaly_score", categorical="anomaly_type",
+         posterior="anomaly_posterior"),
+)
