@@ -8,9 +8,14 @@ manifest), timed by wall clock, with its peak RSS from ``wait4``:
 - causalsynth warm at 4x --n-prs, to show memory stays flat as N grows;
 - the XLA compile time of the block sampler alone (first call minus second);
 - the floor (vectorized numpy + pyarrow, same tables) and the naive per-record
-  Python generator (same tables; run on --naive-prs PRs and reported as rows/s).
+  Python generator (same tables; run on --naive-prs PRs and reported as rows/s);
+- with --baseline PYTHON (the interpreter of another installation of
+  causalsynth, e.g. a virtual environment of the previous release): the warm
+  50,000-PR job of both, alternated --repeats times, medians and their ratio,
+  so a change's cost is measured against its baseline on the same machine at
+  the same time.
 
-Usage: python benchmarks/bench_sample.py [--n-prs 50000] [--naive-prs 5000]
+Usage: python benchmarks/bench_sample.py [--n-prs 50000] [--naive-prs 5000] [--baseline PYTHON [--repeats 5]]
 Writes its section of benchmarks/RESULTS.md and prints it.
 """
 
@@ -26,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -61,6 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-prs", type=int, default=50_000)
     parser.add_argument("--naive-prs", type=int, default=5_000)
+    parser.add_argument("--baseline", help="python of another causalsynth installation to compare with, warm")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     import jax
@@ -82,6 +91,7 @@ def main() -> None:
         floor = measure(refs + ["floor", str(args.n_prs), str(work / "floor")])
         naive = measure(refs + ["naive", str(args.naive_prs), str(work / "naive")])
         naive_rows = int(naive["stdout"])
+        versus = compare(args, work) if args.baseline else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -115,7 +125,33 @@ def main() -> None:
         f"- Memory is flat in N: peak RSS at {4 * args.n_prs:,} PRs is {big['peak_rss_gb']:.2f} GB, "
         f"{big['peak_rss_gb'] / warm['peak_rss_gb']:.2f}x that at {args.n_prs:,} (wall {big['wall_s']:.1f} s).",
     ]
+    if versus is not None:
+        ours, theirs, version = versus
+        lines.append(f"- Against the baseline installation (causalsynth {version}, `--baseline`), warm, "
+                     f"{args.repeats} alternated runs each: median {np.median(ours):.1f} s vs "
+                     f"{np.median(theirs):.1f} s, {np.median(ours) / np.median(theirs):.2f}x "
+                     f"(runs: {', '.join(f'{x:.1f}' for x in ours)} vs {', '.join(f'{x:.1f}' for x in theirs)}).")
     print(write_section("bench_sample", lines))
+
+
+def compare(args, work: Path) -> tuple[list[float], list[float], str]:
+    """Warm wall times of this installation and the baseline's, alternated (each with its own cache)."""
+    def command(python: str, name: str) -> tuple[list[str], dict]:
+        env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / f"cache-{name}"))
+        return [python, "-c", "from causalsynth.cli import app; app()", "sample", "--n-prs", str(args.n_prs),
+                "--out", str(work / f"vs-{name}"), "--force"], env
+
+    runs = {"ours": command(sys.executable, "ours"), "baseline": command(args.baseline, "baseline")}
+    for cmd, env in runs.values():  # fill each compilation cache
+        measure(cmd, env)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, (cmd, env) in runs.items():
+            times[name].append(measure(cmd, env)["wall_s"])
+    version = subprocess.run([args.baseline, "-c", "from causalsynth.dataset import package_version as v; "
+                              "import causalsynth.models.delivery_commerce as m; print(v(), m.VERSION)"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    return times["ours"], times["baseline"], f"{version[0]}, model {version[1]}"
 
 
 if __name__ == "__main__":

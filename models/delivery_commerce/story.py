@@ -22,6 +22,7 @@ from .mechanisms import (
     USAGE_COLUMNS,
     cycle,
     dependency_matrix,
+    inverse_cdf,
     over_services,
     per_step,
     run_metric_means,
@@ -54,7 +55,8 @@ def merge_time(p: Params, cal: DayTable, plates: Plates) -> dict:
         day_weight = (vec(c.merges.weekday_factor, WEEKDAYS)[cal.weekday[:window]]
                       * jnp.where(cal.end_of_quarter[:window], c.merges.end_of_quarter_factor, 1.0)
                       * jnp.where(cal.seasons[FREEZE][:window], c.merges.code_freeze_factor, 1.0))
-        day = numpyro.sample("_merge_day", dist.CategoricalProbs(day_weight / day_weight.sum()))
+        day = numpyro.deterministic("_merge_day", inverse_cdf(
+            numpyro.sample("_merge_day_u", dist.Uniform(0.0, 1.0)), day_weight))
         hour_weight = jnp.exp(cycle(jnp.arange(24.0), c.merges.peak_hour, c.merges.hour_concentration))
         hour = numpyro.sample("merge_hour", dist.CategoricalProbs(hour_weight / hour_weight.sum()))
         second = jnp.floor(SECONDS_PER_HOUR * numpyro.sample("_merge_second", dist.Uniform(0.0, 1.0)))
@@ -334,7 +336,7 @@ def flow(p: Params, plates: Plates, runs: dict, svc: dict, services, steps, step
         numpyro.deterministic("conversion_probability", jnp.prod(passes, axis=-1, keepdims=True)
                               * jnp.prod(stop_probs[..., 0], axis=-1, keepdims=True))
     with plates.prs, plates.runs, plates.flows, plates.decisions:
-        stop = numpyro.sample("_stop_cause", dist.CategoricalProbs(stop_probs))
+        stop = inverse_cdf(numpyro.sample("_stop_u", dist.Uniform(0.0, 1.0)), stop_probs)
     return {"views": views, "call_ok": call_ok, "step_latency": step_latency, "stop": stop}
 
 

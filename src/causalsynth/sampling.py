@@ -65,12 +65,8 @@ def _logit(p):
 
 def site_means(program: Program, params: Params, sites: list[str], seed: int,
                n_blocks: int) -> np.ndarray:
-    sums = np.zeros(len(sites))
-    factual = program.interventions()
-    for b in range(n_blocks):
-        out = program.sample_block(block_key(seed, b), params, factual)
-        sums += np.array([float(out[s].mean()) for s in sites])
-    return sums / n_blocks
+    means = program.mean_sampler(tuple(sites))
+    return np.mean([np.asarray(means(block_key(seed, b), params), np.float64) for b in range(n_blocks)], axis=0)
 
 
 def with_intercepts(params: Params, intercepts: dict[str, float]) -> Params:
