@@ -47,7 +47,7 @@ class Effect:
 def _outcome_rows(world, table: str, column: str, seed: int, n_prs: int, do: dict) -> pd.DataFrame:
     program = world.program
     layout = program.table(table)
-    sch = schemas(program)
+    sch = {table: schemas(program)[table]}  # only the outcome's table is built
     start = start_epoch_ms(program.config.sampling["start"])
     frames = []
     for block in sample_blocks(program, world.params, seed, n_prs, do=do):

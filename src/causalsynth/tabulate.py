@@ -81,10 +81,12 @@ def _column_array(column: Column, values: np.ndarray) -> pa.Array:
 
 def tabulate(program: Program, block: Block, start_ms: int,
              schema_by_table: dict[str, pa.Schema]) -> dict[str, pa.RecordBatch]:
-    """The block's rows of every table, keys included, surplus PRs dropped."""
+    """The block's rows of every table in ``schema_by_table``, keys included, surplus PRs dropped."""
     first_pr = block.index * program.block_prs
     out = {}
     for layout in program.tables:
+        if layout.table.name not in schema_by_table:
+            continue
         per_pr = layout.cells_per_pr
         n_cells = block.n_prs * per_pr
         cells = np.arange(n_cells, dtype=np.int64) + first_pr * per_pr
