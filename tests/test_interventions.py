@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import jax
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -157,17 +159,27 @@ def test_graph_is_derived_from_the_model(graph):
     assert "services.response_time_ms" in graph.ancestors("conversion_probability")
 
 
+def _site_values(model, key, params, n, switches=None):
+    """Every site's value in a trace of ``model`` (under ``switch_do``, entered outermost, with
+    ``switches``), jitted: eager mode would compile each operation on its own."""
+    def values(key, params):
+        with switch_do(data=switches):
+            trace = handlers.trace(handlers.seed(model, key)).get_trace(params, n)
+        return {name: site["value"] for name, site in trace.items() if site["type"] in ("sample", "deterministic")}
+
+    return jax.jit(values)(key, params)
+
+
 def test_switch_do_matches_numpyro_do(default_config):
     config = load_config(overrides=["sampling.block_prs=6"])
     model, params = config.model.model, Program(config).initial_params()
     key = block_key(3, 0)
-    with switch_do(data={"has_performance_regression": (True, 1.0)}):
-        ours = handlers.trace(handlers.seed(model, key)).get_trace(params, 6)
-    theirs = handlers.trace(handlers.seed(handlers.do(model, {"has_performance_regression": 1.0}), key)).get_trace(params, 6)
-    for name, site in ours.items():
-        if site["type"] in ("sample", "deterministic") and name != "has_performance_regression":
-            np.testing.assert_array_equal(np.asarray(site["value"]), np.asarray(theirs[name]["value"]), err_msg=name)
-    assert np.all(np.asarray(ours["has_performance_regression"]["value"]) == 1)
+    ours = _site_values(model, key, params, 6, switches={"has_performance_regression": (True, 1.0)})
+    theirs = _site_values(handlers.do(model, {"has_performance_regression": 1.0}), key, params, 6)
+    for name, value in ours.items():
+        if name != "has_performance_regression":
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(theirs[name]), err_msg=name)
+    assert np.all(np.asarray(ours["has_performance_regression"]) == 1)
 
 
 @pytest.mark.parametrize("fmt", ["json", "dot"])
