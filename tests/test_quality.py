@@ -142,6 +142,34 @@ def test_unreadable_dataset_exits_2(tmp_path):
     assert result.exit_code == 2 and "cannot be read" in result.output
 
 
+def test_an_unreadable_table_does_not_hide_the_next_tables_checks(small, tmp_path):
+    copy = _copy(small, tmp_path)
+    path = copy / "system_runs.parquet"
+    data = bytearray(path.read_bytes())
+    data[4:len(data) // 2] = bytes(len(data) // 2 - 4)  # data pages zeroed, footer intact
+    path.write_bytes(bytes(data))
+    checks = {c.check: c for c in validate_dataset(copy)}
+    assert not checks["read system_runs"].passed
+    for later in ("service_metrics", "ecommerce_flows"):  # they read system_runs' keys: reported, not dropped
+        assert f"completeness {later}" in checks or not checks[f"read {later}"].passed, later
+    assert checks["completeness flow_steps"].passed and checks["foreign key flow_steps.flow_id → ecommerce_flows"].passed
+
+
+def test_a_world_without_clean_runs_validates_without_warnings(small, tmp_path):
+    import warnings
+
+    from causalsynth.dataset import sample_twin
+    from causalsynth.interventions import load_variant
+
+    sample_twin(factual_dir=small, intervention=load_variant("all_regressions"), out=tmp_path / "twin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        checks = validate_dataset(tmp_path / "twin")
+    shapes = [c for c in checks if c.check.startswith("shape")]
+    assert shapes and all(c.observed.startswith("not applicable") for c in shapes)
+    assert all(c.passed for c in checks), [c.check for c in checks if not c.passed]
+
+
 def test_twins_are_validated_against_what_the_intervention_leaves(small, tmp_path):
     from causalsynth.dataset import sample_twin
     from causalsynth.interventions import load_variant
