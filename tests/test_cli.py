@@ -56,6 +56,9 @@ def test_version():
     (["--set", "flow.region.shares.US=0.5"], "sum to 1"),
     (["--runs-per-pr", "0"], "shape.runs_per_pr"),
     (["--n-prs", "0"], "--n-prs"),
+    (["--set", "calendar.seasons.code_freeze.to=12-32"], "calendar.seasons.code_freeze.to"),
+    (["--set", "sampling.start=garbage"], "sampling.start"),
+    (["--set", SMALL_BLOCKS, "--set", "funnel.conversion.rate=0.95"], "funnel.conversion.rate: 0.95 is out of reach"),
 ])
 def test_bad_input_fails_cleanly(tmp_path, args, expected):
     out = tmp_path / "ds"

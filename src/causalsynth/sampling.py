@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
+from causalsynth.errors import ConfigError
 from causalsynth.params import Params
 from causalsynth.program import Program
 
@@ -114,7 +115,8 @@ def calibrate(program: Program) -> dict[str, float]:
         x_prev, f_prev = x, f
         x = x - f / slope
     else:
-        worst = cals[int(np.argmax(np.abs(means - targets)))]
-        raise RuntimeError(f"calibration of {worst.name} did not converge: "
-                           f"targets {targets.tolist()}, reached {means.tolist()}")
+        i = int(np.argmax(np.abs(means - targets)))
+        raise ConfigError(f"{cals[i].target}: {targets[i]:g} is out of reach of its mechanism: solving "
+                          f"{cals[i].name}'s intercept got no closer than {means[i]:.4g}; choose a rate the "
+                          f"mechanism can produce, or change its coefficients")
     return {c.name: float(v) for c, v in zip(cals, x)}
