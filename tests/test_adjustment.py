@@ -252,3 +252,24 @@ def test_unit_frame_joins_ancestor_columns(small_dataset):
     with pytest.raises(ConfigError, match="not a column of ecommerce_flows or of a table it belongs to"):
         unit_frame(small_dataset, f"pull_requests.{TREATMENT}", "ecommerce_flows.converted",
                    ["service_metrics.health_score"])
+
+
+def test_graph_adjust_command_prints_the_set_or_why_there_is_none(program, graph):
+    from typer.testing import CliRunner
+
+    from causalsynth.cli import app
+
+    runner = CliRunner()
+    found = runner.invoke(app, ["graph", "--adjust", "has_performance_regression", "ecommerce_flows.converted"])
+    assert found.exit_code == 0, found.output
+    expected = backdoor_set(graph, program, "has_performance_regression", "ecommerce_flows.converted").columns
+    assert all(f"\n{column}\n" in f"\n{found.stdout}" for column in expected)
+    workload = ["--set", "team_workload.enabled=true"]
+    hidden = runner.invoke(app, ["graph", "--adjust", "has_performance_regression", "system_runs.response_time_ms",
+                                 *workload])
+    assert hidden.exit_code == 1 and "team_workload" in hidden.output and "no adjustment set" in hidden.output
+    shown = runner.invoke(app, ["graph", "--adjust", "has_performance_regression", "system_runs.response_time_ms",
+                                *workload, "--latents"])
+    assert shown.exit_code == 0 and "pull_requests.team_workload" in shown.stdout
+    bad = runner.invoke(app, ["graph", "--adjust", "has_regression", "system_runs.response_time_ms"])
+    assert bad.exit_code == 2 and "has_regression" in bad.output and "Traceback" not in bad.output
