@@ -65,12 +65,13 @@ def main() -> None:
         read = lambda table, columns=None: pq.read_table(ds / f"{table}.parquet", columns=columns).to_pandas()  # noqa: E731
         marginals = [c for c in validate_dataset(ds) if c.check.startswith("marginal")]
         identities = []
-        for identity in config.model.IDENTITIES:
-            frame = read(identity.table)
+        for table in dict.fromkeys(i.table for i in config.model.IDENTITIES):  # each table read once
+            frame = read(table)
             for column in frame.select_dtypes("category"):
                 frame[column] = frame[column].astype(str)
-            holds = identity_holds(identity, frame, config)
-            identities.append((identity, int(holds.sum()), len(holds)))
+            for identity in (i for i in config.model.IDENTITIES if i.table == table):
+                holds = identity_holds(identity, frame, config)
+                identities.append((identity, int(holds.sum()), len(holds)))
         effects = []
         for outcome in OUTCOMES:
             adjust = backdoor_set(graph, program, TREATMENT, outcome)

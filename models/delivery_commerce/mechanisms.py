@@ -62,9 +62,10 @@ def run_metric_means(p: Params, load, scale, kind, score, background=0.0) -> dic
     ``background`` is log extra load that is not shopper traffic (the hidden
     team workload). Shared by the model and by ``anomaly_posterior``, which
     inverts it. Returns log-medians (response time, throughput, the three
-    usages on a last axis) and the mean request split (``REQUEST_OUTCOMES``
-    on a last axis): success, timeout and error shares sum to 1 by
-    construction.
+    usages on a last axis), the mean request split (``REQUEST_OUTCOMES``
+    on a last axis: success, timeout and error shares sum to 1 by
+    construction) and ``clean_rt``, the median response time of a clean run
+    at this load (the yardstick service latencies are coupled to).
     """
     rn, fx, an = p.run, p.regression.effects, p.run.anomaly
     perf_a, error_a, resource_a, behavior_a = ((kind == i) * score for i in range(1, 5))
@@ -77,6 +78,7 @@ def run_metric_means(p: Params, load, scale, kind, score, background=0.0) -> dic
                              error[..., None] * categories], axis=-1)
     clean_rt = rn.response_time_ms * load ** rn.load_latency_elasticity
     return {
+        "clean_rt": clean_rt,
         "log_rt": jnp.log(clean_rt * (1.0 + fx.response_time_increase * scale)
                           * (1.0 + an.response_time_increase * perf_a)) + background,
         "split": split,

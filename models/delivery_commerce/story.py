@@ -212,7 +212,7 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
             + fl.error_rate_coefficient * error_rate))
         label("run_status", numpyro.sample("_failed", dist.Bernoulli(failure_prob)), RUN_STATUS_LEVELS)
     return {"load": load, "duration": duration, "hour": hour, "holiday": holiday,
-            "response_time": response_time, "clean_rt": rn.response_time_ms * load ** rn.load_latency_elasticity,
+            "response_time": response_time, "clean_rt": m["clean_rt"],
             "throughput": throughput, "error_rate": error_rate}
 
 
