@@ -48,16 +48,16 @@ from __future__ import annotations
 
 from causalsynth.params import Params
 
-from .calendar import month_day, parse_start
+from .calendar import FREEZE, HOLIDAY, month_day, parse_start
 from .dictionary import DESCRIPTIONS
 from .posterior import anomaly_posterior
-from .story import FREEZE, HOLIDAY, REASON_LEVELS, WEEKDAYS, model
-from .tasks import CALIBRATION, IDENTITIES, MARGINALS, REPORT, SHAPES, SIGNATURES, TABLES, TASKS
+from .story import REASON_LEVELS, WEEKDAYS, model
+from .tasks import CALIBRATION, IDENTITIES, MARGINALS, REPORT, ROLLUPS, SHAPES, SIGNATURES, TABLES, TASKS
 
 NAME = "delivery_commerce"
 VERSION = "2.0.0"
 
-__all__ = ["NAME", "VERSION", "TABLES", "CALIBRATION", "MARGINALS", "IDENTITIES", "SHAPES", "SIGNATURES", "REPORT",
+__all__ = ["NAME", "VERSION", "TABLES", "CALIBRATION", "MARGINALS", "IDENTITIES", "ROLLUPS", "SHAPES", "SIGNATURES", "REPORT",
            "TASKS", "DESCRIPTIONS", "model", "validate", "anomaly_posterior"]
 
 

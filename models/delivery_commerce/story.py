@@ -13,11 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 
-from causalsynth.modeling import categorical, label, latent, rows, shares, timestamp
+from causalsynth.modeling import categorical, derived, label, latent, rows, shares, timestamp
 from causalsynth.params import Params
 
-from .calendar import SECONDS_PER_DAY, SECONDS_PER_HOUR, WEEKDAYS, DayTable, day_table
+from .calendar import FREEZE, HOLIDAY, SECONDS_PER_DAY, SECONDS_PER_HOUR, WEEKDAYS, DayTable, day_table
 from .mechanisms import (
     USAGE_COLUMNS,
     cycle,
@@ -35,7 +36,6 @@ RUN_STATUS_LEVELS = ("SUCCESS", "FAILED")
 # the shopper's own stop causes (INVENTORY, SHIPPING, USER_EXIT), in the order met.
 REASON_LEVELS = ("NONE", "PAYMENT", "INVENTORY", "SHIPPING", "USER_EXIT", "TECHNICAL_ERROR")
 STOP_CAUSES = ("INVENTORY", "SHIPPING", "USER_EXIT")   # categories 1.. of a decision (0: go on)
-HOLIDAY, FREEZE = "holiday_shopping", "code_freeze"     # seasons the mechanisms read
 
 
 class Plates(NamedTuple):
@@ -92,11 +92,11 @@ def pull_request(p: Params, plates: Plates, merge: dict, services: tuple[str, ..
         added_share = jax.nn.sigmoid(numpyro.sample("_added_logit", dist.Normal(pr.added_logit_mean,
                                                                                  pr.added_logit_sd)))
         added = jnp.round(lines * added_share)
-        numpyro.deterministic("lines_added", added.astype(jnp.int32))
-        numpyro.deterministic("lines_deleted", (lines - added).astype(jnp.int32))
+        derived("lines_added", added.astype(jnp.int32), constraints.nonnegative_integer)
+        derived("lines_deleted", (lines - added).astype(jnp.int32), constraints.nonnegative_integer)
         files = pr.files_scale.per_sqrt_line * jnp.sqrt(lines) * jnp.exp(
             pr.files_sd * numpyro.sample("_files_noise", dist.Normal(0.0, 1.0)))
-        numpyro.deterministic("files_changed", jnp.maximum(1.0, jnp.round(files)).astype(jnp.int32))
+        derived("files_changed", jnp.maximum(1.0, jnp.round(files)).astype(jnp.int32), constraints.positive_integer)
         complexity = numpyro.sample("cyclomatic_complexity", dist.LogNormal(
             jnp.log1p(pr.complexity_per_log_line * log_lines) + pr.pressure.complexity_log * pressure,
             pr.complexity_sd))
@@ -118,13 +118,13 @@ def pull_request(p: Params, plates: Plates, merge: dict, services: tuple[str, ..
     is_primary = primary == service_index                             # (B,1,S,1)
     touched = jnp.maximum(is_primary, also)
     with plates.prs:
-        n_touched = numpyro.deterministic(
-            "services_touched", jnp.sum(touched, axis=-2, keepdims=True).astype(jnp.int32))
+        n_touched = derived(
+            "services_touched", jnp.sum(touched, axis=-2, keepdims=True).astype(jnp.int32), constraints.integer_interval(1, len(services)))
         w = pr.risk_weights
-        numpyro.deterministic("risk_score", jax.nn.sigmoid(
+        derived("risk_score", jax.nn.sigmoid(
             w.intercept + w.log_lines * log_lines + w.complexity * complexity
             + w.low_coverage * (1.0 - coverage) + w.api_change * api + w.db_change * db
-            + w.breaking_change * breaking + w.security_vulnerability * security))
+            + w.breaking_change * breaking + w.security_vulnerability * security), constraints.unit_interval)
     return {"log_lines": log_lines, "complexity": complexity, "coverage": coverage, "experience": experience,
             "api": api, "db": db, "config": cfg, "breaking": breaking, "n_touched": n_touched,
             "touched": touched, "is_primary": is_primary}
@@ -139,15 +139,15 @@ def regression(p: Params, plates: Plates, merge: dict, pr: dict) -> jnp.ndarray:
                  + c.api_change * pr["api"] + c.db_change * pr["db"] + c.config_change * pr["config"]
                  + c.breaking_change * pr["breaking"] + c.services_touched * (pr["n_touched"] - 1)
                  + c.release_pressure * merge["pressure"] + c.team_workload * merge["workload"])
-        reg_prob = numpyro.deterministic("regression_probability", jax.nn.sigmoid(logit))
+        reg_prob = derived("regression_probability", jax.nn.sigmoid(logit), constraints.unit_interval)
         regressed = numpyro.sample("has_performance_regression", dist.Bernoulli(reg_prob))
         sev_probs, _ = shares(rg.severity.shares)
         severity = jnp.where(regressed, 1 + categorical("_severity_if_regressed", sev_probs,
                                                         SEVERITY_LEVELS[1:]), 0)
         label("regression_severity", severity, SEVERITY_LEVELS)
-        numpyro.deterministic("performance_impact_score", jax.nn.sigmoid(
+        derived("performance_impact_score", jax.nn.sigmoid(
             vec(rg.impact_logit, SEVERITY_LEVELS)[severity]
-            + rg.impact_sd * numpyro.sample("_impact_noise", dist.Normal(0.0, 1.0))))
+            + rg.impact_sd * numpyro.sample("_impact_noise", dist.Normal(0.0, 1.0))), constraints.unit_interval)
     return jnp.concatenate([jnp.zeros(1), vec(rg.effect_scale)])[severity]
 
 
@@ -167,7 +167,7 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
         day = jnp.minimum(merge["day"] + clock // SECONDS_PER_DAY, cal.n_days - 1)
         # Later mechanisms read the hour through its site, so the graph shows the hour,
         # not the merge and gap noise it comes from, as their cause.
-        hour = numpyro.deterministic("hour_of_day", clock % SECONDS_PER_DAY // SECONDS_PER_HOUR)
+        hour = derived("hour_of_day", clock % SECONDS_PER_DAY // SECONDS_PER_HOUR, constraints.integer_interval(0, 23))
         weekday = label("day_of_week", jnp.asarray(cal.weekday)[day], WEEKDAYS)
         holiday = numpyro.deterministic("runs.is_holiday_season", jnp.asarray(cal.seasons[HOLIDAY])[day])
         load = numpyro.sample("load_intensity", dist.LogNormal(
@@ -175,41 +175,41 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
             + vec(tr.weekday_log_load, WEEKDAYS)[weekday] + tr.holiday_log_load * holiday, rn.load_log_sd))
         duration = numpyro.sample("duration_s", dist.LogNormal(rn.duration_log_mean, rn.duration_log_sd))
         an = rn.anomaly
-        anomaly_prob = numpyro.deterministic("anomaly_probability", jax.nn.sigmoid(
-            ic.anomaly + an.regression_coefficient * scale + an.load_coefficient * jnp.log(load)))
+        anomaly_prob = derived("anomaly_probability", jax.nn.sigmoid(
+            ic.anomaly + an.regression_coefficient * scale + an.load_coefficient * jnp.log(load)), constraints.unit_interval)
         anomalous = numpyro.sample("is_anomalous", dist.Bernoulli(anomaly_prob))
         kind_probs, kind_levels = shares(an.type.shares)
         kind = jnp.where(anomalous, 1 + categorical("_anomaly_kind", kind_probs, kind_levels), 0)
         label("anomaly_type", kind, ("NONE", *kind_levels))
-        score = numpyro.deterministic("anomaly_score", jnp.where(anomalous, jax.nn.sigmoid(
+        score = derived("anomaly_score", jnp.where(anomalous, jax.nn.sigmoid(
             an.score_logit_mean + an.score_logit_sd * numpyro.sample("_anomaly_intensity", dist.Normal(0.0, 1.0))),
-            0.0))
+            0.0), constraints.unit_interval)
 
         background = p.team_workload.background_log_load * merge["workload"] if p.team_workload.enabled else 0.0
         m = run_metric_means(p, load, scale, kind, score, background)
         response_time = numpyro.sample("response_time_ms", dist.LogNormal(m["log_rt"], rn.response_time_sd))
-        numpyro.deterministic("p95_response_time_ms", response_time * (1.0 + jnp.exp(
-            rn.p95_excess_log_mean + rn.p95_excess_log_sd * numpyro.sample("_p95_noise", dist.Normal(0.0, 1.0)))))
+        derived("p95_response_time_ms", response_time * (1.0 + jnp.exp(
+            rn.p95_excess_log_mean + rn.p95_excess_log_sd * numpyro.sample("_p95_noise", dist.Normal(0.0, 1.0)))), constraints.positive)
         throughput = numpyro.sample("throughput_rps", dist.LogNormal(m["log_tput"], rn.throughput_sd))
         split = numpyro.sample("_request_split", dist.Dirichlet(rn.request_concentration * m["split"]))
         total = jnp.maximum(1.0, jnp.round(throughput * duration))
         counts = jnp.floor(total[..., None] * split[..., 1:])         # timeout, then error categories
-        numpyro.deterministic("total_requests", total.astype(jnp.int32))
-        numpyro.deterministic("timeout_errors", counts[..., 0].astype(jnp.int32))
+        derived("total_requests", total.astype(jnp.int32), constraints.positive_integer)
+        derived("timeout_errors", counts[..., 0].astype(jnp.int32), constraints.nonnegative_integer)
         _, error_levels = shares(rn.error_category.shares)
         for i, level in enumerate(error_levels):
-            numpyro.deterministic(f"{level.lower()}_errors", counts[..., 1 + i].astype(jnp.int32))
-        error_rate = numpyro.deterministic("error_rate", counts[..., 1:].sum(-1) / total)
-        numpyro.deterministic("timeout_rate", counts[..., 0] / total)
-        numpyro.deterministic("success_rate", (total - counts.sum(-1)) / total)
+            derived(f"{level.lower()}_errors", counts[..., 1 + i].astype(jnp.int32), constraints.nonnegative_integer)
+        error_rate = derived("error_rate", counts[..., 1:].sum(-1) / total, constraints.unit_interval)
+        derived("timeout_rate", counts[..., 0] / total, constraints.unit_interval)
+        derived("success_rate", (total - counts.sum(-1)) / total, constraints.unit_interval)
         usage = jnp.clip(jnp.exp(m["log_usage"] + rn.resource_sd * numpyro.sample(
             "_resource_noise", dist.Normal(0.0, 1.0).expand([3]).to_event(1))), 0.0, 1.0)
         for i, name in enumerate(USAGE_COLUMNS):
-            numpyro.deterministic(name, usage[..., i])
+            derived(name, usage[..., i], constraints.unit_interval)
         fl = rn.failure
-        failure_prob = numpyro.deterministic("failure_probability", jax.nn.sigmoid(
+        failure_prob = derived("failure_probability", jax.nn.sigmoid(
             ic.run_failure + fl.regression_coefficient * scale + fl.anomaly_coefficient * anomalous
-            + fl.error_rate_coefficient * error_rate))
+            + fl.error_rate_coefficient * error_rate), constraints.unit_interval)
         label("run_status", numpyro.sample("_failed", dist.Bernoulli(failure_prob)), RUN_STATUS_LEVELS)
     return {"load": load, "duration": duration, "hour": hour, "holiday": holiday,
             "response_time": response_time, "clean_rt": m["clean_rt"],
@@ -244,30 +244,30 @@ def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, serv
         slowness = jnp.log(svc_rt / svc_clean)
         excess_err = jnp.maximum(svc_err - base_err, 0.0)
         hw = sv.health_weights
-        health = numpyro.deterministic("health_score", jax.nn.sigmoid(
+        health = derived("health_score", jax.nn.sigmoid(
             hw.intercept - hw.latency * jnp.maximum(slowness, 0.0) - hw.errors * excess_err
-            + sv.health_sd * numpyro.sample("_health_noise", dist.Normal(0.0, 1.0))))
+            + sv.health_sd * numpyro.sample("_health_noise", dist.Normal(0.0, 1.0))), constraints.unit_interval)
         thresholds, status_levels = shares(sv.status_thresholds)
         status = label("health_status", jnp.sum(health[..., None] < thresholds[:-1], axis=-1), status_levels)
-        svc_fail_prob = numpyro.deterministic("services.failure_probability", jax.nn.sigmoid(
-            ic.service_failure + sv.failure.health_coefficient * (1.0 - health)))
+        svc_fail_prob = derived("services.failure_probability", jax.nn.sigmoid(
+            ic.service_failure + sv.failure.health_coefficient * (1.0 - health)), constraints.unit_interval)
         numpyro.sample("is_failing", dist.Bernoulli(svc_fail_prob))
         n_callees = jnp.asarray(depends.sum(1)).reshape(-1, 1)
         n_callers = jnp.asarray(depends.sum(0)).reshape(-1, 1)
-        numpyro.deterministic("upstream_response_time_ms", jnp.where(
-            n_callees > 0, over_services(depends, svc_rt) / jnp.maximum(n_callees, 1), 0.0))
-        numpyro.deterministic("upstream_error_rate", jnp.where(
-            n_callees > 0, over_services(depends, svc_err) / jnp.maximum(n_callees, 1), 0.0))
-        numpyro.deterministic("upstream_health", jnp.where(
-            n_callees > 0, over_services(depends, health) / jnp.maximum(n_callees, 1), 1.0))
-        numpyro.deterministic("downstream_health", jnp.where(
-            n_callers > 0, over_services(depends.T, health) / jnp.maximum(n_callers, 1), 1.0))
-        numpyro.deterministic("retries_per_minute", 60.0 * base_tput * load * retry_rate
-                              * (1.0 + sv.retry_error_weight * svc_err))
+        derived("upstream_response_time_ms", jnp.where(
+            n_callees > 0, over_services(depends, svc_rt) / jnp.maximum(n_callees, 1), 0.0), constraints.nonnegative)
+        derived("upstream_error_rate", jnp.where(
+            n_callees > 0, over_services(depends, svc_err) / jnp.maximum(n_callees, 1), 0.0), constraints.unit_interval)
+        derived("upstream_health", jnp.where(
+            n_callees > 0, over_services(depends, health) / jnp.maximum(n_callees, 1), 1.0), constraints.unit_interval)
+        derived("downstream_health", jnp.where(
+            n_callers > 0, over_services(depends.T, health) / jnp.maximum(n_callers, 1), 1.0), constraints.unit_interval)
+        derived("retries_per_minute", 60.0 * base_tput * load * retry_rate
+                              * (1.0 + sv.retry_error_weight * svc_err), constraints.nonnegative)
         users = sv.users_per_rps * runs["throughput"]
-        numpyro.deterministic("active_users", jnp.broadcast_to(jnp.round(users), svc_rt.shape).astype(jnp.int32))
-        numpyro.deterministic("orders_per_minute", jnp.broadcast_to(
-            users * sv.order_rate * (1.0 - runs["error_rate"]), svc_rt.shape))
+        derived("active_users", jnp.broadcast_to(jnp.round(users), svc_rt.shape).astype(jnp.int32), constraints.nonnegative_integer)
+        derived("orders_per_minute", jnp.broadcast_to(
+            users * sv.order_rate * (1.0 - runs["error_rate"]), svc_rt.shape), constraints.nonnegative)
     return {"response_time": svc_rt, "status": status, "status_levels": status_levels}
 
 
@@ -292,13 +292,13 @@ def flow(p: Params, plates: Plates, runs: dict, svc: dict, services, steps, step
                   since="started_at")
         extra_items = numpyro.sample("_extra_items", dist.GeometricProbs(
             1.0 / (1.0 + vec(fw.cart_extra_items_count, seg_levels)[segment])))
-        cart_size = numpyro.deterministic("cart_size", (1 + extra_items).astype(jnp.int32))
+        cart_size = derived("cart_size", (1 + extra_items).astype(jnp.int32), constraints.positive_integer)
         cart_value = numpyro.sample("cart_value", dist.LogNormal(
             jnp.log(cart_size) + fw.item_price_log_mean + vec(fw.segment_price_lift, seg_levels)[segment]
             + fw.holiday_price_lift * runs["holiday"], fw.item_price_log_sd))
-        views = numpyro.deterministic("browse_views", (1 + jnp.minimum(numpyro.sample(
+        views = derived("browse_views", (1 + jnp.minimum(numpyro.sample(
             "_extra_views", dist.GeometricProbs(1.0 / (1.0 + vec(fw.browse_extra_views_count, seg_levels)[segment]))),
-            n_views - 1)).astype(jnp.int32))
+            n_views - 1)).astype(jnp.int32), constraints.positive_integer)
 
         # What each funnel step costs this shopper in this run: the step's
         # service latency (behind the gateway), stretched by device and region.
@@ -306,7 +306,7 @@ def flow(p: Params, plates: Plates, runs: dict, svc: dict, services, steps, step
         entry = services.index(p.service.entry)
         svc_rt = svc["response_time"]
         step_latency = (per_step(svc_rt, step_service) + svc_rt[..., entry:entry + 1, :]) * network  # (B,R,F,J)
-        numpyro.deterministic("expected_latency_ms", jnp.mean(step_latency, axis=-1, keepdims=True))
+        derived("expected_latency_ms", jnp.mean(step_latency, axis=-1, keepdims=True), constraints.positive)
         # A degraded or unhealthy service fails more of the calls made to it.
         loss = per_step(vec(fn.status_success_loss, svc["status_levels"])[svc["status"]], step_service)
         call_ok = vec({s: fn.steps[s].attempt_success for s in steps}) * (1.0 - loss)  # (B,R,1,J)
@@ -333,8 +333,8 @@ def flow(p: Params, plates: Plates, runs: dict, svc: dict, services, steps, step
         stop_probs = jnp.stack([(1 - stock_out) * (1 - shipping) * stays, stock_out,
                                 (1 - stock_out) * shipping, (1 - stock_out) * (1 - shipping) * (1 - stays)],
                                axis=-1)                               # (B,R,F,3, go/INVENTORY/SHIPPING/EXIT)
-        numpyro.deterministic("conversion_probability", jnp.prod(passes, axis=-1, keepdims=True)
-                              * jnp.prod(stop_probs[..., 0], axis=-1, keepdims=True))
+        derived("conversion_probability", jnp.prod(passes, axis=-1, keepdims=True)
+                              * jnp.prod(stop_probs[..., 0], axis=-1, keepdims=True), constraints.unit_interval)
     with plates.prs, plates.runs, plates.flows, plates.decisions:
         stop = inverse_cdf(numpyro.sample("_stop_u", dist.Uniform(0.0, 1.0)), stop_probs)
     return {"views": views, "call_ok": call_ok, "step_latency": step_latency, "stop": stop}
@@ -379,8 +379,8 @@ def flow_steps(p: Params, plates: Plates, fl: dict, services, steps, step_servic
         rows("_present", present)
         label("step_type", slot_step, steps)
         label("steps.service_name", step_service[slot_step], services)
-        numpyro.deterministic("retry_attempt", jnp.asarray(slot_attempt, jnp.int32))
-        numpyro.deterministic("step_index", (jnp.cumsum(present, axis=-1) - 1).astype(jnp.int32))
+        derived("retry_attempt", jnp.asarray(slot_attempt, jnp.int32), constraints.nonnegative_integer)
+        derived("step_index", (jnp.cumsum(present, axis=-1) - 1).astype(jnp.int32), constraints.nonnegative_integer)
         numpyro.deterministic("success", slot_ok & present)
         latency = numpyro.sample("latency_ms", dist.LogNormal(
             jnp.log(fl["step_latency"][..., slot_step]), fw.step_latency_sd))

@@ -3,14 +3,16 @@ the checks `validate` runs, the report's plots and the ML tasks."""
 
 from __future__ import annotations
 
-from causalsynth.modeling import Calibration, Identity, Marginal, Plot, Shape, Signature, Table, Task
+from causalsynth.modeling import Calibration, Identity, Marginal, Plot, Rollup, Shape, Signature, Table, Task
+
+from .calendar import merge_calendar_agrees, run_calendar_agrees
 
 TABLES = (
     Table("pull_requests", plates=("prs",), key="pr_id", number=("pr_number", "PR-%06d")),
     Table("system_runs", plates=("prs", "runs"), key="run_id"),
     Table("service_metrics", plates=("prs", "runs", "services"), key="service_metric_id"),
     Table("ecommerce_flows", plates=("prs", "runs", "flows"), key="flow_id"),
-    Table("flow_steps", plates=("prs", "runs", "flows", "steps"), key="step_id"),
+    Table("flow_steps", plates=("prs", "runs", "flows", "steps"), key="step_id", min_rows=1),
 )
 
 # Intercepts solved so that the mean of each probability site equals its target,
@@ -51,25 +53,63 @@ SHAPES = (
     Shape("system_runs.response_time_ms", "lognormal", _CLEAN_RUNS),
     Shape("system_runs.error_rate", "beta", _CLEAN_RUNS),
 )
+# Per-row summaries of a row's children, columns the identities below may read.
+ROLLUPS = (
+    Rollup("ecommerce_flows", "paid_calls", "flow_steps", "count", "success & (step_type == 'PAYMENT')"),
+    Rollup("ecommerce_flows", "confirmed_calls", "flow_steps", "count",
+           "success & (step_type == 'ORDER_CONFIRMATION')"),
+    Rollup("ecommerce_flows", "last_call_type", "flow_steps", "last", "step_type"),
+    Rollup("ecommerce_flows", "last_step_successes", "flow_steps", "count",
+           "success & (step_type == `ecommerce_flows.last_step`)"),
+    Rollup("ecommerce_flows", "misnumbered_steps", "flow_steps", "count", "step_index != row_in_parent"),
+    Rollup("ecommerce_flows", "steps_in_time_order", "flow_steps", "nondecreasing", "started_at"),
+    Rollup("system_runs", "touched_services", "service_metrics", "count", "is_touched_by_pr"),
+)
 # Rules every row keeps by construction, in every world (README: "Identities every row keeps").
-# Rates are float32 counts over totals: they agree to 1e-6.
+# Rates are float32 counts over totals: they agree to 1e-6. Timestamps are in milliseconds.
 IDENTITIES = (
-    Identity("system_runs", "abs(success_rate + error_rate + timeout_rate - 1) <= 1e-6"),
-    Identity("system_runs",
+    Identity("rates sum to 1", "system_runs", "abs(success_rate + error_rate + timeout_rate - 1) <= 1e-6"),
+    Identity("error rate counts errors", "system_runs",
              "abs(error_rate * total_requests - server_errors - client_errors) <= 1e-6 * total_requests"),
-    Identity("system_runs", "abs(timeout_rate * total_requests - timeout_errors) <= 1e-6 * total_requests"),
-    Identity("system_runs", "p95_response_time_ms > response_time_ms"),
-    Identity("system_runs", "(cpu_usage >= 0) & (cpu_usage <= 1) & (memory_usage >= 0) & (memory_usage <= 1)"
-                            " & (disk_usage >= 0) & (disk_usage <= 1)"),
-    Identity("system_runs", "(anomaly_type == 'NONE') == ~is_anomalous"),
-    Identity("system_runs", "(anomaly_score == 0) == ~is_anomalous"),
-    Identity("pull_requests", "(regression_severity == 'NONE') == ~has_performance_regression"),
-    Identity("service_metrics",
+    Identity("timeout rate counts timeouts", "system_runs",
+             "abs(timeout_rate * total_requests - timeout_errors) <= 1e-6 * total_requests"),
+    Identity("p95 above the mean", "system_runs", "p95_response_time_ms > response_time_ms"),
+    Identity("anomaly type exactly when anomalous", "system_runs", "(anomaly_type == 'NONE') == ~is_anomalous"),
+    Identity("anomaly score exactly when anomalous", "system_runs", "(anomaly_score == 0) == ~is_anomalous"),
+    Identity("touched services number the PR's", "system_runs",
+             "touched_services == `pull_requests.services_touched`"),
+    Identity("calendar of started_at", "system_runs", run_calendar_agrees,
+             ("started_at", "hour_of_day", "day_of_week", "is_holiday_season")),
+    Identity("severity exactly when regressed", "pull_requests",
+             "(regression_severity == 'NONE') == ~has_performance_regression"),
+    Identity("calendar of merged_at", "pull_requests", merge_calendar_agrees,
+             ("merged_at", "merge_hour", "merge_weekday", "is_end_of_quarter", "is_code_freeze",
+              "is_holiday_season")),
+    Identity("release pressure sums its pushes", "pull_requests",
+             "abs(release_pressure - {calendar.release_pressure.end_of_quarter} * is_end_of_quarter"
+             " - {calendar.release_pressure.friday_evening} * ((merge_weekday == 'FRI')"
+             " & (merge_hour >= {calendar.friday_evening_from_hour}))"
+             " - {calendar.release_pressure.code_freeze_exception} * is_code_freeze"
+             " - {calendar.release_pressure.holiday_push} * is_holiday_season) <= 1e-5"),
+    Identity("healthy is a score above its threshold", "service_metrics",
              "(health_status == 'HEALTHY') == (health_score >= {service.status_thresholds.HEALTHY})"),
-    Identity("service_metrics",
+    Identity("unhealthy is a score below its threshold", "service_metrics",
              "(health_status == 'UNHEALTHY') == (health_score < {service.status_thresholds.DEGRADED})"),
-    Identity("ecommerce_flows", "(abandonment_reason == 'NONE') == converted"),
-    Identity("ecommerce_flows", "~converted | (last_step == 'ORDER_CONFIRMATION')"),
+    Identity("flow starts within its run", "ecommerce_flows",
+             "(started_at >= `system_runs.started_at`)"
+             " & (started_at <= `system_runs.started_at` + 1000 * `system_runs.duration_s` + 1)"),
+    Identity("steps numbered in order", "ecommerce_flows", "misnumbered_steps == 0"),
+    Identity("steps in time order", "ecommerce_flows", "steps_in_time_order"),
+    Identity("converted exactly when paid and confirmed", "ecommerce_flows",
+             "converted == ((paid_calls > 0) & (confirmed_calls > 0))"),
+    Identity("last step is the last call's", "ecommerce_flows", "last_step == last_call_type"),
+    Identity("no reason exactly when converted", "ecommerce_flows", "(abandonment_reason == 'NONE') == converted"),
+    Identity("PAYMENT only when no payment went through", "ecommerce_flows",
+             "(abandonment_reason != 'PAYMENT') | (paid_calls == 0)"),
+    Identity("TECHNICAL_ERROR only when every call of the last step failed", "ecommerce_flows",
+             "(abandonment_reason != 'TECHNICAL_ERROR') | (last_step_successes == 0)"),
+    Identity("shopper's stops only after a step that worked", "ecommerce_flows",
+             "(abandonment_reason not in ['INVENTORY', 'SHIPPING', 'USER_EXIT']) | (last_step_successes > 0)"),
 )
 SIGNATURES = (
     Signature("system_runs.response_time_ms", by="pull_requests.has_performance_regression", direction="higher"),

@@ -336,7 +336,8 @@ def _print_checks(checks, title: str) -> None:
     for col in ("check", "expected", "observed", "verdict"):
         table.add_column(col, overflow="fold")
     for c in checks:
-        table.add_row(c.check, c.expected, c.observed, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
+        colour = {"pass": "green", "FAIL": "red", "n/a": "dim"}[c.verdict]
+        table.add_row(c.check, c.expected, c.observed, f"[{colour}]{c.verdict}[/{colour}]")
     (out if out.is_terminal else Console(width=160)).print(table)
     out.print(_verdict(checks))
 

@@ -1,4 +1,4 @@
-"""Errors a user can act on. The CLI prints their message alone and exits non-zero."""
+"""Errors a user can act on. The CLI prints their message alone, on one line, and exits non-zero."""
 
 
 class CausalsynthError(Exception):
@@ -13,3 +13,24 @@ class ConfigError(CausalsynthError):
 
 class OutputError(CausalsynthError):
     """The output location cannot be used."""
+
+
+class UnreadableDataset(CausalsynthError):
+    """A dataset cannot be read: its directory, its manifest, its config or one of its tables.
+
+    The message names the file and what is wrong with it.
+    """
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by "; " (messages are printed on one line)."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A PyYAML error as one line: what is wrong, and where (line and column, 1-based)."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if problem is None:
+        return one_line(exc)
+    return problem + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "")

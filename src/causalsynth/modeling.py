@@ -12,7 +12,10 @@ in the site's ``infer`` dict, where the engine reads it:
 - ``latent``: a cause the model keeps hidden: a column only when the config's
   ``sampling.latents`` asks for the model's latents;
 - ``row_mask``: which cells of a plate nest are real rows (variable-length
-  children such as flow steps are sampled on a padded grid and masked).
+  children such as flow steps are sampled on a padded grid and masked);
+- ``support``: the set a computed (deterministic) value lies in, a NumPyro
+  constraint, as a sample site's distribution says it for its own value.
+  ``causalsynth validate`` holds every column to its site's support.
 
 Sites whose names start with ``_`` are latent noise or scaffolding: they are in
 the model and its graph but not in the tables.
@@ -20,12 +23,14 @@ the model and its graph but not in the tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 from numpyro.primitives import apply_stack
 
 LEVELS = "levels"
@@ -33,6 +38,7 @@ TIMESTAMP = "timestamp"
 DAYS = "days"
 ROW_MASK = "row_mask"
 LATENT = "latent"
+SUPPORT = "support"
 
 
 def _deterministic(name: str, value, infer: dict):
@@ -41,6 +47,13 @@ def _deterministic(name: str, value, infer: dict):
     msg = {"type": "deterministic", "name": name, "value": value,
            "cond_indep_stack": [], "infer": infer}
     return apply_stack(msg)["value"]
+
+
+def derived(name: str, value, support: constraints.Constraint):
+    """Record a value computed from its parents, and the set it lies in (e.g.
+    ``constraints.unit_interval`` for a rate, ``constraints.nonnegative_integer``
+    for a count): what its column is validated against."""
+    return _deterministic(name, value, {SUPPORT: support})
 
 
 def categorical(name: str, probs, levels: Sequence[str]):
@@ -88,13 +101,16 @@ class Table:
     """The table of one plate nest: its name, key column, and optional number label.
 
     ``number`` is ``(column, printf-format)``: a human label made from the
-    key, such as ``("pr_number", "PR-%06d")``.
+    key, such as ``("pr_number", "PR-%06d")``. ``min_rows`` is the fewest rows
+    a parent has in a variable-length (masked) plate, such as the steps of a
+    flow; a plate without a mask has exactly its size per parent.
     """
 
     name: str
     plates: tuple[str, ...]
     key: str
     number: tuple[str, str] | None = None
+    min_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,12 +152,41 @@ class Shape:
 
 @dataclass(frozen=True)
 class Identity:
-    """A rule every row of ``table`` keeps by construction: a boolean ``pandas.eval``
-    expression over the table's columns (e.g. "p95_response_time_ms > response_time_ms");
-    ``{dotted.path}`` stands for that config value."""
+    """A rule every row of ``table`` keeps by construction, in every world: a named check
+    of ``causalsynth validate``, which counts the rows that break it.
+
+    ``rule`` is a boolean ``pandas.eval`` expression over a frame of the
+    table's rows (e.g. "p95_response_time_ms > response_time_ms") or, for what
+    an expression cannot say, a function ``rule(frame, config) -> bool array``
+    reading the frame's ``columns``. The frame holds the table's own columns,
+    an ancestor table's as `` `table.column` `` (backquoted), and the table's
+    ``Rollup`` columns; timestamps are seconds since the Unix epoch;
+    ``{dotted.path}`` in an expression stands for that config value.
+    """
+
+    name: str
+    table: str
+    rule: str | Callable[[Any, Any], Any]
+    columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A column of ``table`` summarising each row's children in ``child``, for identities.
+
+    ``how`` is "count" (children where ``expr`` holds), "last" (``expr``'s
+    value at the last child, in row order) or "nondecreasing" (whether
+    ``expr`` never decreases along the children, in row order). ``expr`` is a
+    ``pandas.eval`` expression over the child's rows, as in ``Identity`` (its
+    own columns and its ancestors', `` `table.column` ``, ``table`` included),
+    plus ``row_in_parent``: a child's position among its parent's (0, 1, …).
+    """
 
     table: str
-    rule: str
+    name: str
+    child: str
+    how: str
+    expr: str = "True"
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 
 from causalsynth.config import Config
+from causalsynth.domains import Domain, domain_of
 from causalsynth.errors import ConfigError
 from causalsynth.interventions import Support, switch_do
-from causalsynth.modeling import DAYS, LATENT, LEVELS, ROW_MASK, TIMESTAMP, Table
+from causalsynth.modeling import DAYS, LATENT, LEVELS, ROW_MASK, SUPPORT, TIMESTAMP, Table
 from causalsynth.params import Params
 
 
@@ -41,6 +42,7 @@ class Column:
     since: str | None = None  # timestamps: the site this one is an offset from
     days: str | None = None   # timestamps: an integer site of whole days added
     latent: bool = False      # a hidden cause, a column because sampling.latents asked for it
+    domain: Domain | None = None  # numbers: the interval its site's support states (None: unbounded)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class Program:
                     row_mask=bool((site.get("infer") or {}).get(ROW_MASK)),
                     latent=bool((site.get("infer") or {}).get(LATENT)),
                     support=_support(site, tuple((site.get("infer") or {}).get(LEVELS, ()))),
+                    domain=domain_of(site["fn"].support if site["type"] == "sample"
+                                     else (site.get("infer") or {}).get(SUPPORT)),
                 )
             return 0
 
@@ -181,7 +185,8 @@ class Program:
                 if base is not None and base not in captured:
                     raise ConfigError(f"model {self.model.NAME}: timestamp {name!r} counts from "
                                       f"{base!r}, which is not a site")
-            entry["columns"].append(Column(column, name, kind, levels, since, days, site["latent"]))
+            domain = site["domain"] if kind in ("int", "float") else None
+            entry["columns"].append(Column(column, name, kind, levels, since, days, site["latent"], domain))
         out = []
         for plates, entry in layouts.items():
             grid = [1] * n_dims

@@ -1,0 +1,167 @@
+"""A dataset's Parquet files as `validate` reads them: a column, or a row group, at a time.
+
+Holding a few columns in memory, never whole tables, keeps validation's
+memory bounded as datasets grow. A table that cannot be read raises
+``UnreadableTable`` wherever it is used, so each check that needs it is
+reported as not run instead of vanishing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+
+# Rows per chunk when streaming a table: large enough that per-chunk overheads
+# (parsing a rule) vanish, small enough that a chunk's columns stay a few MB each.
+CHUNK_ROWS = 1 << 20
+
+
+class UnreadableTable(Exception):
+    """A table's file is missing, truncated or not Parquet."""
+
+    def __init__(self, table: str, reason: str):
+        super().__init__(f"{table} is unreadable: {reason}")
+        self.table = table
+
+
+def increasing(keys: np.ndarray) -> bool:
+    return bool(np.all(keys[1:] > keys[:-1]))
+
+
+def lookup(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Row of ``keys`` holding each of ``values``, -1 where absent.
+
+    Keys are written 1, 2, … (or at least increasing), so this is an
+    offset or a binary search; any other order falls back to a hash join.
+    """
+    if len(keys) == 0:
+        return np.full(len(values), -1, np.int64)
+    if keys[0] == 1 and keys[-1] == len(keys) and increasing(keys):
+        rows = values.astype(np.int64) - 1
+        return np.where((rows >= 0) & (rows < len(keys)), rows, -1)
+    if increasing(keys):
+        idx = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+        return np.where(keys[idx] == values, idx, -1)
+    first = np.flatnonzero(~pd.Index(keys).duplicated())  # a duplicated key: its first row
+    found = pd.Index(keys[first]).get_indexer(values)
+    return np.where(found >= 0, first[found], -1)
+
+
+def as_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray | pd.Categorical:
+    """Arrow values as rules read them: timestamps as integer milliseconds since the epoch,
+    categories as pandas categoricals, everything else as numpy."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_timestamp(values.type):
+        return values.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_dictionary(values.type):
+        # Plain object categories: pandas' Arrow-backed strings would be converted on every comparison.
+        codes = values.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        return pd.Categorical.from_codes(codes, pd.Index(values.dictionary.to_pylist(), dtype=object))
+    return values.to_numpy(zero_copy_only=False)
+
+
+class DatasetFiles:
+    """The dataset's Parquet files, opened lazily, with whole columns cached on request."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any]):
+        self.directory, self.manifest = directory, manifest
+        self._files: dict[str, pq.ParquetFile | UnreadableTable] = {}
+        self._columns: dict[tuple[str, str], Any] = {}
+
+    def file(self, name: str) -> pq.ParquetFile:
+        if name not in self._files:
+            path = self.directory / self.manifest["tables"][name]["file"]
+            try:
+                f = pq.ParquetFile(path)
+                f.schema_arrow  # noqa: B018 - parse the footer now: a truncated file is unreadable
+                self._files[name] = f
+            except (OSError, pa.ArrowException) as exc:
+                self._files[name] = UnreadableTable(name, f"{path.name}: {exc}")
+        found = self._files[name]
+        if isinstance(found, UnreadableTable):
+            raise found
+        return found
+
+    def readable(self, name: str) -> bool:
+        try:
+            self.file(name)
+        except UnreadableTable:
+            return False
+        return True
+
+    def rows(self, name: str) -> int:
+        return self.file(name).metadata.num_rows
+
+    def key(self, name: str) -> str:
+        return self.manifest["tables"][name]["key"]
+
+    def parent(self, name: str) -> tuple[str, str] | None:
+        parent = self.manifest["tables"][name]["parent"]
+        return None if parent is None else (parent["table"], parent["key"])
+
+    def own(self, name: str, column: str, keep: bool = False) -> pa.ChunkedArray:
+        """One whole column; ``keep`` caches it (keys, and parents' columns read per child row group)."""
+        if (name, column) in self._columns:
+            return self._columns[name, column]
+        try:
+            values = self.file(name).read(columns=[column]).column(0)
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableTable(name, str(exc)) from None
+        if keep:
+            self._columns[name, column] = values
+        return values
+
+    def values(self, name: str, column: str) -> np.ndarray | pd.Categorical:
+        """A whole column as rules read it (``as_numpy``), cached."""
+        if (name, column, "numpy") not in self._columns:
+            self._columns[name, column, "numpy"] = as_numpy(self.own(name, column))
+        return self._columns[name, column, "numpy"]
+
+    def keys(self, name: str) -> np.ndarray:
+        return self.values(name, self.key(name))
+
+    def chunks(self, name: str, columns: list[str]) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """(first row, rows) of consecutive chunks of up to ``CHUNK_ROWS`` rows, with ``columns``."""
+        offset = 0
+        try:
+            for batch in self.file(name).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+                yield offset, batch
+                offset += batch.num_rows
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableTable(name, f"at row {offset:,}: {exc}") from None
+
+    def rows_of(self, table: str, ancestor: str, fk: np.ndarray) -> np.ndarray:
+        """Row of ``ancestor`` above each row whose parent key is ``fk`` (-1 where none)."""
+        up = self.parent(table)[0]
+        rows = lookup(self.keys(up), fk)
+        while up != ancestor:
+            fk = np.where(rows >= 0, self.values(up, self.parent(up)[1])[np.maximum(rows, 0)], -1)
+            up = self.parent(up)[0]
+            rows = lookup(self.keys(up), fk)
+        return rows
+
+    def column(self, table: str, ref: str) -> pa.ChunkedArray | pa.Array:
+        """``ref`` of ``table``'s rows: its own column, or "ancestor.column" looked up through the keys."""
+        ancestor, _, column = ref.rpartition(".")
+        if not ancestor:
+            return self.own(table, column)
+        rows = self.rows_of(table, ancestor, self.values(table, self.parent(table)[1]))
+        return pc.take(self.own(ancestor, column, keep=True), pa.array(rows, mask=rows < 0))
+
+    def mask(self, table: str, conditions: tuple[str, ...]) -> pa.ChunkedArray | None:
+        mask = None
+        for condition in conditions:
+            negate = condition.startswith("~")
+            values = self.column(table, condition.lstrip("~"))
+            values = pc.invert(values) if negate else values
+            mask = values if mask is None else pc.and_(mask, values)
+        return mask
