@@ -160,7 +160,7 @@ class Identity:
     an expression cannot say, a function ``rule(frame, config) -> bool array``
     reading the frame's ``columns``. The frame holds the table's own columns,
     an ancestor table's as `` `table.column` `` (backquoted), and the table's
-    ``Rollup`` columns; timestamps are seconds since the Unix epoch;
+    ``Rollup`` columns; timestamps are integer milliseconds since the Unix epoch;
     ``{dotted.path}`` in an expression stands for that config value.
     """
 
