@@ -33,7 +33,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.85em; } td, th { padding: 2px 8px; border-bottom: 1px solid #eee; }
-.pass { color: #176f2c; } .fail { color: #b00020; font-weight: bold; }
+.pass { color: #176f2c; } .fail { color: #b00020; font-weight: bold; } .na { color: #777; }
 .pair { display: flex; gap: 1em; } .pair figure { flex: 1; margin: 0; } img { max-width: 100%; }
 figcaption { font-size: 0.85em; color: #555; }
 """
@@ -151,10 +151,13 @@ def _marginals_figure(checks: list[Check]):
     return fig
 
 
+CLASSES = {"pass": "pass", "FAIL": "fail", "n/a": "na"}
+
+
 def _validation_table(checks: list[Check]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(c.check)}</td><td>{html.escape(c.expected)}</td><td>{html.escape(c.observed)}</td>"
-        f"<td class='{'pass' if c.passed else 'fail'}'>{'pass' if c.passed else 'FAIL'}</td></tr>"
+        f"<td class='{CLASSES[c.verdict]}'>{c.verdict}</td></tr>"
         for c in checks)
     failed = sum(not c.passed for c in checks)
     verdict = "all checks pass" if not failed else f"{failed} of {len(checks)} checks fail"
