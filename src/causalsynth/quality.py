@@ -58,6 +58,8 @@ def validate_dataset(directory: str | Path) -> list[Check]:
         manifest = read_manifest(directory)
         config = load_config(data=manifest["config"])
         program = Program(config)
+    except UnreadableDataset:
+        raise
     except (CausalsynthError, ValueError, KeyError, TypeError) as exc:
         raise UnreadableDataset(f"{directory}: cannot be read as a dataset: {exc}") from None
     files = DatasetFiles(directory, manifest)
