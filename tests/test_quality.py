@@ -331,7 +331,7 @@ def test_every_shipped_variant_twin_validates_without_warnings(small, tmp_path, 
         assert mobile.value is not None  # not downstream of the intervention: still checked
 
 
-@pytest.mark.parametrize("args", [["--do", "has_performance_regression=true"], ["--set", "regression.rate=0.99"]])
+@pytest.mark.parametrize("args", [["--do", "has_performance_regression=true"], ["--set", "regression.rate=1"]])
 def test_extreme_worlds_validate(tmp_path, args):
     import warnings
 

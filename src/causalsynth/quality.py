@@ -204,6 +204,8 @@ def _signature(files: DatasetFiles, sig, name: str, fixed: set[str]) -> Check:
     by = files.column(table, sig.by).to_numpy(zero_copy_only=False).astype(bool)
     if by.all() or not by.any():  # e.g. a twin where every PR, or none, regressed
         return not_applicable(name, f"mean {sig.direction}", f"{sig.by} is {bool(by.any())} everywhere")
+    if np.all(values == values[0]):  # e.g. regression.rate=1: every PR regresses, whenever it merged
+        return not_applicable(name, f"mean {sig.direction}", f"{sig.column} is {values[0]:g} everywhere")
     with_, without = values[by].mean(), values[~by].mean()
     ok = with_ > without if sig.direction == "higher" else with_ < without
     return Check(name, f"mean {sig.direction}", f"{with_:.4g} vs {without:.4g}", bool(ok))
