@@ -91,7 +91,12 @@ class _RichProgress:
 
 
 def _fail(exc: CausalsynthError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    """Print ``error: <message>`` on one line (the message as written, never markup) and exit."""
+    from rich.markup import escape
+
+    from causalsynth.errors import one_line
+
+    err.print(f"[red]error:[/red] {escape(one_line(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(exc.exit_code)
 
 
@@ -124,7 +129,8 @@ def sample(
 ) -> None:
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
     from causalsynth.config import load_config
-    from causalsynth.dataset import sample_dataset
+    from causalsynth.dataset import check_size, sample_dataset
+    from causalsynth.sinks.sql import check_options
 
     overrides = list(set_ or []) + ["sampling.latents=true"] * latents
     if runs_per_pr is not None:
@@ -133,9 +139,13 @@ def sample(
         overrides.append(f"shape.flows_per_run={flows_per_run}")
 
     def job(progress):
+        check_size(n_prs, seed)
+        if db is not None:
+            check_options(db, db_schema, if_exists)
+        intervention = _intervention(variant, do)
         return sample_dataset(config=load_config(config, overrides), n_prs=n_prs, seed=seed, out=out_dir,
                               force=force, db=db, db_schema=db_schema, if_exists=if_exists,
-                              intervention=_intervention(variant, do), progress=progress)
+                              intervention=intervention, progress=progress)
 
     _run_dataset_job(job, _destination(out_dir, db))
     if out_dir is not None:
@@ -224,6 +234,7 @@ def graph(
     from causalsynth.config import load_config
     from causalsynth.graph import model_graph
     from causalsynth.program import Program
+    from causalsynth.staging import check_output_file
 
     try:
         if adjust is not None:
@@ -232,6 +243,8 @@ def graph(
             raise ConfigError(f"--format {fmt}: allowed formats are json, dot, png")
         if fmt == "png" and out_file is None:
             raise ConfigError("--format png: give --out FILE.png (PNG is not written to a terminal)")
+        if out_file is not None:
+            check_output_file(out_file)
         data = model_graph(Program(load_config(config, list(set_ or [])))).render(fmt)
         if out_file is None:
             typer.echo(data.decode(), nl=False)
@@ -278,9 +291,10 @@ def effects(
 ) -> None:
     """Ground-truth effect of a treatment on an outcome, unit by unit, from the same random keys."""
     from causalsynth.config import load_config
-    from causalsynth.effects import estimate_effect, write_effect
+    from causalsynth.effects import check_effect_out, estimate_effect, write_effect
 
     try:
+        check_effect_out(out_file)
         _enable_compilation_cache()
         effect = estimate_effect(config=load_config(config, list(set_ or [])), treatment=treatment,
                                  levels=tuple(v.strip() for v in levels.split(",")), outcome=outcome,
@@ -303,8 +317,11 @@ def validate(
 ) -> None:
     """Check a dataset against its manifest and config. Exit 0: all pass; 1: a check fails; 2: unreadable."""
     from causalsynth.quality import as_json, validate_dataset
+    from causalsynth.staging import check_output_file
 
     try:
+        if json_out is not None:
+            check_output_file(json_out, "--json")
         checks = validate_dataset(dataset_dir)
         if json_out is not None:
             _write_file(json_out, (json.dumps(as_json(checks), indent=2) + "\n").encode())
@@ -323,8 +340,10 @@ def report(
 ) -> None:
     """One self-contained HTML report: validation, marginals, distributions, funnel, graphs."""
     from causalsynth.report import write_report
+    from causalsynth.staging import check_output_file
 
     try:
+        check_output_file(out_file)
         path = write_report(dataset_dir, out_file, compare)
     except CausalsynthError as exc:
         raise _fail(exc) from None

@@ -4,8 +4,10 @@ The model's ``configs/default.yaml`` is both the defaults and the schema: a
 user file (``--config``) or an override (``--set dotted.key=value``) may only
 name keys that exist there, and each value must have the default's type. The
 value rules (probabilities, shares, positive scales) are read from key names,
-as the header of ``default.yaml`` documents. Every problem found is reported
-in one message, each line naming its YAML path.
+as the header of ``default.yaml`` documents, and so are the relations
+between keys (a ``min_X`` below its ``max_X``, ``*_thresholds`` in
+decreasing order). Every problem found is reported in one message of one
+line, each problem naming its YAML path.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import importlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from fnmatch import fnmatch
 from importlib import resources
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from causalsynth.errors import ConfigError
+from causalsynth.errors import ConfigError, yaml_problem
 from causalsynth.params import Params
 
 # Top-level sections that steer the engine rather than feed the model.
@@ -36,6 +39,8 @@ PROBABILITY_PARENTS = ("*_thresholds", "*_loss", "tolerances")
 POSITIVE_KEYS = ("*_sd", "*_ms", "*_rps", "*_days", "*_hours", "*_lines", "*_s", "*concentration")
 POSITIVE_PARENTS = ("*_scale", "*_factor", "*_count", "shape", "sampling")
 SHARES_TOLERANCE = 1e-6
+# Seeds are 32-bit: JAX keys wrap larger ones (2**32 would give the data of seed 0).
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,12 @@ class Config:
     data: dict[str, Any]
     model: ModuleType
 
-    def with_overrides(self, overrides: Iterable[str]) -> Config:
-        """This config with ``dotted.key=value`` overrides applied and validated."""
-        return load_config(data=self.data, overrides=overrides)
+    def with_overrides(self, overrides: Iterable[str], source: str = "--set") -> Config:
+        """This config with ``dotted.key=value`` overrides applied and validated.
+
+        ``source`` names where the overrides came from in error messages.
+        """
+        return load_config(data=self.data, overrides=overrides, source=source)
 
     @property
     def params(self) -> Params:
@@ -79,21 +87,25 @@ def load_config(
     overrides: Iterable[str] = (),
     *,
     data: Mapping[str, Any] | None = None,
+    source: str = "--set",
 ) -> Config:
     """The default config, with ``path``'s values (or ``data``'s) and then ``overrides`` applied.
 
     ``overrides`` are ``"dotted.key=value"`` strings; values are YAML scalars.
     ``data`` is a resolved config, such as a manifest's. Raises
-    ``ConfigError`` naming every unknown key and every invalid value.
+    ``ConfigError`` naming every unknown key and every invalid value;
+    ``source`` names the overrides' origin there (``--set``, a variant).
     """
     defaults = yaml.safe_load(default_config_text())
     errors: list[str] = []
     given = _read_yaml(Path(path)) if path is not None else data
     data = defaults if given is None else _merge(defaults, given, "", errors)
     for item in overrides:
-        data = _apply_override(defaults, data, item, errors)
+        data = _apply_override(defaults, data, item, errors, source)
     if not errors:
         errors.extend(_check_values(data, ""))
+    if not errors:
+        errors.extend(_check_relations(data, ""))
     model = None
     if not errors:
         try:
@@ -103,7 +115,7 @@ def load_config(
     if not errors:
         errors.extend(model.validate(Params(_frozen(data))))
     if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+        raise ConfigError("invalid configuration: " + "; ".join(errors))
     return Config(data=data, model=model)
 
 
@@ -115,7 +127,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
 
 
 def _closest(key: str, known: Iterable[str]) -> str:
@@ -152,11 +164,16 @@ def _merge(default: Any, given: Any, path: str, errors: list[str]) -> Any:
 
 
 def _coerce(default: Any, given: Any, path: str, errors: list[str]) -> Any:
-    if isinstance(default, bool) or isinstance(given, bool):
-        if type(default) is not type(given):
-            errors.append(f"{path}: expected {type(default).__name__}, got {given!r}")
-            return default
-        return given
+    if isinstance(default, bool):
+        if isinstance(given, bool):
+            return given
+        errors.append(f"{path}: expected true or false, got {given!r}")
+        return default
+    if isinstance(given, bool):  # YAML's true/false are not numbers (Python's bool is an int)
+        kinds = {float: "a number", int: "a whole number", str: "a string", list: "a list"}
+        expected = kinds.get(type(default), "a value")
+        errors.append(f"{path}: expected {expected}, got {str(given).lower()}")
+        return default
     if isinstance(default, float):
         if isinstance(given, (int, float)):
             return float(given)
@@ -168,6 +185,8 @@ def _coerce(default: Any, given: Any, path: str, errors: list[str]) -> Any:
     elif isinstance(default, str):
         if isinstance(given, str):
             return given
+        if isinstance(given, date):  # an unquoted YAML date or time: the string it was written as
+            return given.isoformat()
         errors.append(f"{path}: expected a string, got {given!r}")
     elif isinstance(default, list):
         if isinstance(given, list):
@@ -176,11 +195,11 @@ def _coerce(default: Any, given: Any, path: str, errors: list[str]) -> Any:
     return default
 
 
-def _apply_override(defaults: dict, data: dict, item: str, errors: list[str]) -> dict:
+def _apply_override(defaults: dict, data: dict, item: str, errors: list[str], source: str = "--set") -> dict:
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        errors.append(f"--set {item!r}: expected dotted.key=value, e.g. regression.rate=0.35")
+        errors.append(f"{source} {item!r}: expected dotted.key=value, e.g. regression.rate=0.35")
         return data
     parts = key.split(".")
     node = defaults
@@ -188,17 +207,19 @@ def _apply_override(defaults: dict, data: dict, item: str, errors: list[str]) ->
         if not isinstance(node, Mapping) or part not in node:
             where = ".".join(parts[: i + 1])
             known = _all_paths(defaults)
-            errors.append(f"--set {key}: unknown key {where!r}{_closest(key, known)}")
+            errors.append(f"{source} {key}: unknown key {where!r}{_closest(key, known)}")
             return data
         node = node[part]
     if isinstance(node, Mapping):
-        errors.append(f"--set {key}: is a section; set one of its keys: "
+        errors.append(f"{source} {key}: is a section; set one of its keys: "
                       f"{', '.join(f'{key}.{k}' for k in node)}")
         return data
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
+    if isinstance(node, str) and not isinstance(value, str):
+        value = raw.strip()  # a string key takes the text as written (a date, a number, a level name)
     nested: Any = value
     for part in reversed(parts):
         nested = {part: nested}
@@ -233,12 +254,56 @@ def _check_values(node: Any, path: str, parents: tuple[str, ...] = ()) -> list[s
         if not 0.0 <= node <= 1.0:
             errors.append(f"{path}: must be a probability in [0, 1], got {node}")
     elif is_seed:
-        if node < 0:
-            errors.append(f"{path}: must be >= 0, got {node}")
+        if not 0 <= node <= MAX_SEED:
+            errors.append(f"{path}: must be a seed in [0, {MAX_SEED}], got {node}")
     elif _matches(name, POSITIVE_KEYS) or in_parent(POSITIVE_PARENTS):
         if not node > 0:
             errors.append(f"{path}: must be > 0, got {node}")
     return errors
+
+
+def _check_relations(node: Any, path: str) -> list[str]:
+    """Constraints between keys, read from their names like the value rules:
+
+    - ``min_X`` and ``max_X`` side by side (numbers, or mappings with the same
+      keys): every minimum below its maximum;
+    - a ``*_thresholds`` mapping lists its levels from the highest band down,
+      each value the score at or above which the level applies: strictly
+      decreasing, and the last (the lowest band, which takes every score
+      below the one above it) is 0.
+    """
+    if not isinstance(node, Mapping):
+        return []
+    errors: list[str] = []
+    at = (lambda key: f"{path}.{key}" if path else str(key))  # noqa: E731
+    for key, low in node.items():
+        key = str(key)
+        high_key = "max_" + key[4:]
+        if not key.startswith("min_") or high_key not in node:
+            continue
+        high = node[high_key]
+        pairs = ([(f".{k}", low[k], high[k]) for k in low if k in high]
+                 if isinstance(low, Mapping) and isinstance(high, Mapping) else [("", low, high)])
+        for suffix, a, b in pairs:
+            if _is_number(a) and _is_number(b) and not a < b:
+                errors.append(f"{at(key)}{suffix} ({a:g}) must be below {at(high_key)}{suffix} ({b:g}): "
+                              f"the range is [{key}, {high_key})")
+    if path.rsplit(".", 1)[-1].endswith("_thresholds") and all(_is_number(v) for v in node.values()):
+        levels, values = list(node), list(node.values())
+        for (a, va), (b, vb) in zip(zip(levels, values), zip(levels[1:], values[1:])):
+            if not va > vb:
+                errors.append(f"{path}: must decrease from the highest band to the lowest, but "
+                              f"{a} ({va:g}) is not above {b} ({vb:g})")
+        if values and values[-1] != 0:
+            errors.append(f"{at(levels[-1])}: the lowest band takes every score below the next one up, "
+                          f"so its threshold must be 0, got {values[-1]:g}")
+    for key, value in node.items():
+        errors.extend(_check_relations(value, at(key)))
+    return errors
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _frozen(value: Any) -> Any:

@@ -19,11 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from causalsynth.config import Config
-from causalsynth.dataset import prepare_world
-from causalsynth.errors import ConfigError, OutputError
+from causalsynth.dataset import check_size, prepare_world
+from causalsynth.errors import ConfigError
 from causalsynth.interventions import Intervention, encode_do
+from causalsynth.program import Program
 from causalsynth.sampling import sample_blocks
-from causalsynth.staging import atomic_file
+from causalsynth.staging import atomic_file, check_output_file
 from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
 
 Z_95 = 1.959964
@@ -63,14 +64,16 @@ def _outcome_rows(world, table: str, column: str, seed: int, n_prs: int, do: dic
 
 def estimate_effect(*, config: Config, treatment: str, levels: tuple[str, str], outcome: str,
                     n_prs: int, seed: int = 0) -> Effect:
-    """The effect on ``outcome`` ("table.column") of setting ``treatment`` to ``levels[1]`` vs ``levels[0]``."""
+    """The effect on ``outcome`` ("table.column") of setting ``treatment`` to ``levels[1]`` vs ``levels[0]``.
+
+    The options (size, seed, levels, outcome, treatment and its values) are
+    checked before calibration and sampling.
+    """
     table, _, column = outcome.partition(".")
-    if len(levels) != 2:
+    if len(levels) != 2 or not all(levels):
         raise ConfigError(f"--levels: expected two values A,B, got {','.join(levels)!r}")
-    if n_prs < 1:
-        raise ConfigError(f"--n-prs: must be a positive number of pull requests, got {n_prs}")
-    world = prepare_world(config, Intervention(name="effects"))
-    program = world.program
+    check_size(n_prs, seed)
+    program = Program(config)
     names = [t.table.name for t in program.tables]
     if table not in names:
         raise ConfigError(f"--outcome {outcome}: no table {table!r}; tables: {', '.join(names)}")
@@ -79,7 +82,8 @@ def estimate_effect(*, config: Config, treatment: str, levels: tuple[str, str], 
         numeric = [c.name for c in program.table(table).columns if c.kind in ("bool", "int", "float")]
         raise ConfigError(f"--outcome {outcome}: not a numeric or boolean column of {table}; "
                           f"choose one of: {', '.join(numeric)}")
-    worlds = [encode_do(program, {treatment: level}) for level in levels]
+    worlds = [encode_do(program, {treatment: level}, "--treatment") for level in levels]
+    world = prepare_world(config, Intervention(name="effects"), program=program)
     a, b = (_outcome_rows(world, table, column, seed, n_prs, do) for do in worlds)
     key = program.table(table).table.key
     units = a.merge(b[[key, column]], on=key, suffixes=(f"_{levels[0]}", f"_{levels[1]}"))
@@ -96,13 +100,14 @@ def estimate_effect(*, config: Config, treatment: str, levels: tuple[str, str], 
                   ci_high=float(average + Z_95 * se), n_units=len(units), n_prs=clusters)
 
 
+def check_effect_out(path: str | Path) -> Path:
+    """Refuse an ``--out`` that is not a writable .parquet or .csv file, before any sampling."""
+    return check_output_file(path, "--out", (".parquet", ".csv"))
+
+
 def write_effect(effect: Effect, path: str | Path) -> Path:
     """Per-unit outcomes to Parquet (``.parquet``) or CSV (``.csv``), written atomically."""
-    path = Path(path)
-    if path.suffix not in (".parquet", ".csv"):
-        raise ConfigError(f"--out {path}: use a .parquet or .csv file name")
-    if not path.parent.is_dir():
-        raise OutputError(f"--out {path}: directory {path.parent} does not exist")
+    path = check_effect_out(path)
     with atomic_file(path) as partial:
         if path.suffix == ".parquet":
             pq.write_table(pa.Table.from_pandas(effect.units, preserve_index=False), partial)

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from numpyro.primitives import Messenger
 
-from causalsynth.errors import ConfigError
+from causalsynth.errors import ConfigError, yaml_problem
 
 
 class switch_do(Messenger):
@@ -81,13 +81,20 @@ FALSE = ("false", "no", "0")
 
 
 def parse_assignments(items: Iterable[str], option: str) -> dict[str, str]:
-    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``, with a clear error for malformed items."""
-    out = {}
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``, with a clear error for malformed items.
+
+    A site given twice must be given the same value both times.
+    """
+    out: dict[str, str] = {}
     for item in items:
         site, sep, value = item.partition("=")
-        if not sep or not site.strip() or not value.strip():
+        site, value = site.strip(), value.strip()
+        if not sep or not site or not value:
             raise ConfigError(f"{option} {item!r}: expected SITE=VALUE, e.g. has_performance_regression=false")
-        out[site.strip()] = value.strip()
+        if site in out and out[site] != value:
+            raise ConfigError(f"{option} {site}: given twice, as {out[site]} and as {value}; "
+                              f"a site can be set to one value")
+        out[site] = value
     return out
 
 
@@ -155,52 +162,56 @@ def load_variant(name_or_path: str) -> Intervention:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"variant {name}: not valid YAML: {exc}") from None
+        raise ConfigError(f"--variant {name_or_path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"variant {name}: expected a mapping with keys {', '.join(VARIANT_KEYS)}")
+        raise ConfigError(f"--variant {name_or_path}: expected a mapping with keys {', '.join(VARIANT_KEYS)}, "
+                          f"got {data!r}")
     errors = []
     for key in data:
         if key not in VARIANT_KEYS:
             hint = difflib.get_close_matches(str(key), VARIANT_KEYS, n=1)
-            errors.append(f"variant {name}: unknown key {key!r}"
-                          + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                          + f"; allowed: {', '.join(VARIANT_KEYS)}")
+            errors.append(f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    if errors:
+        errors[-1] += f" (allowed: {', '.join(VARIANT_KEYS)})"
     for key in ("do", "set"):
         if not isinstance(data.get(key, {}) or {}, dict):
-            errors.append(f"variant {name}: {key!r} must be a mapping")
+            errors.append(f"{key}: must be a mapping, got {data[key]!r}")
     if errors:
-        raise ConfigError("\n".join(errors))
+        raise ConfigError(f"--variant {name_or_path}: " + "; ".join(errors))
     return Intervention(name=name, description=str(data.get("description", "")).strip(),
                         do={str(k): v for k, v in (data.get("do") or {}).items()},
                         set={str(k): v for k, v in (data.get("set") or {}).items()})
 
 
-def encode_do(program, do: Mapping[str, object]) -> dict[str, float]:
-    """Check each ``do`` assignment against the model's sites and supports; encode its value."""
+def encode_do(program, do: Mapping[str, object], option: str = "--do") -> dict[str, float]:
+    """Check each ``do`` assignment against the model's sites and supports; encode its value.
+
+    ``option`` names where the assignments came from in error messages.
+    """
     valid = sorted(n for n, s in program.sites.items() if s.can_intervene)
     encoded, errors = {}, []
     for name, raw in do.items():
         site = program.sites.get(name)
         if site is None:
             hint = difflib.get_close_matches(name, valid, n=1)
-            errors.append(f"--do {name}: no such site" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            errors.append(f"{option} {name}: no such site" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                           + f"; sites that can be intervened on: {', '.join(valid)}")
         elif site.kind != "sample":
-            errors.append(f"--do {name}: is derived from its parents (a deterministic site) and cannot be "
+            errors.append(f"{option} {name}: is derived from its parents (a deterministic site) and cannot be "
                           f"intervened on; intervene on a sample site upstream of it")
         elif not site.is_public:
-            errors.append(f"--do {name}: is latent noise, not a variable of the model's tables")
+            errors.append(f"{option} {name}: is latent noise, not a variable of the model's tables")
         elif site.support is None:
-            errors.append(f"--do {name}: its support cannot be named in a --do value")
+            errors.append(f"{option} {name}: its support cannot be named in a --do value")
         else:
             value = site.support.encode(raw)
             if value is None:
-                errors.append(f"--do {name}={raw}: value outside the site's support; allowed: "
+                errors.append(f"{option} {name}={raw}: value outside the site's support; allowed: "
                               f"{site.support.describe()}")
             else:
                 encoded[name] = value
     if errors:
-        raise ConfigError("\n".join(errors))
+        raise ConfigError("; ".join(errors))
     return encoded
 
 
@@ -221,5 +232,5 @@ def soft_overrides(config, intervention: Intervention) -> list[str]:
         else:
             items.append(f"{path}={json.dumps(value)}")
     if errors:
-        raise ConfigError("\n".join(errors))
+        raise ConfigError("; ".join(errors))
     return items

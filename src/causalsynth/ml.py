@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from causalsynth.config import load_config
-from causalsynth.dataset import read_manifest
-from causalsynth.errors import ConfigError
+from causalsynth.dataset import check_seed, dataset_config, read_manifest, table_paths
+from causalsynth.errors import ConfigError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.modeling import Task
 from causalsynth.program import Program
@@ -50,17 +50,23 @@ class TaskView:
 
 
 class Dataset:
-    """A dataset directory with its manifest, model program and graph, read lazily by table."""
+    """A dataset directory with its manifest, model program and graph, read lazily by table.
+
+    Opening one checks its manifest, its config and that every table's
+    Parquet file is there and readable (``UnreadableDataset`` otherwise), so
+    a command fails before any work; the program is traced when first used.
+    """
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.manifest = read_manifest(self.directory)
-        for name, entry in self.manifest["tables"].items():
-            if entry["file"] is None or not (self.directory / entry["file"]).is_file():
-                raise ConfigError(f"{self.directory}: table {name} has no Parquet file here")
-        self.config = load_config(data=self.manifest["config"])
-        self.program = Program(self.config)
+        self.paths = table_paths(self.directory, self.manifest)
+        self.config = dataset_config(self.directory, self.manifest)
         self.tasks = {t.name: t for t in self.config.model.TASKS}
+
+    @cached_property
+    def program(self) -> Program:
+        return Program(self.config)
 
     def parent(self, table: str) -> tuple[str, str] | None:
         parent = self.manifest["tables"][table]["parent"]
@@ -70,8 +76,11 @@ class Dataset:
         return self.manifest["tables"][table]["key"]
 
     def read(self, table: str, columns: list[str]) -> pd.DataFrame:
-        return pq.read_table(self.directory / self.manifest["tables"][table]["file"],
-                             columns=list(dict.fromkeys(columns))).to_pandas()
+        path = self.paths[table]
+        try:
+            return pq.read_table(path, columns=list(dict.fromkeys(columns))).to_pandas()
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableDataset(f"{path}: cannot be read ({one_line(exc)})") from None
 
     def root(self, table: str) -> str:
         while self.parent(table) is not None:
@@ -234,6 +243,16 @@ def _nested_lines(view: TaskView) -> list[str]:
     return [f'{head[:-1]},"features":{feats},"labels":{labels}}}' for head, feats, labels in zip(*parts)]
 
 
+def check_export_options(formats: list[str], split_by: str, seed: int) -> None:
+    """Refuse an unknown ``--format`` or ``--split-by``, or a bad ``--split-seed``, before any work."""
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format {fmt}: allowed formats are {', '.join(FORMATS)}")
+    if split_by not in SPLIT_BY:
+        raise ConfigError(f"--split-by {split_by}: allowed values are {', '.join(SPLIT_BY)}")
+    check_seed(seed, "--split-seed")
+
+
 def write_view(view: TaskView, directory: Path, fmt: str) -> Path:
     path = directory / f"{view.task.name}.{fmt}"
     if fmt == "parquet":
@@ -250,13 +269,15 @@ def write_view(view: TaskView, directory: Path, fmt: str) -> Path:
 def export(directory: str | Path, *, tasks: list[str] | None = None, formats: list[str] | None = None,
            split_by: str = "pr", seed: int = 0, out: str | Path | None = None, force: bool = False,
            on_file=lambda path: None) -> list[Path]:
-    """Write ``ml/<task>.<format>`` for each task and format, and ``ml/schema.json``; all or nothing."""
+    """Write ``ml/<task>.<format>`` for each task and format, and ``ml/schema.json``; all or nothing.
+
+    The options are checked first, then the dataset (``UnreadableDataset``),
+    then the task names; nothing is written unless everything succeeds.
+    """
+    formats = list(formats or ["parquet"])
+    check_export_options(formats, split_by, seed)
     ds = Dataset(directory)
     names = list(tasks or ds.tasks)
-    formats = list(formats or ["parquet"])
-    for fmt in formats:
-        if fmt not in FORMATS:
-            raise ConfigError(f"--format {fmt}: allowed formats are {', '.join(FORMATS)}")
     for name in names:
         ds.task(name)
     written = []

@@ -129,6 +129,25 @@ def _publish(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_output_file(path: str | Path, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
+    """Refuse an output file that could not be written, before the work that would fill it.
+
+    Its directory must exist and be writable, it must not be a directory,
+    and its name must end in one of ``suffixes`` (when given).
+    """
+    path = Path(path)
+    if suffixes and path.suffix not in suffixes:
+        raise OutputError(f"{option} {path}: use a {' or '.join(suffixes)} file name")
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a directory; give a file name")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise OutputError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: directory {parent} is not writable")
+    return path
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``path``; it becomes ``path`` only if the block succeeds."""

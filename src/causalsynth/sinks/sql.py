@@ -86,6 +86,16 @@ def _backend(url: str) -> str:
     return backend
 
 
+def check_options(url: str, schema: str | None = None, if_exists: str = "fail") -> str:
+    """Refuse a bad ``--db`` URL, ``--schema`` or ``--if-exists`` before any work; the backend's name."""
+    if if_exists not in IF_EXISTS:
+        raise ConfigError(f"--if-exists {if_exists}: allowed values are {', '.join(IF_EXISTS)}")
+    backend = _backend(url)
+    if backend == "sqlite" and schema is not None:
+        raise ConfigError(f"--schema {schema}: SQLite has no schemas; use a separate database file")
+    return backend
+
+
 def create_engine(url: str) -> Engine:
     """A SQLite engine whose transactions cover DDL too."""
     engine = sa.create_engine(sa.make_url(url))
@@ -170,6 +180,10 @@ class _SqliteSession:
 
     def __init__(self, url: str):
         self.url = url
+        database = sa.make_url(url).database
+        # A file this session creates is removed again if the load fails: a failure writes nothing.
+        self.new_file = (Path(database).absolute() if database and database != ":memory:"
+                         and not Path(database).exists() else None)
         self.engine = create_engine(url)
         self.conn = connect(self.engine, url)
         self.dialect = self.conn.dialect
@@ -206,6 +220,12 @@ class _SqliteSession:
             self.conn.close()
         finally:
             self.engine.dispose()
+
+    def discard(self) -> None:
+        """After a rollback: remove the database file if this session created it."""
+        if self.new_file is not None:
+            for path in (self.new_file, self.new_file.with_name(self.new_file.name + "-journal")):
+                path.unlink(missing_ok=True)
 
 
 class _PostgresSession:
@@ -268,13 +288,9 @@ class SqlSink:
 
     def __init__(self, url: str, *, schema: str | None = None, if_exists: str = "fail",
                  manifest_sha256: str | None = None) -> None:
-        if if_exists not in IF_EXISTS:
-            raise ConfigError(f"--if-exists {if_exists}: allowed values are {', '.join(IF_EXISTS)}")
+        backend = check_options(url, schema, if_exists)
         self.url, self.schema, self.if_exists = url, schema, if_exists
         self.manifest_sha256 = manifest_sha256
-        backend = _backend(url)
-        if backend == "sqlite" and schema is not None:
-            raise ConfigError(f"--schema {schema}: SQLite has no schemas; use a separate database file")
         self.session = _SqliteSession(url) if backend == "sqlite" else _PostgresSession(url)
         self.dialect = backend
         self.rows: dict[str, int] = {}
@@ -366,6 +382,8 @@ class SqlSink:
             pass  # the connection is gone: the server rolls the transaction back
         finally:
             self._release()
+        if hasattr(self.session, "discard"):
+            self.session.discard()
 
     # --- helpers --------------------------------------------------------------------
     def _errors(self) -> tuple:
