@@ -241,6 +241,19 @@ def test_a_truncated_file_is_reported_and_its_checks_not_dropped(small, tmp_path
     assert runner.invoke(app, ["validate", str(copy)]).exit_code == 1
 
 
+@pytest.mark.parametrize("table", ["pull_requests", "system_runs", "service_metrics", "ecommerce_flows", "flow_steps"])
+def test_a_missing_table_fails_every_check_that_reads_it(small, tmp_path, table):
+    copy = _copy(small, tmp_path)
+    (copy / f"{table}.parquet").unlink()
+    checks = {c.check: c for c in validate_dataset(copy)}
+    assert set(checks) == {c.check for c in validate_dataset(small)}
+    assert not checks[f"checksum {table}.parquet"].passed and not checks[f"rows {table}"].passed
+    assert checks[f"schema {table}"].observed.startswith("not run: ") and f"{table}.parquet" in checks[
+        f"schema {table}"].observed
+    result = runner.invoke(app, ["validate", str(copy)])
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_flipped_byte_fails_the_checksum(small, tmp_path):
     copy = _copy(small, tmp_path)
     path = copy / "system_runs.parquet"

@@ -68,6 +68,8 @@ def validate(p: Params) -> list[str]:
     for step, spec in p.funnel.steps.items():
         if spec.service not in services:
             errors.append(f"funnel.steps.{step}.service: {spec.service!r} is not one of {services}")
+    if p.service.entry not in services:
+        errors.append(f"service.entry: {p.service.entry!r} is not one of {services}")
     for caller, callees in p.service.depends_on.items():
         for callee in (caller, *callees):
             if callee not in services:

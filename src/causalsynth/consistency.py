@@ -105,7 +105,12 @@ class _Accumulator:
         raise NotImplementedError
 
     def checks(self) -> list[Check]:
-        return self.results() if self.error is None else self.not_run(self.error)
+        if self.error is None:
+            try:
+                return self.results()
+            except CHECK_ERRORS as exc:
+                self.error = exc
+        return self.not_run(self.error)
 
     def not_run(self, error: Exception) -> list[Check]:
         raise NotImplementedError
@@ -139,10 +144,19 @@ class _Structure(_Accumulator):
         if not (self.time and self.up_time):
             self.time = self.up_time = None
         self.columns = {self.key} | ({self.fk} if self.fk else set()) | ({self.time} if self.time else set())
-        self.n_parents = files.rows(self.parent.name) if self.parent else 1
-        self.children = np.zeros(self.n_parents, np.int64)
+        self._children: np.ndarray | None = None  # per parent row; the parent's file is opened on first use
         self.misplaced = self.misparented = self.orphans = self.late = self.n = 0
         self.previous = 0
+
+    @property
+    def children(self) -> np.ndarray:
+        if self._children is None:
+            self._children = np.zeros(self.files.rows(self.parent.name) if self.parent else 1, np.int64)
+        return self._children
+
+    @property
+    def n_parents(self) -> int:
+        return len(self.children)
 
     def add(self, chunk: Chunk) -> None:
         k = chunk[self.key]
@@ -159,7 +173,7 @@ class _Structure(_Accumulator):
         rows = lookup(self.files.keys(self.parent.name), fk)
         found = rows >= 0
         self.orphans += int(np.count_nonzero(~found))
-        self.children += np.bincount(rows[found], minlength=self.n_parents)
+        self._children = self.children + np.bincount(rows[found], minlength=self.n_parents)
         if self.time:
             theirs = self.files.values(self.parent.name, self.up_time)[rows[found]]
             self.late += int(np.count_nonzero(chunk[self.time][found] < theirs))
@@ -240,7 +254,8 @@ class _Domains(_Accumulator):
                 self.strangers[c.name].update(map(str, pd.unique(np.asarray(values, object)[stray])[:5]))
 
     def not_run(self, error: Exception) -> list[Check]:
-        return [not_run(f"domain {self.name}.{c}", "its domain", error) for c in sorted(self.columns)]
+        return [not_run(f"domain {self.name}.{c.name}", "its domain", error) for c in self.layout.columns
+                if c.kind in ("int", "float", "category")]
 
     def results(self) -> list[Check]:
         out = []
@@ -295,7 +310,6 @@ class _Rollups(_Accumulator):
         super().__init__()
         self.files, self.child, self.declared, self.config = files, child, declared, config
         self.parent, self.fk = files.parent(child)
-        self.n = files.rows(self.parent)
         for r in declared:
             if r.table != self.parent:
                 raise ValueError(f"roll-up {r.name}: {child} is a child of {self.parent}, not of {r.table}")
@@ -306,11 +320,19 @@ class _Rollups(_Accumulator):
         self.columns = {self.fk} | (names & available)
         self.values: dict[str, np.ndarray] = {}
         self.carry: dict[str, tuple[int, Any]] = {}
-        self.seen = np.zeros(self.n, np.int64)
-        for r in declared:
-            self.values[r.name] = np.zeros(self.n, np.int64) if r.how == "count" else np.ones(self.n, bool)
+        self.n = 0
+
+    def start(self) -> dict[str, np.ndarray]:
+        """The roll-ups' arrays, one value per parent row (made on first use: the parent's file is read)."""
+        if not self.values:
+            self.n = self.files.rows(self.parent)
+            self.seen = np.zeros(self.n, np.int64)
+            for r in self.declared:
+                self.values[r.name] = np.zeros(self.n, np.int64) if r.how == "count" else np.ones(self.n, bool)
+        return self.values
 
     def add(self, chunk: Chunk) -> None:
+        self.start()
         rows = lookup(self.files.keys(self.parent), chunk[self.fk])
         ok = rows >= 0
         rows = rows[ok]
@@ -438,9 +460,11 @@ def row_checks(files: DatasetFiles, program: Program, config, n_prs: int) -> dic
             for accumulator in accumulators:
                 accumulator.error = accumulator.error or exc
         if rollups is not None:
-            if rollups.error is None:
-                rolled.update(rollups.values)
-            else:
+            try:
+                rolled.update(rollups.start() if rollups.error is None else {})
+            except CHECK_ERRORS as exc:
+                rollups.error = exc
+            if rollups.error is not None:
                 broken.update(dict.fromkeys(rollup_names, rollups.error))
         out[name] = [c for a in accumulators for c in a.checks()]
     return out
