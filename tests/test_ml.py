@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -45,19 +47,55 @@ def test_every_task_in_every_format_with_declared_columns(small_dataset, exporte
     assert list(csv.columns) == list(parquet.columns) and len(csv) == len(parquet)
     for column in parquet.columns:  # CSV and Parquet agree row for row
         left, right = parquet[column], csv[column]
-        if pd.api.types.is_float_dtype(left):
-            pd.testing.assert_series_equal(left.astype(float), right.astype(float), rtol=1e-6, check_names=False)
+        if pd.api.types.is_float_dtype(left):  # every float reads back to the very same float32 or float64
+            assert (right.to_numpy(np.float64).astype(left.dtype) == left.to_numpy()).all(), column
         else:
             assert (left.astype(str).str.lower() == right.astype(str).str.lower()).all(), column
+
+
+def _json_value(arrow_type: pa.DataType, expected, got, where) -> None:
+    """One value of a JSON export against the Parquet export's, its JSON type included."""
+    if pa.types.is_floating(arrow_type):  # the JSON number reads back to the very same float
+        assert type(got) is float and np.asarray(got).astype(expected.dtype) == expected, (where, expected, got)
+    elif pa.types.is_boolean(arrow_type):
+        assert type(got) is bool and got == expected, (where, expected, got)
+    elif pa.types.is_integer(arrow_type):
+        assert type(got) is int and got == expected, (where, expected, got)
+    elif pa.types.is_dictionary(arrow_type) or pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        assert type(got) is str and got == str(expected), (where, expected, got)
+    else:
+        pytest.fail(f"{where}: no check for a {arrow_type} column in the JSON exports; add one")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_json_and_jsonl_match_parquet_field_for_field(small_dataset, exported, task):
+    """Every record in its place, the ids and split of all of them, and every feature and label
+    value of 200 random records and the first and last, with its JSON type."""
+    view = task_view(Dataset(small_dataset), task)
+    table = pq.read_table(exported / f"{task}.parquet")
+    parquet = table.to_pandas()
     lines = (exported / f"{task}.jsonl").read_text().splitlines()
     records = json.loads((exported / f"{task}.json").read_text())
-    assert len(lines) == len(records) == len(parquet)
-    first = json.loads(lines[0])
-    assert first == records[0]
-    assert set(first) >= {"split", "features", "labels"}
-    assert list(first["features"]) == list(view.features)
-    assert {view.task.binary, view.task.continuous, view.task.categorical} <= set(first["labels"])
-    assert first["features"][view.features[0]] == parquet[view.features[0]].iloc[0]
+    assert len(lines) == len(records) == len(parquet) == len(view.frame)
+    ids = list(dict.fromkeys([view.unit_key, view.root_key]))
+    labels = list(dict.fromkeys([*view.labels, *([view.task.probability.rpartition(".")[2]]
+                                                  if view.task.probability else [])]))
+    assert list(parquet.columns) == [*ids, "split", *view.features, *labels]
+    for column in [*ids, "split"]:
+        assert [r[column] for r in records] == parquet[column].tolist(), column
+    picked = np.random.default_rng(0).choice(len(parquet), size=min(200, len(parquet)), replace=False)
+    for i in sorted({0, len(parquet) - 1, *picked.tolist()}):
+        line = json.loads(lines[i])
+        assert line == records[i], i
+        assert list(line) == [*ids, "split", "features", "labels"], i
+        assert list(line["features"]) == list(view.features) and list(line["labels"]) == labels, i
+        for column in ids:
+            _json_value(table.schema.field(column).type, parquet[column].iat[i], line[column], (i, column))
+        assert line["split"] == parquet.split.iat[i] in ("train", "valid", "test"), i
+        for group, columns in (("features", view.features), ("labels", labels)):
+            for column in columns:
+                _json_value(table.schema.field(column).type, parquet[column].iat[i], line[group][column],
+                            (i, column))
 
 
 def test_schema_json_is_a_data_dictionary(exported):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -232,15 +233,46 @@ def data_dictionary(ds: Dataset, names: list[str], split_by: str, seed: int) -> 
     return out
 
 
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())
+
+
+def _json_values(column: pd.Series) -> pa.Array:
+    """Each value of ``column`` as JSON text.
+
+    A float is written in the shortest form that reads back to the very same
+    float32 or float64, with ".0" on a whole number so that it stays a float
+    (pandas' ``to_json`` rounds to 10 decimal places, which loses most digits
+    of a small probability or rate, and all of one below 5e-11).
+    """
+    values = pa.array(column, from_pandas=True)
+    if pa.types.is_floating(values.type):
+        text = pc.cast(values, pa.large_string())
+        whole = pc.match_substring_regex(text, r"^-?[0-9]+$")
+        text = pc.if_else(whole, pc.binary_join_element_wise(text, _text(".0"), _text("")), text)
+        return pc.if_else(pc.fill_null(pc.is_finite(values), False), text, _text("null"))
+    if pa.types.is_integer(values.type) or pa.types.is_boolean(values.type):
+        return pc.fill_null(pc.cast(values, pa.large_string()), _text("null"))
+    # Anything else (categories, strings, timestamps): pandas' JSON of each distinct value.
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    text = np.array([json.dumps(v) for v in json.loads(pd.Series(uniques).to_json(orient="values"))], dtype=object)
+    return pa.array(text[codes], pa.large_string())
+
+
 def _nested_lines(view: TaskView) -> list[str]:
     """One JSON object per row in the seed's shape: ids, split, {features}, {labels}."""
     frame = view.frame
     ids = [view.unit_key] + ([view.root_key] if view.root_key != view.unit_key else [])
     label_cols = [c for c in frame.columns if c not in (*ids, "split", *view.features)]
-    parts = [frame[ids + ["split"]].to_json(orient="records", lines=True).splitlines(),
-             frame[list(view.features)].to_json(orient="records", lines=True).splitlines(),
-             frame[label_cols].to_json(orient="records", lines=True).splitlines()]
-    return [f'{head[:-1]},"features":{feats},"labels":{labels}}}' for head, feats, labels in zip(*parts)]
+
+    def members(columns) -> list:
+        return [piece for i, c in enumerate(columns)
+                for piece in (("," if i else "") + json.dumps(c) + ":", _json_values(frame[c]))]
+
+    pieces = ["{", *members([*ids, "split"]), ',"features":{', *members(view.features), '},"labels":{',
+              *members(label_cols), "}}"]
+    pieces = [_text(p) if isinstance(p, str) else p for p in pieces]
+    return pc.binary_join_element_wise(*pieces, _text("")).to_pylist()
 
 
 def check_export_options(formats: list[str], split_by: str, seed: int) -> None:
