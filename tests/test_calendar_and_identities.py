@@ -10,6 +10,7 @@ from causalsynth.config import load_config
 from causalsynth.dataset import sample_dataset
 from causalsynth.errors import ConfigError
 from conftest import SMALL_BLOCKS, read_tables
+from tolerance import assert_share, assert_within
 
 WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
 
@@ -49,12 +50,29 @@ def test_run_calendar_columns_match_their_timestamp(tables_20k, default_config):
     assert (runs.is_holiday_season == _in_month_day_range(runs.started_at, holiday["from"], holiday["to"])).all()
 
 
+def _cycle(hour, peak: float, amplitude: float):
+    """The model's daily cycle: amplitude x cos(2 pi (hour - peak) / 24)."""
+    return amplitude * np.cos(2 * np.pi * (np.asarray(hour, np.float64) - peak) / 24)
+
+
+def test_merge_hours_follow_their_cycle(tables_20k, default_config):
+    """Each PR's merge hour is an independent draw, weights exp(cycle) over the 24 hours: every
+    hour's share within 4 standard errors of its probability."""
+    prs = tables_20k["pull_requests"]
+    merges = default_config.get("calendar.merges")
+    weight = np.exp(_cycle(np.arange(24), merges["peak_hour"], merges["hour_concentration"]))
+    probability = weight / weight.sum()
+    observed = prs.merge_hour.value_counts(normalize=True).reindex(range(24), fill_value=0.0)
+    for hour in range(24):
+        assert_share(observed[hour], probability[hour], len(prs), f"merges at {hour:02d}h")
+    assert_share(prs.merge_hour.between(10, 18).mean(), probability[10:19].sum(), len(prs), "merges 10-18h")
+
+
 def test_merges_follow_the_week_and_the_freeze(tables_20k):
     prs = tables_20k["pull_requests"]
     per_day = prs.merged_at.dt.normalize().value_counts()
     weekday_of = per_day.index.day_of_week
     assert per_day[weekday_of < 5].mean() > 4 * per_day[weekday_of >= 5].mean()
-    assert prs.merge_hour.between(10, 18).mean() > 0.5
     freeze = per_day[_in_month_day_range(pd.Series(per_day.index), "12-15", "01-05").to_numpy()
                      & (weekday_of < 5)]
     assert freeze.mean() < 0.5 * per_day[weekday_of < 5].mean()
@@ -93,6 +111,24 @@ def test_traffic_and_shoppers_follow_the_clock_and_seasons(tables_20k, default_c
     holiday = flows.groupby("is_holiday_season")
     assert holiday.cart_value.median()[True] > 1.15 * holiday.cart_value.median()[False]
     assert holiday.conversion_probability.mean()[True] > holiday.conversion_probability.mean()[False] + 0.05
+
+
+def test_load_is_its_cycle_weekday_and_season_plus_noise(tables_20k, default_config):
+    """log load = mean + daily cycle (at the middle of the run's hour) + weekday + holiday + N(0, sd),
+    the noise drawn independently per run: what is left once the config's terms are taken off
+    averages 0 in every hour, weekday and season (each to its own standard error, sd / sqrt(n))
+    and spreads by the configured sd."""
+    runs = tables_20k["system_runs"]
+    traffic, sd = default_config.get("traffic"), default_config.get("run.load_log_sd")
+    residual = (np.log(runs.load_intensity.to_numpy(np.float64)) - default_config.get("run.load_log_mean")
+                - _cycle(runs.hour_of_day + 0.5, traffic["peak_hour"], traffic["daily_amplitude"])
+                - runs.day_of_week.map(traffic["weekday_log_load"]).to_numpy(np.float64)
+                - traffic["holiday_log_load"] * runs.is_holiday_season.to_numpy(np.float64))
+    assert_within(residual.mean(), 0.0, sd / np.sqrt(len(runs)), "log load residual")
+    assert_within(residual.std(), sd, sd / np.sqrt(2 * len(runs)), "log load residual sd")
+    for by in ("hour_of_day", "day_of_week", "is_holiday_season"):
+        for level, group in pd.Series(residual).groupby(runs[by].to_numpy()):
+            assert_within(group.mean(), 0.0, sd / np.sqrt(len(group)), f"log load residual at {by}={level}")
 
 
 # --- identities every row keeps --------------------------------------------------
