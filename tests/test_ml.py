@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.dataset import sample_dataset
+from causalsynth.dataset import sample_dataset, sha256
 from causalsynth.evaluation import evaluate
 from causalsynth.ml import FORMATS, Dataset, check_leakage, export, task_view
-from tolerance import assert_share, assert_within, cluster_se
+from tolerance import Z, assert_share, assert_within, cluster_se
 
 runner = CliRunner()
 TASKS = ("pr_impact", "service_health", "conversion", "anomaly")
@@ -269,6 +272,87 @@ def test_evaluate_on_a_shifted_twin(small_dataset, tmp_path):
     shifted = evaluate(small_dataset, test_dir=twin, tasks=["pr_impact"])["pr_impact"]
     assert shifted["has_performance_regression.recall"]["value"] < 0.95  # every PR regresses in the twin
     assert shifted["has_performance_regression.accuracy"]["bayes"] < 0.9
+
+
+def _rewritten(source, out, table: str, column: str, values) -> Path:
+    """A copy of the dataset ``source`` at ``out`` with ``table.column`` replaced by ``values(frame)``
+    (same type), the manifest's checksum and row count of the table brought up to date."""
+    shutil.copytree(source, out, ignore=shutil.ignore_patterns("ml", "ml-*", "evaluation.json"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["tables"][table]
+    path = out / entry["file"]
+    data = pq.read_table(path)
+    i = data.schema.get_field_index(column)
+    field = data.schema.field(i)
+    new = np.asarray(values(data.to_pandas())).astype(field.type.to_pandas_dtype())
+    pq.write_table(data.set_column(i, field, pa.array(new, field.type)), path)
+    entry.update(sha256=sha256(path), rows=data.num_rows)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def _negated_on(source, out, task: str, part: str) -> Path:
+    """A copy of ``source`` with the task's binary label negated on the rows of one split."""
+    view = task_view(Dataset(source), task)
+    split, key, binary = view.frame.set_index(view.unit_key).split, view.unit_key, view.task.binary
+    return _rewritten(source, out, view.task.table, binary,
+                      lambda f: np.where(f[key].map(split) == part, ~f[binary], f[binary]))
+
+
+@pytest.mark.parametrize("task", ["pr_impact", "conversion"])
+def test_evaluate_fits_on_the_train_split_and_scores_on_the_test_split_only(small_dataset, evaluated, tmp_path,
+                                                                            task):
+    """Negate the binary label on one split's rows of a real dataset and watch what `evaluate` reports
+    (a PR task, and a flow task split by the flows' PRs).
+
+    - On the valid split: nothing changes (valid rows are neither fitted nor scored).
+    - On the test split: the fitted models are the same (the categorical and continuous scores do
+      not move) and every hit becomes a miss, with no other row scored: accuracy, balanced accuracy
+      and ROC AUC become exactly 1 minus what they were, for the baseline, the Bayes rule and the
+      constant alike.
+    """
+    honest = evaluated[task]
+    t = Dataset(small_dataset).task(task)
+    assert evaluate(_negated_on(small_dataset, tmp_path / "valid", task, "valid"), tasks=[task])[task] == honest
+    negated = evaluate(_negated_on(small_dataset, tmp_path / "test", task, "test"), tasks=[task])[task]
+    assert negated["_rows"] == honest["_rows"]
+    for name in (f"{t.categorical}.macro_f1", f"{t.continuous}.mae"):
+        assert negated[name] == honest[name], name
+    for metric in ("accuracy", "balanced_accuracy", "roc_auc"):
+        for reference in ("value", "bayes", "majority"):
+            was = honest[f"{t.binary}.{metric}"][reference]
+            assert negated[f"{t.binary}.{metric}"][reference] == pytest.approx(1 - was, abs=1e-12), (metric, reference)
+
+
+def test_a_leak_in_the_train_split_never_reaches_the_reported_score(small_dataset, evaluated, tmp_path):
+    """A feature equal to the label on the train split and noise elsewhere. The model fitted to it
+    scores 1.0 wherever the scored rows carry the leak too (so would any score on the train split);
+    on the real test rows, where the feature is noise, it ranks no better than chance, far below
+    the honest baseline."""
+    task, feature = "pr_impact", "risk_score"
+    ds = Dataset(small_dataset)
+    view = task_view(ds, task)
+    key, binary = view.unit_key, view.task.binary
+    split = view.frame.set_index(key).split
+    assert feature in view.features
+    noise = np.random.default_rng(0).uniform(size=len(view.frame))
+    leaky = _rewritten(small_dataset, tmp_path / "leak-in-train", view.task.table, feature,
+                       lambda f: np.where(f[key].map(split) == "train", f[binary].astype(float), noise))
+    everywhere = _rewritten(small_dataset, tmp_path / "leak-everywhere", view.task.table, feature,
+                            lambda f: f[binary].astype(float))
+    seen = evaluate(leaky, test_dir=everywhere, tasks=[task])[task]
+    assert seen[f"{binary}.accuracy"]["value"] == 1.0 and seen[f"{binary}.roc_auc"]["value"] == 1.0
+    leaked = evaluate(leaky, tasks=[task])[task][f"{binary}.roc_auc"]["value"]
+    # The ROC AUC of a score independent of the label is 1/2, standard error at most
+    # sqrt((n1 + n0 + 1) / (12 n1 n0)) (Hanley and McNeil); the noise is drawn per row, so the
+    # rows of one PR share none of it.
+    test = view.frame[view.frame.split == "test"]
+    n1 = int(test[binary].sum())
+    n0 = len(test) - n1
+    se = math.sqrt((n1 + n0 + 1) / (12 * n1 * n0))
+    assert_within(leaked, 0.5, se, "ROC AUC of a model fitted to a leak in the train split")
+    honest = evaluated[task][f"{binary}.roc_auc"]["value"]
+    assert honest > 0.5 + 2 * Z * se, honest
 
 
 @pytest.mark.parametrize("args, expected", [
