@@ -74,34 +74,34 @@ def day_table(start: str, calendar) -> DayTable:
     )
 
 
-def _days(frame, column: str, config) -> tuple[DayTable, np.ndarray, np.ndarray]:
+def _days(rows, column: str, config) -> tuple[DayTable, np.ndarray, np.ndarray]:
     """The day table, and each row's day in it and second of that day, from a timestamp
-    column in milliseconds since the epoch (as validation frames hold them)."""
+    column in milliseconds since the epoch (as validation rules read them)."""
     cal = day_table(config.sampling["start"], config.params.calendar)
     moment = parse_start(config.sampling["start"])
     midnight_s = int(moment.timestamp()) - cal.start_second
-    seconds = np.asarray(frame[column], np.int64) // 1000 - midnight_s
+    seconds = np.asarray(rows[column], np.int64) // 1000 - midnight_s
     day = np.clip(seconds // SECONDS_PER_DAY, 0, cal.n_days - 1)  # the model reads the last day past the table
     return cal, day, seconds % SECONDS_PER_DAY
 
 
-def _weekday_name(frame, column: str) -> np.ndarray:
-    return np.asarray(frame[column].astype(object))
+def _weekday_name(rows, column: str) -> np.ndarray:
+    return np.asarray(rows[column], object)
 
 
-def merge_calendar_agrees(frame, config) -> np.ndarray:
-    """A PR's calendar columns are those of its ``merged_at``."""
-    cal, day, second = _days(frame, "merged_at", config)
-    return ((frame["merge_hour"].to_numpy() == second // SECONDS_PER_HOUR)
-            & (_weekday_name(frame, "merge_weekday") == np.asarray(WEEKDAYS)[cal.weekday[day]])
-            & (frame["is_end_of_quarter"].to_numpy() == cal.end_of_quarter[day])
-            & (frame["is_code_freeze"].to_numpy() == cal.seasons[FREEZE][day])
-            & (frame["is_holiday_season"].to_numpy() == cal.seasons[HOLIDAY][day]))
+def merge_calendar_agrees(rows, config) -> np.ndarray:
+    """A PR's calendar columns (``rows``: column name → values) are those of its ``merged_at``."""
+    cal, day, second = _days(rows, "merged_at", config)
+    return ((np.asarray(rows["merge_hour"]) == second // SECONDS_PER_HOUR)
+            & (_weekday_name(rows, "merge_weekday") == np.asarray(WEEKDAYS)[cal.weekday[day]])
+            & (np.asarray(rows["is_end_of_quarter"]) == cal.end_of_quarter[day])
+            & (np.asarray(rows["is_code_freeze"]) == cal.seasons[FREEZE][day])
+            & (np.asarray(rows["is_holiday_season"]) == cal.seasons[HOLIDAY][day]))
 
 
-def run_calendar_agrees(frame, config) -> np.ndarray:
-    """A run's calendar columns are those of its ``started_at``."""
-    cal, day, second = _days(frame, "started_at", config)
-    return ((frame["hour_of_day"].to_numpy() == second // SECONDS_PER_HOUR)
-            & (_weekday_name(frame, "day_of_week") == np.asarray(WEEKDAYS)[cal.weekday[day]])
-            & (frame["is_holiday_season"].to_numpy() == cal.seasons[HOLIDAY][day]))
+def run_calendar_agrees(rows, config) -> np.ndarray:
+    """A run's calendar columns (``rows``: column name → values) are those of its ``started_at``."""
+    cal, day, second = _days(rows, "started_at", config)
+    return ((np.asarray(rows["hour_of_day"]) == second // SECONDS_PER_HOUR)
+            & (_weekday_name(rows, "day_of_week") == np.asarray(WEEKDAYS)[cal.weekday[day]])
+            & (np.asarray(rows["is_holiday_season"]) == cal.seasons[HOLIDAY][day]))

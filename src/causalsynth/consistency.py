@@ -23,7 +23,7 @@ ancestor columns rules read are the only whole columns held.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,7 @@ class Chunk:
     """Consecutive rows of one table, starting at row ``offset``; columns converted once
     (``as_numpy``) however many checks read them, ancestors' looked up once."""
 
-    def __init__(self, files: DatasetFiles, table: str, offset: int, batch: pa.RecordBatch):
+    def __init__(self, files: DatasetFiles, table: str, offset: int, batch: pa.Table):
         self.files, self.table, self.offset, self.batch = files, table, offset, batch
         self.num_rows = batch.num_rows
         self._values: dict[str, Any] = {}
@@ -281,14 +281,25 @@ def _rule_text(rule: str, config) -> str:
     return re.sub(r"\{([\w.]+)\}", lambda m: repr(config.get(m.group(1))), rule)
 
 
-def evaluate(rule: str | Callable, frame: pd.DataFrame, config) -> np.ndarray:
-    """A rule (or roll-up expression) on a frame: one value per row."""
+def evaluate(rule: str | Callable, columns: Mapping[str, Any], config) -> np.ndarray:
+    """A rule (or roll-up expression) over ``columns`` (name → one value per row): one value per row.
+
+    Expressions go through ``pandas.eval`` over the arrays themselves (no
+    DataFrame: building one per chunk costs more than the rule);
+    `` `table.column` `` names are spelled as identifiers for it.
+    """
+    n = len(next(iter(columns.values()))) if columns else 0
     if callable(rule):
-        return np.asarray(rule(frame, config))
-    result = frame.eval(_rule_text(rule, config))
+        return np.asarray(rule(columns, config))
+    text = re.sub(r"`([^`]+)`", lambda m: _identifier(m.group(1)), _rule_text(rule, config))
+    result = pd.eval(text, local_dict={_identifier(k): v for k, v in columns.items()}, engine="python")
     if np.isscalar(result):  # a constant expression ("True"): one per row
-        return np.full(len(frame), result)
-    return result.array if isinstance(result.dtype, pd.CategoricalDtype) else result.to_numpy()
+        return np.full(n, result)
+    return result if isinstance(result, pd.Categorical) else np.asarray(result)
+
+
+def _identifier(name: str) -> str:
+    return name.replace(".", "__")
 
 
 def reads(rule: str | Callable, columns: Iterable[str] = ()) -> set[str]:
@@ -299,8 +310,8 @@ def reads(rule: str | Callable, columns: Iterable[str] = ()) -> set[str]:
     return set(re.findall(r"`([^`]+)`", rule)) | set(re.findall(r"[A-Za-z_]\w*", bare))
 
 
-def _frame(chunk: Chunk, names: Iterable[str], extra: dict[str, Any] | None = None) -> pd.DataFrame:
-    return pd.DataFrame({name: chunk[name] for name in names} | (extra or {}), copy=False)
+def _columns(chunk: Chunk, names: Iterable[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {name: chunk[name] for name in names} | (extra or {})
 
 
 class _Rollups(_Accumulator):
@@ -338,12 +349,13 @@ class _Rollups(_Accumulator):
         rows = rows[ok]
         starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, np.int64)
         rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
-        frame = _frame(chunk, self.reads)
-        frame = frame[ok] if not ok.all() else frame
-        frame["row_in_parent"] = self.seen[rows] + rank
+        columns = _columns(chunk, self.reads)
+        if not ok.all():
+            columns = {name: values[ok] for name, values in columns.items()}
+        columns["row_in_parent"] = self.seen[rows] + rank
         self.seen += np.bincount(rows, minlength=self.n)
         for r in self.declared:
-            self._add(r, rows, evaluate(r.expr, frame, self.config))
+            self._add(r, rows, evaluate(r.expr, columns, self.config))
 
     def _add(self, r, rows: np.ndarray, values) -> None:
         out = self.values[r.name]
@@ -403,9 +415,9 @@ class _Identities(_Accumulator):
             try:
                 # A frame of just the rule's columns: pandas' eval costs grow with the frame's width.
                 needs = self.needs[i.name]
-                frame = _frame(chunk, [c for c in self.own + self.ancestors if c in needs],
-                               {c: v for c, v in rolled.items() if c in needs})
-                holds = np.asarray(evaluate(i.rule, frame, self.config), bool)
+                columns = _columns(chunk, [c for c in self.own + self.ancestors if c in needs],
+                                   {c: v for c, v in rolled.items() if c in needs})
+                holds = np.asarray(evaluate(i.rule, columns, self.config), bool)
                 self.bad[i.name] += int(np.count_nonzero(~holds))
             except CHECK_ERRORS as exc:
                 self.failed[i.name] = exc

@@ -157,8 +157,8 @@ class Identity:
 
     ``rule`` is a boolean ``pandas.eval`` expression over a frame of the
     table's rows (e.g. "p95_response_time_ms > response_time_ms") or, for what
-    an expression cannot say, a function ``rule(frame, config) -> bool array``
-    reading the frame's ``columns``. The frame holds the table's own columns,
+    an expression cannot say, a function ``rule(rows, config) -> bool array``
+    reading ``columns`` of ``rows`` (column name → values). Rules read the table's own columns,
     an ancestor table's as `` `table.column` `` (backquoted), and the table's
     ``Rollup`` columns; timestamps are integer milliseconds since the Unix epoch;
     ``{dotted.path}`` in an expression stands for that config value.

@@ -129,15 +129,22 @@ class DatasetFiles:
     def keys(self, name: str) -> np.ndarray:
         return self.values(name, self.key(name))
 
-    def chunks(self, name: str, columns: list[str]) -> Iterator[tuple[int, pa.RecordBatch]]:
-        """(first row, rows) of consecutive chunks of up to ``CHUNK_ROWS`` rows, with ``columns``."""
-        offset = 0
-        try:
-            for batch in self.file(name).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
-                yield offset, batch
-                offset += batch.num_rows
-        except (OSError, pa.ArrowException) as exc:
-            raise UnreadableTable(name, f"at row {offset:,}: {exc}") from None
+    def chunks(self, name: str, columns: list[str]) -> Iterator[tuple[int, pa.Table]]:
+        """(first row, rows) of consecutive chunks of whole row groups, about ``CHUNK_ROWS`` rows each,
+        with ``columns``."""
+        f, offset = self.file(name), 0
+        groups: list[int] = []
+        for i in range(f.metadata.num_row_groups):
+            groups.append(i)
+            rows = sum(f.metadata.row_group(g).num_rows for g in groups)
+            if rows >= CHUNK_ROWS or i == f.metadata.num_row_groups - 1:
+                try:
+                    chunk = f.read_row_groups(groups, columns=columns)
+                except (OSError, pa.ArrowException) as exc:
+                    raise UnreadableTable(name, f"row groups {groups[0]}-{groups[-1]}: {exc}") from None
+                yield offset, chunk
+                offset += chunk.num_rows
+                groups = []
 
     def rows_of(self, table: str, ancestor: str, fk: np.ndarray) -> np.ndarray:
         """Row of ``ancestor`` above each row whose parent key is ``fk`` (-1 where none)."""
