@@ -388,7 +388,7 @@ class _Identities(_Accumulator):
     """The model's identities of one table, with the count of rows breaking each."""
 
     def __init__(self, name: str, identities, available: set[str], rolled: dict[str, np.ndarray],
-                 broken: dict[str, Exception], config):
+                 broken: dict[str, Exception], config, parent_key: str | None = None):
         super().__init__()
         self.name, self.config, self.rolled = name, config, rolled
         self.identities = identities
@@ -402,7 +402,7 @@ class _Identities(_Accumulator):
         self.own = sorted(wanted & available)
         self.ancestors = sorted(c for c in wanted if "." in c and c not in available)
         self.rollups = sorted(wanted & set(rolled))
-        self.columns = set(self.own)
+        self.columns = set(self.own) | ({parent_key} if parent_key and self.ancestors else set())
         self.bad = {i.name: 0 for i in identities}
         self.n = 0
 
@@ -460,7 +460,8 @@ def row_checks(files: DatasetFiles, program: Program, config, n_prs: int) -> dic
         accumulators: list[_Accumulator] = [_Structure(files, program, layout, n_prs), _Domains(layout)]
         children = [r for r in declared if r.child == name]
         rollups = _Rollups(files, name, children, config, available) if children else None
-        identity_pass = _Identities(name, identities, available, rolled, broken, config)
+        identity_pass = _Identities(name, identities, available, rolled, broken, config,
+                                    (files.parent(name) or (None, None))[1])
         accumulators += [a for a in (rollups, identity_pass) if a is not None]
         columns = sorted(set().union(*(a.columns for a in accumulators)) & available)
         try:
