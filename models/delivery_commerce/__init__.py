@@ -68,6 +68,20 @@ def validate(p: Params) -> list[str]:
     for step, spec in p.funnel.steps.items():
         if spec.service not in services:
             errors.append(f"funnel.steps.{step}.service: {spec.service!r} is not one of {services}")
+    tm = p.telemetry
+    if not 0.0 <= tm.onset["from"] <= tm.onset["to"] <= 1.0:
+        errors.append(f"telemetry.onset: from ({tm.onset['from']}) and to ({tm.onset['to']}) must be shares of "
+                      f"the window, 0 <= from <= to <= 1")
+    if not 0.0 <= tm.autocorrelation < 1.0:
+        errors.append(f"telemetry.autocorrelation: {tm.autocorrelation} must be in [0, 1)")
+    if int(tm.ticks) < 2 or not 1 <= int(tm.anomaly_ticks) <= int(tm.ticks):
+        errors.append(f"telemetry.ticks ({tm.ticks}) must be at least 2, and telemetry.anomaly_ticks "
+                      f"({tm.anomaly_ticks}) between 1 and it")
+    for key in ("tick_s", "anomaly_size"):
+        if not tm[key] > 0:
+            errors.append(f"telemetry.{key}: {tm[key]} must be > 0")
+    if tm.hop_lag_s < 0 or tm.gap_rate >= 1.0:
+        errors.append("telemetry.hop_lag_s must be >= 0 and telemetry.gap_rate below 1 (a series needs ticks)")
     if p.service.entry not in services:
         errors.append(f"service.entry: {p.service.entry!r} is not one of {services}")
     for caller, callees in p.service.depends_on.items():

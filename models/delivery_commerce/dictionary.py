@@ -93,4 +93,16 @@ DESCRIPTIONS = {
     "success": "The call succeeded",
     "latency_ms": "Latency of the call (ms)",
     "steps.started_at": "When the call started (UTC)",
+    "root_cause_service": ("Ground truth of the run's incident: the regressed PR's primary service, else the "
+                           "service its anomaly started at, else NONE (with --series)"),
+    "fault_kind": "What the incident is: REGRESSION, the anomaly's type, or NONE (with --series)",
+    "fault_onset_s": "Seconds from the window's start to the incident's onset; -1 without one (with --series)",
+    "ticks.started_at": "When the tick starts (UTC): the run's start plus the tick's offset",
+    "tick_index": "Position of the tick in the run's window (0-based)",
+    "ticks.latency_ms": "Mean latency of the service over the tick (ms)",
+    "ticks.p95_latency_ms": "95th percentile latency of the service over the tick (ms)",
+    "ticks.request_rate": "Requests per second the service served over the tick",
+    "ticks.error_rate": "Share of the service's requests that failed over the tick (0-1)",
+    "ticks.cpu_usage": "CPU utilisation over the tick (0-1)",
+    "ticks.memory_usage": "Memory utilisation over the tick (0-1)",
 }

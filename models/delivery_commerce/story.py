@@ -29,6 +29,7 @@ from .mechanisms import (
     run_metric_means,
     vec,
 )
+from .telemetry import series
 
 SEVERITY_LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
 RUN_STATUS_LEVELS = ("SUCCESS", "FAILED")
@@ -45,6 +46,7 @@ class Plates(NamedTuple):
     flows: numpyro.plate
     decisions: numpyro.plate
     slots: numpyro.plate
+    ticks: numpyro.plate
 
 
 def merge_time(p: Params, cal: DayTable, plates: Plates) -> dict:
@@ -188,7 +190,7 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
         background = p.team_workload.background_log_load * merge["workload"] if p.team_workload.enabled else 0.0
         m = run_metric_means(p, load, scale, kind, score, background)
         response_time = numpyro.sample("response_time_ms", dist.LogNormal(m["log_rt"], rn.response_time_sd))
-        derived("p95_response_time_ms", response_time * (1.0 + jnp.exp(
+        p95 = derived("p95_response_time_ms", response_time * (1.0 + jnp.exp(
             rn.p95_excess_log_mean + rn.p95_excess_log_sd * numpyro.sample("_p95_noise", dist.Normal(0.0, 1.0)))), constraints.positive)
         throughput = numpyro.sample("throughput_rps", dist.LogNormal(m["log_tput"], rn.throughput_sd))
         split = numpyro.sample("_request_split", dist.Dirichlet(rn.request_concentration * m["split"]))
@@ -213,7 +215,8 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
         label("run_status", numpyro.sample("_failed", dist.Bernoulli(failure_prob)), RUN_STATUS_LEVELS)
     return {"load": load, "duration": duration, "hour": hour, "holiday": holiday,
             "response_time": response_time, "clean_rt": m["clean_rt"],
-            "throughput": throughput, "error_rate": error_rate}
+            "throughput": throughput, "error_rate": error_rate, "kind": kind, "scale": scale,
+            "p95_ratio": p95 / response_time, "cpu": usage[..., 0], "memory": usage[..., 1]}
 
 
 def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, services, depends) -> dict:
@@ -239,7 +242,7 @@ def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, serv
         svc_err = numpyro.sample("services.error_rate", dist.TransformedDistribution(
             dist.Normal(jax.scipy.special.logit(jnp.clip(base_err + fx.error_rate_increase * degradation, 1e-4, 0.9)),
                         sv.error_logit_sd), dist.transforms.SigmoidTransform()))
-        numpyro.sample("services.throughput_rps", dist.LogNormal(
+        svc_tput = numpyro.sample("services.throughput_rps", dist.LogNormal(
             jnp.log(base_tput * load / (1.0 + fx.response_time_increase * degradation)), sv.throughput_sd))
         slowness = jnp.log(svc_rt / svc_clean)
         excess_err = jnp.maximum(svc_err - base_err, 0.0)
@@ -268,7 +271,14 @@ def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, serv
         derived("active_users", jnp.broadcast_to(jnp.round(users), svc_rt.shape).astype(jnp.int32), constraints.nonnegative_integer)
         derived("orders_per_minute", jnp.broadcast_to(
             users * sv.order_rate * (1.0 - runs["error_rate"]), svc_rt.shape), constraints.nonnegative)
-    return {"response_time": svc_rt, "status": status, "status_levels": status_levels}
+    return {"response_time": svc_rt, "status": status, "status_levels": status_levels,
+            "throughput": svc_tput, "error_rate": svc_err,
+            # What the regression multiplies a service's latency and errors by, on average: the
+            # series' post-onset level is set so that their window means keep these ratios.
+            "latency_ratio": (1.0 + fx.response_time_increase * degradation)
+            * (1.0 + fx.response_time_increase * scale) ** sv.run_coupling,
+            "error_ratio": jnp.clip(base_err + fx.error_rate_increase * degradation, 1e-4, 0.9)
+            / jnp.clip(base_err, 1e-4, 0.9)}
 
 
 def flow(p: Params, plates: Plates, runs: dict, svc: dict, services, steps, step_service) -> dict:
@@ -411,6 +421,7 @@ def model(p: Params, n_prs: int) -> None:
         flows=numpyro.plate("flows", p.shape.flows_per_run, dim=-2),
         decisions=numpyro.plate("decisions", 3, dim=-1),  # stop or go on after browse, cart, checkout
         slots=numpyro.plate("steps", n_slots, dim=-1),
+        ticks=numpyro.plate("ticks", int(p.telemetry.ticks), dim=-1),
     )
     cal = day_table(p.sampling.start, p.calendar)
     merge = merge_time(p, cal, plates)
@@ -420,3 +431,5 @@ def model(p: Params, n_prs: int) -> None:
     svc = service_metrics(p, plates, pr, runs, scale, services, dependency_matrix(p, services))
     fl = flow(p, plates, runs, svc, services, steps, step_service)
     flow_steps(p, plates, fl, services, steps, step_service)
+    if p.telemetry.enabled:  # last: every other site draws the same keys with or without the series
+        series(p, plates, pr, runs, svc, services, dependency_matrix(p, services))

@@ -13,6 +13,7 @@ TABLES = (
     Table("service_metrics", plates=("prs", "runs", "services"), key="service_metric_id"),
     Table("ecommerce_flows", plates=("prs", "runs", "flows"), key="flow_id"),
     Table("flow_steps", plates=("prs", "runs", "flows", "steps"), key="step_id", min_rows=1),
+    Table("service_timeseries", plates=("prs", "runs", "services", "ticks"), key="point_id"),  # --series
 )
 
 # Intercepts solved so that the mean of each probability site equals its target,

@@ -126,13 +126,15 @@ def sample(
                                                                      "(a one-line verdict is always shown).")] = False,
     latents: Annotated[bool, typer.Option("--latents", help="Also write the model's hidden causes as columns "
                                                             "(config: sampling.latents).")] = False,
+    series: Annotated[bool, typer.Option("--series", help="Also sample per-service metric series and each "
+                                                          "run's incident (config: telemetry.enabled).")] = False,
 ) -> None:
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
     from causalsynth.config import load_config
     from causalsynth.dataset import check_size, sample_dataset
     from causalsynth.sinks.sql import check_options
 
-    overrides = list(set_ or []) + ["sampling.latents=true"] * latents
+    overrides = list(set_ or []) + ["sampling.latents=true"] * latents + ["telemetry.enabled=true"] * series
     if runs_per_pr is not None:
         overrides.append(f"shape.runs_per_pr={runs_per_pr}")
     if flows_per_run is not None:
