@@ -204,8 +204,12 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
         error_rate = derived("error_rate", counts[..., 1:].sum(-1) / total, constraints.unit_interval)
         derived("timeout_rate", counts[..., 0] / total, constraints.unit_interval)
         derived("success_rate", (total - counts.sum(-1)) / total, constraints.unit_interval)
-        usage = jnp.clip(jnp.exp(m["log_usage"] + rn.resource_sd * numpyro.sample(
-            "_resource_noise", dist.Normal(0.0, 1.0).expand([3]).to_event(1))), 0.0, 1.0)
+        demand = jnp.exp(m["log_usage"] + rn.resource_sd * numpyro.sample(
+            "_resource_noise", dist.Normal(0.0, 1.0).expand([3]).to_event(1)))
+        usage = jnp.clip(demand, 0.0, 1.0)
+        # What the run would use without its regression (the same noise): where its series start.
+        clean_usage = jnp.clip(demand / (1.0 + p.regression.effects.resource_usage_increase * scale)[..., None],
+                               0.0, 1.0)
         for i, name in enumerate(USAGE_COLUMNS):
             derived(name, usage[..., i], constraints.unit_interval)
         fl = rn.failure
@@ -216,7 +220,8 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
     return {"load": load, "duration": duration, "hour": hour, "holiday": holiday,
             "response_time": response_time, "clean_rt": m["clean_rt"],
             "throughput": throughput, "error_rate": error_rate, "kind": kind, "scale": scale,
-            "p95_ratio": p95 / response_time, "cpu": usage[..., 0], "memory": usage[..., 1]}
+            "p95_ratio": p95 / response_time, "cpu": usage[..., 0], "memory": usage[..., 1],
+            "clean_cpu": clean_usage[..., 0], "clean_memory": clean_usage[..., 1]}
 
 
 def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, services, depends) -> dict:
@@ -239,9 +244,9 @@ def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, serv
         svc_rt = numpyro.sample("services.response_time_ms", dist.LogNormal(
             jnp.log(svc_clean) + sv.run_coupling * jnp.log(runs["response_time"] / runs["clean_rt"])
             + jnp.log1p(fx.response_time_increase * degradation), sv.response_time_sd))
+        err_logit = jax.scipy.special.logit(jnp.clip(base_err + fx.error_rate_increase * degradation, 1e-4, 0.9))
         svc_err = numpyro.sample("services.error_rate", dist.TransformedDistribution(
-            dist.Normal(jax.scipy.special.logit(jnp.clip(base_err + fx.error_rate_increase * degradation, 1e-4, 0.9)),
-                        sv.error_logit_sd), dist.transforms.SigmoidTransform()))
+            dist.Normal(err_logit, sv.error_logit_sd), dist.transforms.SigmoidTransform()))
         svc_tput = numpyro.sample("services.throughput_rps", dist.LogNormal(
             jnp.log(base_tput * load / (1.0 + fx.response_time_increase * degradation)), sv.throughput_sd))
         slowness = jnp.log(svc_rt / svc_clean)
@@ -272,13 +277,16 @@ def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, serv
         derived("orders_per_minute", jnp.broadcast_to(
             users * sv.order_rate * (1.0 - runs["error_rate"]), svc_rt.shape), constraints.nonnegative)
     return {"response_time": svc_rt, "status": status, "status_levels": status_levels,
-            "throughput": svc_tput, "error_rate": svc_err,
-            # What the regression multiplies a service's latency and errors by, on average: the
-            # series' post-onset level is set so that their window means keep these ratios.
-            "latency_ratio": (1.0 + fx.response_time_increase * degradation)
-            * (1.0 + fx.response_time_increase * scale) ** sv.run_coupling,
-            "error_ratio": jnp.clip(base_err + fx.error_rate_increase * degradation, 1e-4, 0.9)
-            / jnp.clip(base_err, 1e-4, 0.9)}
+            # Each metric of the series' window, and its value in the world without the regression
+            # (the same noise, the regression's terms taken out): the series start at the latter.
+            "snapshot": {"latency": svc_rt, "errors": svc_err, "requests": svc_tput,
+                         "cpu": runs["cpu"], "memory": runs["memory"]},
+            "clean": {"latency": svc_rt / ((1.0 + fx.response_time_increase * degradation)
+                                           * (1.0 + fx.response_time_increase * scale) ** sv.run_coupling),
+                      "errors": jax.nn.sigmoid(jax.scipy.special.logit(svc_err) - err_logit
+                                               + jax.scipy.special.logit(jnp.clip(base_err, 1e-4, 0.9))),
+                      "requests": svc_tput * (1.0 + fx.response_time_increase * degradation),
+                      "cpu": runs["clean_cpu"], "memory": runs["clean_memory"]}}
 
 
 def flow(p: Params, plates: Plates, runs: dict, svc: dict, services, steps, step_service) -> dict:

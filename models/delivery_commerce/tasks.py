@@ -81,6 +81,17 @@ IDENTITIES = (
              "touched_services == `pull_requests.services_touched`"),
     Identity("calendar of started_at", "system_runs", run_calendar_agrees,
              ("started_at", "hour_of_day", "day_of_week", "is_holiday_season")),
+    # The series' ground truth (sampled with --series; not applicable without).
+    Identity("no root cause exactly without a fault", "system_runs",
+             "(root_cause_service == 'NONE') == (fault_kind == 'NONE')"),
+    Identity("an onset exactly with a fault", "system_runs", "(fault_onset_s >= 0) == (fault_kind != 'NONE')"),
+    Identity("a regression incident exactly when the PR regressed", "system_runs",
+             "(fault_kind == 'REGRESSION') == `pull_requests.has_performance_regression`"),
+    Identity("an anomaly incident exactly when anomalous and not regressed", "system_runs",
+             "(fault_kind not in ['NONE', 'REGRESSION'])"
+             " == (is_anomalous & ~`pull_requests.has_performance_regression`)"),
+    Identity("ticks at their offsets in the run's window", "service_timeseries",
+             "started_at == `system_runs.started_at` + tick_index * {telemetry.tick_s} * 1000"),
     Identity("severity exactly when regressed", "pull_requests",
              "(regression_severity == 'NONE') == ~has_performance_regression"),
     Identity("calendar of merged_at", "pull_requests", merge_calendar_agrees,

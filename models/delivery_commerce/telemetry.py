@@ -3,11 +3,15 @@
 Sampled last (so every other site draws the same keys with or without it),
 in a ``ticks`` plate nested in ``services``: one row per run × service × tick.
 
-Each series is its snapshot's window, unfolded in time. A profile says how
-the metric moves over the window (the regression's onset, an anomaly
-event); autocorrelated noise and a slow drift ride on it; the product is
-scaled so that its window mean is the snapshot's value. So the two never
-disagree, and before a regression's onset a service sits at its clean level:
+Each series is its snapshot's window, unfolded in time: the clean level (the
+snapshot's value in the world without the regression), times a profile
+that says how the metric moves over the window (1 before the regression
+reaches the service, a post-onset multiplier after it, chosen so that the
+profile's window mean is the snapshot's ratio to its clean level), times
+autocorrelated noise and a slow drift scaled to a window mean of 1. So the
+window mean is the snapshot's up to the noise (exactly, without a
+regression), and before the onset a service's values are those of the
+world without the fault, tick for tick:
 
 - a regressed PR's deployment lands at a tick drawn in ``telemetry.onset``
   (a share of the window). Its primary service degrades from then on; each
@@ -42,10 +46,11 @@ from causalsynth.modeling import derived, label, rows, timestamp
 from causalsynth.params import Params
 
 FAULT_KINDS = ("NONE", "REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR")
-# Index of each metric in the profile stack below.
-METRICS = ("latency", "errors", "requests", "resources")
-# Which metric each anomaly type (1..4, as run.anomaly.type.shares orders them) moves.
-ANOMALY_METRIC = {"PERFORMANCE": 0, "ERROR_RATE": 1, "RESOURCE_USAGE": 3, "BEHAVIOR": 2}
+# The series' metrics, in the order of the stacks below.
+METRICS = ("latency", "errors", "requests", "cpu", "memory")
+# Which metrics each anomaly type moves.
+ANOMALY_METRICS = {"PERFORMANCE": ("latency",), "ERROR_RATE": ("errors",), "RESOURCE_USAGE": ("cpu", "memory"),
+                   "BEHAVIOR": ("requests",)}
 
 
 def hops(depends: np.ndarray) -> np.ndarray:
@@ -104,36 +109,43 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
     with plates.prs, plates.runs, plates.services:
         slope = tm.drift * numpyro.sample("_drift", dist.Normal(0.0, 1.0))   # (B,R,S,1)
     with plates.prs, plates.runs, plates.services, plates.ticks:
-        # The regression's profile: 1 before the service is reached, its post-onset multiplier after.
+        # The regression's profile: 1 before the service is reached, its post-onset multiplier after,
+        # chosen so the profile's window mean is the snapshot's ratio to its clean (twin) value.
         reached = regressed & (mid >= jnp.minimum(onset + lag, window - tick_s))   # (B,R,S,T)
         before = 1.0 - jnp.mean(reached, axis=-1, keepdims=True)              # share of the window before
-        ratios = jnp.stack([svc["latency_ratio"], svc["error_ratio"], 1.0 / svc["latency_ratio"],
-                            jnp.sqrt(svc["latency_ratio"])])                  # snapshot / clean, (M,B,R,S,1)
-        post = jnp.maximum((ratios - before) / jnp.maximum(1.0 - before, 1.0 / n_ticks), 0.05)
+        grid = svc["snapshot"]["latency"].shape                                # (B,R,S,1)
+        clean = jnp.stack([jnp.broadcast_to(svc["clean"][m], grid) for m in METRICS])   # (M,B,R,S,1)
+        snapshot = jnp.stack([jnp.broadcast_to(svc["snapshot"][m], grid) for m in METRICS])
+        post = jnp.maximum((snapshot / clean - before) / jnp.maximum(1.0 - before, 1.0 / n_ticks), 0.05)
         profile = jnp.where(reached, post, 1.0)                               # (M,B,R,S,T)
         z = numpyro.sample("_series_noise", dist.Normal(0.0, 1.0).expand([len(METRICS)]).to_event(1))
         noise = tm.noise_sd * _ar1(jnp.moveaxis(z, -1, 0), tm.autocorrelation)   # (M,B,R,S,T)
-        shape = profile * jnp.exp(noise + slope * (mid / window - 0.5))
-        shape = shape / jnp.mean(shape, axis=-1, keepdims=True)               # window mean 1: the snapshot's
+        wiggle = jnp.exp(noise + slope * (mid / window - 0.5))
+        # Noise of window mean 1: a world without the fault has its snapshot as window mean, exactly, and
+        # the same values before the onset as this one.
+        shape = profile * wiggle / jnp.mean(wiggle, axis=-1, keepdims=True)
         # Events on top: the run's anomaly at its service, a spurious one elsewhere.
         at_event = ((mid >= event_start) & (mid < event_start + tm.anomaly_ticks * tick_s)
                     & (service_index == event_service) & anomalous)
         at_spurious = ((mid >= spurious_start) & (mid < spurious_start + tm.anomaly_ticks * tick_s)
                        & (service_index == spurious_service) & spurious)
-        metric = jnp.asarray([0] + [ANOMALY_METRIC[k] for k in kinds])[runs["kind"]]   # (B,R,1,1); 0 = latency
-        bump = jnp.stack([(at_event & (metric == m)) | (at_spurious & (m == 0)) for m in range(len(METRICS))])
-        event = jnp.where(bump, 1.0 + tm.anomaly_size, 1.0)
-        event = event.at[2].set(jnp.where(bump[2], 1.0 / (1.0 + tm.anomaly_size), 1.0))  # fewer requests
-        shape = shape * event
+        moves = jnp.asarray([[False] * len(METRICS)] + [[m in ANOMALY_METRICS[k] for m in METRICS] for k in kinds])
+        moved = jnp.moveaxis(moves[runs["kind"]], -1, 0)                      # (M,B,R,1,1): the type's metrics
+        spurious_moves = jnp.asarray([m == "latency" for m in METRICS]).reshape(-1, 1, 1, 1, 1)
+        bump = (at_event & moved) | (at_spurious & spurious_moves)
+        size = jnp.where(jnp.asarray([m == "requests" for m in METRICS]).reshape(-1, 1, 1, 1, 1),
+                         1.0 / (1.0 + tm.anomaly_size), 1.0 + tm.anomaly_size)  # fewer requests, more of the rest
+        shape = shape * jnp.where(bump, size, 1.0)
         timestamp("ticks.started_at", jnp.broadcast_to(mid - 0.5 * tick_s, shape.shape[1:]), since="started_at")
         derived("tick_index", jnp.broadcast_to(jnp.arange(n_ticks, dtype=jnp.int32), shape.shape[1:]),
                 constraints.integer_interval(0, n_ticks - 1))
-        latency = derived("ticks.latency_ms", svc["response_time"] * shape[0], constraints.positive)
+        value = clean * shape                                                 # (M,B,R,S,T)
+        latency = derived("ticks.latency_ms", value[0], constraints.positive)
         derived("ticks.p95_latency_ms", latency * runs["p95_ratio"] * jnp.exp(0.5 * tm.noise_sd * noise[0]),
                 constraints.positive)
-        derived("ticks.request_rate", svc["throughput"] * shape[2], constraints.positive)
-        derived("ticks.error_rate", jnp.clip(svc["error_rate"] * shape[1], 0.0, 1.0), constraints.unit_interval)
-        derived("ticks.cpu_usage", jnp.clip(runs["cpu"] * shape[3], 0.0, 1.0), constraints.unit_interval)
-        derived("ticks.memory_usage", jnp.clip(runs["memory"] * shape[3], 0.0, 1.0), constraints.unit_interval)
+        derived("ticks.request_rate", value[2], constraints.positive)
+        derived("ticks.error_rate", jnp.clip(value[1], 0.0, 1.0), constraints.unit_interval)
+        derived("ticks.cpu_usage", jnp.clip(value[3], 0.0, 1.0), constraints.unit_interval)
+        derived("ticks.memory_usage", jnp.clip(value[4], 0.0, 1.0), constraints.unit_interval)
         present = numpyro.sample("_tick_present", dist.Bernoulli(1.0 - tm.gap_rate)).astype(bool)
         rows("_ticks_present", jnp.broadcast_to(present, shape.shape[1:]))

@@ -404,13 +404,14 @@ class _Identities(_Accumulator):
         self.rollups = sorted(wanted & set(rolled))
         self.columns = set(self.own) | ({parent_key} if parent_key and self.ancestors else set())
         self.bad = {i.name: 0 for i in identities}
+        self.absent: dict[str, Exception] = {}
         self.n = 0
 
     def add(self, chunk: Chunk) -> None:
         rolled = {c: self.rolled[c][chunk.offset:chunk.offset + chunk.num_rows] for c in self.rollups}
         self.n += chunk.num_rows
         for i in self.identities:
-            if i.name in self.failed:
+            if i.name in self.failed or i.name in self.absent:
                 continue
             try:
                 # A frame of just the rule's columns: pandas' eval costs grow with the frame's width.
@@ -419,6 +420,8 @@ class _Identities(_Accumulator):
                                    {c: v for c, v in rolled.items() if c in needs})
                 holds = np.asarray(evaluate(i.rule, columns, self.config), bool)
                 self.bad[i.name] += int(np.count_nonzero(~holds))
+            except NameError as exc:  # a column this config does not write (the series' ground truth)
+                self.absent[i.name] = exc
             except CHECK_ERRORS as exc:
                 self.failed[i.name] = exc
 
@@ -431,6 +434,8 @@ class _Identities(_Accumulator):
             check, bad = f"identity {self.name}: {i.name}", self.bad[i.name]
             if i.name in self.failed:
                 out.append(not_run(check, "every row", self.failed[i.name]))
+            elif i.name in self.absent:
+                out.append(not_applicable(check, "every row", f"not in this dataset: {self.absent[i.name]}"))
             else:
                 out.append(Check(check, "every row", f"{_count(bad, self.n)} break it" if bad else "every row",
                                  bad == 0))

@@ -1,0 +1,214 @@
+"""Root-cause analysis on a dataset's incidents: cases, methods, and RCAEval's scores.
+
+A case is an incident run of a dataset sampled with ``--series``: every
+service's metric series over the run's window, the onset (what RCAEval
+calls the inject time) and the true root-cause service. Methods rank the
+services; AC@k is the share of cases whose root cause is among the first
+k, Avg@5 the mean of AC@1..AC@5 (RCAEval's definitions).
+
+- ``baro``: BARO's robust z-score (RCAEval ``baro``): each metric scaled by
+  the median and inter-quartile range of its ticks before the onset, its
+  largest value after it (signed: BARO ranks rises) is the metric's score, a
+  service's score its best metric's;
+- ``nsigma``: the same with the mean and standard deviation (RCAEval
+  ``nsigma``);
+- ``mechanism``: a method that knows how the model's faults look: a
+  regression starts at one service and reaches each caller a hop lag later,
+  scaled by the propagation share per hop; an anomaly is an event at one
+  service. Each candidate's predicted pattern is fitted to the z-scored
+  series after the onset, and candidates are ranked by how much of them it
+  explains.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from causalsynth.errors import ConfigError
+
+METRICS = ("latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage")
+METHODS = ("baro", "nsigma", "mechanism")
+
+
+@dataclass(frozen=True)
+class Cases:
+    """Incident runs as arrays: ``series[case, service, metric, tick]`` (NaN where a tick is missing)."""
+
+    run_id: np.ndarray          # (C,)
+    started_at: np.ndarray      # (C,) the window's start, Unix seconds
+    services: tuple[str, ...]
+    series: np.ndarray          # (C, S, M, T)
+    tick_s: float
+    onset_s: np.ndarray         # (C,) seconds from the window's start
+    root: np.ndarray            # (C,) index into services
+    kind: np.ndarray            # (C,) fault kind names
+
+    @property
+    def onset_tick(self) -> np.ndarray:
+        return np.floor(self.onset_s / self.tick_s).astype(int)
+
+    def __len__(self) -> int:
+        return len(self.run_id)
+
+
+def read_cases(directory: str | Path) -> Cases:
+    """Every incident run of the dataset in ``directory`` (sampled with ``--series``)."""
+    from causalsynth.ml import Dataset
+
+    ds = Dataset(directory)
+    if "service_timeseries" not in ds.manifest["tables"]:
+        raise ConfigError(f"{directory}: has no service_timeseries table; sample it with --series")
+    config = ds.config
+    runs = ds.read("system_runs", ["run_id", "started_at", "root_cause_service", "fault_kind", "fault_onset_s"])
+    runs = runs[runs.fault_kind.astype(str) != "NONE"].reset_index(drop=True)
+    services = tuple(config.get("services"))
+    svc = ds.read("service_metrics", ["service_metric_id", "run_id", "service_name"])
+    case_of = pd.Series(np.arange(len(runs)), index=runs.run_id)
+    svc = svc[svc.run_id.isin(runs.run_id)]
+    n_ticks = int(config.get("telemetry.ticks"))
+    series = np.full((len(runs), len(services), len(METRICS), n_ticks), np.nan, np.float64)
+    where = pd.DataFrame({"case": case_of.reindex(svc.run_id).to_numpy(),
+                          "service": pd.Categorical(svc.service_name.astype(str), services).codes},
+                         index=svc.service_metric_id.to_numpy())
+    path = ds.directory / ds.manifest["tables"]["service_timeseries"]["file"]
+    for batch in pq.ParquetFile(path).iter_batches(columns=["service_metric_id", "tick_index", *METRICS]):
+        frame = batch.to_pandas()
+        frame = frame[frame.service_metric_id.isin(where.index)]
+        at = where.loc[frame.service_metric_id.to_numpy()]
+        for m, metric in enumerate(METRICS):
+            series[at.case.to_numpy(), at.service.to_numpy(), m, frame.tick_index.to_numpy()] = frame[metric]
+    return Cases(run_id=runs.run_id.to_numpy(), started_at=runs.started_at.astype("int64").to_numpy() // 10**9,
+                 services=services, series=series, tick_s=float(config.get("telemetry.tick_s")),
+                 onset_s=runs.fault_onset_s.to_numpy(np.float64),
+                 root=pd.Categorical(runs.root_cause_service.astype(str), services).codes.astype(int),
+                 kind=runs.fault_kind.astype(str).to_numpy())
+
+
+def _split(cases: Cases) -> tuple[np.ndarray, np.ndarray]:
+    """The series masked to before the onset, and to from it on (NaN elsewhere)."""
+    ticks = np.arange(cases.series.shape[-1])
+    after = ticks[None, :] >= cases.onset_tick[:, None]                      # (C, T)
+    before = np.where(after[:, None, None, :], np.nan, cases.series)
+    return before, np.where(after[:, None, None, :], cases.series, np.nan)
+
+
+def _scaled(cases: Cases, robust: bool) -> np.ndarray:
+    """(x - centre) / spread of the ticks after the onset, the centre and spread from before it
+    (a spread of 0 counts as 1, as scikit-learn's RobustScaler, which BARO uses, does)."""
+    before, after = _split(cases)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a case whose onset is at its first tick has no "before"
+        if robust:
+            centre = np.nanmedian(before, axis=-1, keepdims=True)
+            spread = np.nanpercentile(before, 75, axis=-1, keepdims=True) - np.nanpercentile(
+                before, 25, axis=-1, keepdims=True)
+        else:
+            centre = np.nanmean(before, axis=-1, keepdims=True)
+            spread = np.nanstd(before, axis=-1, keepdims=True)
+        return (after - centre) / np.where(spread > 0, spread, 1.0)
+
+
+def baro(cases: Cases) -> np.ndarray:
+    """Service scores (C, S) by BARO's robust z-score: higher is more likely the root cause."""
+    return _best(_scaled(cases, robust=True))
+
+
+def nsigma(cases: Cases) -> np.ndarray:
+    """Service scores (C, S) by the n-sigma rule (mean and standard deviation)."""
+    return _best(_scaled(cases, robust=False))
+
+
+def _best(scaled: np.ndarray) -> np.ndarray:
+    """A service's score: its best metric's best tick (0 where it has none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nan_to_num(np.nanmax(scaled, axis=(-2, -1)), nan=0.0, neginf=0.0)
+
+
+def mechanism(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float, event_ticks: int) -> np.ndarray:
+    """Service scores (C, S) of a method that knows the model's fault patterns.
+
+    On log series z-scored by their pre-onset mean and sd: candidate ``j`` as
+    a regression predicts a latency step at each service ``s`` reachable
+    from ``j``, ``share ** hops`` times the root's, from ``onset + hop_lag *
+    hops`` on; as an anomaly, a step in one metric of ``j`` alone for
+    ``event_ticks``. A candidate's score is the largest share of the
+    post-onset sum of squares either pattern explains (least squares in its
+    one amplitude).
+    """
+    from causalsynth.models.delivery_commerce.telemetry import hops  # the model's own graph distance
+
+    n_cases, n_svc, n_metrics, n_ticks = cases.series.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        logs = np.log(np.maximum(cases.series, 1e-9))
+        before, _ = _split(Cases(**{**cases.__dict__, "series": logs}))
+        z = (logs - np.nanmean(before, -1, keepdims=True)) / np.maximum(np.nanstd(before, -1, keepdims=True), 1e-6)
+    z = np.nan_to_num(z, nan=0.0)
+    ticks = np.arange(n_ticks) * cases.tick_s + cases.tick_s / 2
+    onset = cases.onset_s[:, None]
+    after = (ticks[None, :] >= onset)[:, None, None, :]
+    total = np.sum(np.where(after, z, 0.0) ** 2, axis=(1, 2, 3)) + 1e-9   # (C,)
+    distance = hops(depends)
+    scores = np.zeros((n_cases, n_svc))
+    for j in range(n_svc):
+        reach = distance[j] < n_svc                                        # (S,)
+        weight = np.where(reach, share ** np.minimum(distance[j], n_svc), 0.0)
+        start = onset[:, :, None] + hop_lag_s * np.where(reach, distance[j], 0)[None, :, None]   # (C, S, 1)
+        step = (ticks[None, None, :] >= start) * weight[None, :, None]        # (C, S, T) latency pattern
+        pattern = np.zeros_like(z)
+        pattern[:, :, 0, :] = step
+        pattern[:, :, 1, :] = step
+        explained = (np.sum(pattern * z, axis=(1, 2, 3)) ** 2) / np.maximum(np.sum(pattern ** 2, axis=(1, 2, 3)),
+                                                                             1e-9)
+        event = ((ticks[None, :] >= onset) & (ticks[None, :] < onset + event_ticks * cases.tick_s))  # (C, T)
+        per_metric = np.sum(z[:, j, :, :] * event[:, None, :], axis=-1) ** 2 / np.maximum(
+            event.sum(-1, keepdims=True), 1)                                   # (C, M)
+        scores[:, j] = np.maximum(explained, per_metric.max(-1)) / total
+    return scores
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """Services ordered from most to least likely, per case (a stable order on ties)."""
+    return np.argsort(-scores, axis=1, kind="stable")
+
+
+def accuracy(cases: Cases, scores: np.ndarray) -> dict[str, float]:
+    """AC@1, AC@3, AC@5 and Avg@5 (the mean of AC@1..AC@5), as RCAEval defines them."""
+    order = ranks(scores)
+    position = np.argmax(order == cases.root[:, None], axis=1)              # 0-based rank of the truth
+    at = {k: float(np.mean(position < k)) for k in range(1, 6)}
+    return {"AC@1": at[1], "AC@3": at[3], "AC@5": at[5], "Avg@5": float(np.mean([at[k] for k in range(1, 6)]))}
+
+
+def world_config(ds):
+    """The config the dataset's world was sampled under: its factual config with its variant's priors."""
+    from causalsynth.interventions import Intervention, soft_overrides
+
+    return ds.config.with_overrides(soft_overrides(ds.config, Intervention(**ds.manifest["intervention"])))
+
+
+def evaluate_rca(directory: str | Path) -> dict[str, dict[str, float]]:
+    """Each method's scores on the dataset's incidents: {method: {"AC@1": ..., ...}} plus counts."""
+    from causalsynth.ml import Dataset
+    from causalsynth.models.delivery_commerce.mechanisms import dependency_matrix
+
+    cases = read_cases(directory)
+    if len(cases) == 0:
+        raise ConfigError(f"{directory}: has no incident runs to score")
+    config = world_config(Dataset(directory))
+    depends = dependency_matrix(config.params, cases.services)
+    tm = config.get("telemetry")
+    results = {
+        "baro": accuracy(cases, baro(cases)),
+        "nsigma": accuracy(cases, nsigma(cases)),
+        "mechanism": accuracy(cases, mechanism(cases, depends, tm["hop_lag_s"],
+                                               config.get("service.propagation_share"), tm["anomaly_ticks"])),
+    }
+    return {"cases": {"n": len(cases), "regressions": int(np.sum(cases.kind == "REGRESSION"))}} | results
