@@ -34,6 +34,8 @@ from causalsynth.errors import ConfigError
 
 METRICS = ("latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage")
 METHODS = ("baro", "nsigma", "mechanism")
+# The metrics a regression moves, by index into METRICS.
+REGRESSION_METRICS = [METRICS.index(m) for m in ("latency_ms", "p95_latency_ms", "request_rate", "error_rate")]
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,12 @@ def mechanism(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float,
     """Service scores (C, S) of a method that knows the model's fault patterns.
 
     On log series z-scored by their pre-onset mean and sd: candidate ``j`` as
-    a regression predicts a latency step at each service ``s`` reachable
-    from ``j``, ``share ** hops`` times the root's, from ``onset + hop_lag *
-    hops`` on; as an anomaly, a step in one metric of ``j`` alone for
-    ``event_ticks``. A candidate's score is the largest share of the
-    post-onset sum of squares either pattern explains (least squares in its
-    one amplitude).
+    a regression predicts a step at each service ``s`` reachable from ``j``,
+    ``share ** hops`` times the root's, from ``onset + hop_lag * hops`` on,
+    in latency, p95, errors and requests (each metric its own amplitude); as
+    an anomaly, a step in one metric of ``j`` alone for ``event_ticks``. A
+    candidate's score is the larger share of the post-onset sum of squares
+    either pattern explains (least squares in its amplitudes).
     """
     from causalsynth.models.delivery_commerce.telemetry import hops  # the model's own graph distance
 
@@ -161,12 +163,10 @@ def mechanism(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float,
         reach = distance[j] < n_svc                                        # (S,)
         weight = np.where(reach, share ** np.minimum(distance[j], n_svc), 0.0)
         start = onset[:, :, None] + hop_lag_s * np.where(reach, distance[j], 0)[None, :, None]   # (C, S, 1)
-        step = (ticks[None, None, :] >= start) * weight[None, :, None]        # (C, S, T) latency pattern
-        pattern = np.zeros_like(z)
-        pattern[:, :, 0, :] = step
-        pattern[:, :, 1, :] = step
-        explained = (np.sum(pattern * z, axis=(1, 2, 3)) ** 2) / np.maximum(np.sum(pattern ** 2, axis=(1, 2, 3)),
-                                                                             1e-9)
+        step = (ticks[None, None, :] >= start) * weight[None, :, None]        # (C, S, T)
+        # Latency, errors and (down) requests follow the step, each metric with its own amplitude.
+        fit = np.sum(step[:, :, None, :] * z[:, :, REGRESSION_METRICS, :], axis=(1, 3))      # (C, M')
+        explained = np.sum(fit ** 2, axis=1) / np.maximum(np.sum(step ** 2, axis=(1, 2)), 1e-9)
         event = ((ticks[None, :] >= onset) & (ticks[None, :] < onset + event_ticks * cases.tick_s))  # (C, T)
         per_metric = np.sum(z[:, j, :, :] * event[:, None, :], axis=-1) ** 2 / np.maximum(
             event.sum(-1, keepdims=True), 1)                                   # (C, M)
