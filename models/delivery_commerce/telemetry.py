@@ -87,7 +87,10 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
     n_svc = len(services)
     service_index = jnp.arange(n_svc).reshape(-1, 1)
     primary = jnp.argmax(pr["is_primary"][..., 0], axis=-1)               # (B,1)
-    lag = tm.hop_lag_s * jnp.asarray(hops(depends), jnp.float32)[primary][..., None]  # (B,1,S,1)
+    # A service the fault cannot reach through the graph still feels the run's latency (run
+    # coupling) from the onset on: no lag.
+    distance = hops(depends)
+    lag = tm.hop_lag_s * jnp.asarray(np.where(distance < n_svc, distance, 0), jnp.float32)[primary][..., None]
     primary = primary[..., None, None]                                    # (B,1,1,1)
     with plates.prs, plates.runs:
         regressed = runs["scale"] > 0                                     # (B,1,1,1)

@@ -375,7 +375,9 @@ def _verdict(checks) -> str:
 def export(
     dataset_dir: Annotated[Path, typer.Argument(help="A Parquet dataset written by `causalsynth sample`.")],
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, csv, jsonl, json.")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, csv, jsonl, json; or rcaeval "
+                                                      "alone (incident cases in RCAEval's RE1 layout, "
+                                                      "default --out DATASET_DIR/rcaeval).")] = "parquet",
     split_by: Annotated[str, typer.Option("--split-by", help="pr (hashed per PR) or time (by merge time).")] = "pr",
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the per-PR split.")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: "
@@ -385,6 +387,9 @@ def export(
     """Write ML task datasets (features, labels, split) and ml/schema.json, the data dictionary."""
     from causalsynth.ml import export as export_tasks
 
+    formats = _csv(fmt) or []
+    if "rcaeval" in formats:
+        raise typer.Exit(_export_rcaeval(dataset_dir, formats, tasks, out_dir, force))
     try:
         written = export_tasks(dataset_dir, tasks=_csv(tasks), formats=_csv(fmt), split_by=split_by,
                                seed=split_seed, out=out_dir, force=force,
@@ -392,6 +397,27 @@ def export(
     except CausalsynthError as exc:
         raise _fail(exc) from None
     out.print(f"{len(written)} task files and schema.json in {out_dir or dataset_dir / 'ml'}")
+
+
+def _export_rcaeval(dataset_dir: Path, formats: list[str], tasks: str | None, out_dir: Path | None,
+                    force: bool) -> int:
+    from causalsynth.rcaeval import write_rcaeval
+
+    try:
+        if formats != ["rcaeval"] or tasks is not None:
+            raise ConfigError("--format rcaeval: writes the incident cases alone; give it without other formats "
+                              "or --tasks")
+        n = 0
+
+        def counted(_):
+            nonlocal n
+            n += 1
+
+        path = write_rcaeval(dataset_dir, out_dir, force=force, on_case=counted)
+    except CausalsynthError as exc:
+        raise _fail(exc) from None
+    out.print(f"{n:,} RCAEval cases and cases.json in {path}")
+    return 0
 
 
 @app.command()

@@ -180,19 +180,40 @@ def label_information(frame: pd.DataFrame, label: str, given: list[str], causes:
             "majority": _macro_f1(y[~train], np.full((~train).sum(), majority), labels)}
 
 
+ROOT_CAUSE = "root_cause"  # the series' task: which service an incident started at (rca.py)
+
+
 def evaluate(directory: str | Path, *, test_dir: str | Path | None = None, tasks: list[str] | None = None,
              on_task=lambda name: None) -> dict[str, Any]:
     """Train on ``directory``'s train split, test on ``test_dir`` (default: the same dataset)."""
     train_ds = Dataset(directory)
     test_ds = Dataset(test_dir) if test_dir is not None else train_ds
-    names = list(tasks or train_ds.tasks)
+    has_series = "service_timeseries" in test_ds.manifest["tables"]
+    names = list(tasks or [*train_ds.tasks, *[ROOT_CAUSE] * has_series])
     for name in names:
-        train_ds.task(name)
+        if name != ROOT_CAUSE:
+            train_ds.task(name)
+        elif not has_series:
+            raise ConfigError(f"--tasks {ROOT_CAUSE}: {test_ds.directory} has no series; sample it with --series")
     results = {}
     for name in names:
         on_task(name)
-        results[name] = evaluate_task(train_ds, test_ds, name)
+        results[name] = root_cause(test_ds) if name == ROOT_CAUSE else evaluate_task(train_ds, test_ds, name)
     return results
+
+
+def root_cause(ds: Dataset) -> dict[str, Any]:
+    """The root-cause task on a dataset's incidents: each method's AC@1, AC@3 and Avg@5, beside a
+    constant (the most frequent root causes first). The methods are unsupervised: no split."""
+    from causalsynth.rca import evaluate_rca
+
+    scores = evaluate_rca(ds.directory)
+    constant = scores.pop("constant")
+    out: dict[str, Any] = {"_cases": scores.pop("cases")}
+    for method, metrics in scores.items():
+        for metric in ("AC@1", "AC@3", "Avg@5"):
+            out[f"{method}.{metric}"] = _entry(metrics[metric], None, None, constant[metric])
+    return out
 
 
 def write_evaluation(results: dict[str, Any], directory: str | Path) -> Path:

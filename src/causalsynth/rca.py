@@ -53,7 +53,8 @@ class Cases:
 
     @property
     def onset_tick(self) -> np.ndarray:
-        return np.floor(self.onset_s / self.tick_s).astype(int)
+        """The first tick at or after the inject time (whole seconds), as RCAEval splits a case."""
+        return np.ceil(np.floor(self.onset_s) / self.tick_s).astype(int)
 
     def __len__(self) -> int:
         return len(self.run_id)
@@ -85,17 +86,20 @@ def read_cases(directory: str | Path) -> Cases:
         at = where.loc[frame.service_metric_id.to_numpy()]
         for m, metric in enumerate(METRICS):
             series[at.case.to_numpy(), at.service.to_numpy(), m, frame.tick_index.to_numpy()] = frame[metric]
-    return Cases(run_id=runs.run_id.to_numpy(), started_at=runs.started_at.astype("int64").to_numpy() // 10**9,
+    epoch_s = (runs.started_at - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return Cases(run_id=runs.run_id.to_numpy(), started_at=epoch_s.to_numpy(np.int64),
                  services=services, series=series, tick_s=float(config.get("telemetry.tick_s")),
                  onset_s=runs.fault_onset_s.to_numpy(np.float64),
                  root=pd.Categorical(runs.root_cause_service.astype(str), services).codes.astype(int),
                  kind=runs.fault_kind.astype(str).to_numpy())
 
 
-def _split(cases: Cases) -> tuple[np.ndarray, np.ndarray]:
-    """The series masked to before the onset, and to from it on (NaN elsewhere)."""
+def _split(cases: Cases, first_after: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The series masked to before the onset, and to from it on (NaN elsewhere); ``first_after``
+    is each case's first tick after it (default: RCAEval's split at the inject time)."""
     ticks = np.arange(cases.series.shape[-1])
-    after = ticks[None, :] >= cases.onset_tick[:, None]                      # (C, T)
+    first_after = cases.onset_tick if first_after is None else first_after
+    after = ticks[None, :] >= first_after[:, None]                          # (C, T)
     before = np.where(after[:, None, None, :], np.nan, cases.series)
     return before, np.where(after[:, None, None, :], cases.series, np.nan)
 
@@ -150,7 +154,9 @@ def mechanism(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         logs = np.log(np.maximum(cases.series, 1e-9))
-        before, _ = _split(Cases(**{**cases.__dict__, "series": logs}))
+        # The model's own clock: a tick whose middle is past the onset is after it.
+        before, _ = _split(Cases(**{**cases.__dict__, "series": logs}),
+                           np.ceil(cases.onset_s / cases.tick_s - 0.5).astype(int))
         z = (logs - np.nanmean(before, -1, keepdims=True)) / np.maximum(np.nanstd(before, -1, keepdims=True), 1e-6)
     z = np.nan_to_num(z, nan=0.0)
     ticks = np.arange(n_ticks) * cases.tick_s + cases.tick_s / 2
@@ -205,7 +211,10 @@ def evaluate_rca(directory: str | Path) -> dict[str, dict[str, float]]:
     config = world_config(Dataset(directory))
     depends = dependency_matrix(config.params, cases.services)
     tm = config.get("telemetry")
+    frequency = np.bincount(cases.root, minlength=len(cases.services)).astype(float)
     results = {
+        # A constant: the services ranked by how often each is the root cause, the same for every case.
+        "constant": accuracy(cases, np.broadcast_to(frequency, (len(cases), len(cases.services)))),
         "baro": accuracy(cases, baro(cases)),
         "nsigma": accuracy(cases, nsigma(cases)),
         "mechanism": accuracy(cases, mechanism(cases, depends, tm["hop_lag_s"],
