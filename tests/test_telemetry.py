@@ -1,0 +1,234 @@
+"""Per-service metric series and incidents (`sample --series`), RCA, and RCAEval's layout: on real samples."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from causalsynth.cli import app
+from causalsynth.config import load_config
+from causalsynth.dataset import sample_dataset, sample_twin
+from causalsynth.interventions import Intervention
+from causalsynth.quality import validate_dataset
+from conftest import SMALL_BLOCKS, read_tables
+
+runner = CliRunner()
+N_PRS = 400
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory) -> dict[str, Path]:
+    """The same seed without series, with them, and the series world's twin without regressions."""
+    root = tmp_path_factory.mktemp("telemetry")
+    plain = load_config(overrides=[SMALL_BLOCKS])
+    sample_dataset(config=plain, n_prs=N_PRS, seed=SEED, out=root / "plain")
+    sample_dataset(config=plain.with_overrides(["telemetry.enabled=true"]), n_prs=N_PRS, seed=SEED,
+                   out=root / "series")
+    sample_twin(factual_dir=root / "series", out=root / "twin",
+                intervention=Intervention(name="do", do={"has_performance_regression": "false"}))
+    return {"plain": root / "plain", "series": root / "series", "twin": root / "twin"}
+
+
+@pytest.fixture(scope="module")
+def tables(worlds) -> dict[str, dict[str, pd.DataFrame]]:
+    return {name: read_tables(path) for name, path in worlds.items() if name != "plain"}
+
+
+@pytest.fixture(scope="module")
+def points(tables) -> pd.DataFrame:
+    """Every tick of the series world beside its twin's, with its service and run."""
+    series, twin = tables["series"], tables["twin"]
+    runs = series["system_runs"][["run_id", "pr_id", "root_cause_service", "fault_kind", "fault_onset_s",
+                                   "is_anomalous"]]
+    runs = runs.merge(twin["system_runs"][["run_id", "is_anomalous"]].rename(
+        columns={"is_anomalous": "twin_anomalous"}), on="run_id")
+    services = series["service_metrics"][["service_metric_id", "run_id", "service_name", "response_time_ms",
+                                          "error_rate", "throughput_rps"]]
+    return (series["service_timeseries"].merge(twin["service_timeseries"], on="point_id", suffixes=("", "_twin"))
+            .merge(services, on="service_metric_id", suffixes=("", "_snapshot")).merge(runs, on="run_id"))
+
+
+def test_the_other_tables_are_the_same_bytes_with_or_without_series(worlds):
+    for table in ("pull_requests", "service_metrics", "ecommerce_flows", "flow_steps"):
+        assert (worlds["plain"] / f"{table}.parquet").read_bytes() == (worlds["series"] / f"{table}.parquet").read_bytes()
+    plain = pd.read_parquet(worlds["plain"] / "system_runs.parquet")
+    series = pd.read_parquet(worlds["series"] / "system_runs.parquet")
+    pd.testing.assert_frame_equal(series[plain.columns], plain)
+    assert set(series.columns) - set(plain.columns) == {"root_cause_service", "fault_kind", "fault_onset_s"}
+
+
+def test_the_series_table_has_its_rows_and_validates(worlds, tables, default_config):
+    ticks = default_config.get("telemetry.ticks")
+    assert len(tables["series"]["service_timeseries"]) == N_PRS * 5 * 5 * ticks  # no gaps by default
+    for world in ("series", "twin"):
+        checks = validate_dataset(worlds[world])
+        assert all(c.passed for c in checks), [(c.check, c.observed) for c in checks if not c.passed]
+        names = {c.check: c for c in checks}
+        assert names["rows per parent service_metrics → service_timeseries"].expected == f"0 to {ticks}"
+        assert names["identity service_timeseries: ticks at their offsets in the run's window"].applicable
+
+
+def test_healthy_runs_have_no_root_cause_and_incidents_have_theirs(tables):
+    runs = tables["series"]["system_runs"].merge(
+        tables["series"]["pull_requests"][["pr_id", "has_performance_regression", "primary_service"]], on="pr_id")
+    healthy = runs.fault_kind == "NONE"
+    assert healthy.any() and (~healthy).any()
+    assert (runs.root_cause_service[healthy] == "NONE").all() and (runs.fault_onset_s[healthy] == -1).all()
+    assert (runs.root_cause_service[~healthy] != "NONE").all() and (runs.fault_onset_s[~healthy] >= 0).all()
+    regression = runs.fault_kind == "REGRESSION"
+    assert (regression == runs.has_performance_regression).all()
+    assert (runs.root_cause_service[regression] == runs.primary_service[regression]).all()
+    assert ((runs.fault_kind != "NONE") & ~regression == runs.is_anomalous & ~runs.has_performance_regression).all()
+
+
+def test_series_summarise_to_their_snapshot(points):
+    """Exactly (to float32) without a regression or an event; up to the noise with one."""
+    by_series = points.groupby("service_metric_id").agg(
+        latency=("latency_ms", "mean"), snapshot=("response_time_ms", "first"), kind=("fault_kind", "first"),
+        errors=("error_rate", "mean"), error_snapshot=("error_rate_snapshot", "first"),
+        requests=("request_rate", "mean"), request_snapshot=("throughput_rps", "first"),
+        anomalous=("is_anomalous", "first"))
+    calm = by_series.kind == "NONE"  # no regression, no anomaly event (and no spurious events by default)
+    for metric, snapshot in (("latency", "snapshot"), ("errors", "error_snapshot"), ("requests", "request_snapshot")):
+        np.testing.assert_allclose(by_series[metric][calm], by_series[snapshot][calm], rtol=2e-6)
+    regressed = (by_series.kind == "REGRESSION") & ~by_series.anomalous  # an anomaly's event adds its own excess
+    relative = (by_series.latency[regressed] / by_series.snapshot[regressed] - 1).abs()
+    # The noise's window mean is 1, the profile's is the snapshot's ratio: they differ by their covariance.
+    assert relative.median() < 0.01 and relative.quantile(0.99) < 0.15, relative.describe()
+
+
+def test_twins_are_identical_before_the_onset_and_where_no_fault_is(points, default_config):
+    tick_s = default_config.get("telemetry.tick_s")
+    same_anomaly = points.is_anomalous == points.twin_anomalous
+    start = points.groupby("run_id").started_at.transform("min")
+    offset = (points.started_at - start).dt.total_seconds()
+    before = offset + tick_s / 2 < points.fault_onset_s  # the tick's middle is before the onset
+    regressed = (points.fault_kind == "REGRESSION") & same_anomaly
+    for metric in ("latency_ms", "error_rate", "request_rate", "memory_usage"):
+        np.testing.assert_allclose(points[metric][regressed & before], points[f"{metric}_twin"][regressed & before],
+                                   rtol=2e-6, err_msg=metric)
+    untouched = ~points.pr_id.isin(points.pr_id[points.fault_kind == "REGRESSION"])
+    for metric in ("latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage"):
+        assert (points[metric][untouched] == points[f"{metric}_twin"][untouched]).all(), metric
+    after = (offset > points.fault_onset_s + 60) & regressed & (points.service_name == points.root_cause_service)
+    assert (points.latency_ms[after] > 1.05 * points.latency_ms_twin[after]).mean() > 0.95
+
+
+def test_onset_and_hop_lag_are_visible(points, default_config):
+    """The root cause degrades at the onset; a service one hop up, a hop lag later."""
+    tick_s, lag = default_config.get("telemetry.tick_s"), default_config.get("telemetry.hop_lag_s")
+    start = points.groupby("run_id").started_at.transform("min")
+    offset = (points.started_at - start).dt.total_seconds()
+    ratio = points.latency_ms / points.latency_ms_twin
+    incident = (points.fault_kind == "REGRESSION") & (points.is_anomalous == points.twin_anomalous)
+    root = incident & (points.service_name == points.root_cause_service)
+    first_tick_after = root & (offset >= points.fault_onset_s) & (offset < points.fault_onset_s + tick_s)
+    assert (ratio[first_tick_after] > 1.05).mean() > 0.9
+    callers = {"user": ("gateway", "order"), "product": ("gateway", "order"), "notification": ("order",),
+               "order": ("gateway",)}
+    caller = incident & pd.Series([s in callers.get(r, ()) for s, r in zip(points.service_name.astype(str),
+                                                                          points.root_cause_service.astype(str))],
+                                  index=points.index)
+    waiting = caller & (offset - tick_s / 2 >= points.fault_onset_s) & (offset + tick_s / 2 < points.fault_onset_s + lag)
+    assert waiting.sum() > 20 and np.allclose(ratio[waiting], 1.0, rtol=2e-6)  # reached, but not yet
+    reached = caller & (offset > points.fault_onset_s + lag + tick_s)
+    assert (ratio[reached] > 1.0 + 1e-4).mean() > 0.95
+
+
+def test_rcaeval_layout_round_trips(worlds, tables, tmp_path):
+    out = tmp_path / "cases"
+    result = runner.invoke(app, ["export", str(worlds["series"]), "--format", "rcaeval", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "cases.json").read_text())
+    runs = tables["series"]["system_runs"].set_index("run_id")
+    incidents = runs[runs.fault_kind != "NONE"]
+    assert len(manifest["cases"]) == len(incidents)
+    ticks = tables["series"]["service_timeseries"].merge(
+        tables["series"]["service_metrics"][["service_metric_id", "run_id", "service_name"]], on="service_metric_id")
+    for case in manifest["cases"][:: max(1, len(manifest["cases"]) // 25)]:
+        folder = out / case["case"]
+        service, fault = folder.parent.name.split("_")
+        assert service == case["root_cause_service"] == runs.root_cause_service[case["run_id"]]
+        data = pd.read_csv(folder / "data.csv")
+        assert list(data.columns) == manifest["columns"] and data.columns[0] == "time"
+        start = int(runs.started_at[case["run_id"]].timestamp())
+        assert data.time.iloc[0] == start and (np.diff(data.time) == case["tick_s"]).all()
+        inject = int((folder / "inject_time.txt").read_text().strip())
+        assert inject == case["inject_time"] == start + int(np.floor(runs.fault_onset_s[case["run_id"]]))
+        mine = ticks[ticks.run_id == case["run_id"]]
+        for metric, suffix in (("latency_ms", "latency"), ("error_rate", "error"), ("request_rate", "workload")):
+            wide = mine.pivot(index="tick_index", columns="service_name", values=metric)
+            for svc in wide.columns:
+                np.testing.assert_array_equal(data[f"{svc}_{suffix}"].to_numpy(),
+                                              wide[svc].to_numpy(np.float32).astype(np.float64))
+
+
+def _rcaeval_baro():
+    """RCAEval's own BARO (PyPI RCAEval 1.8.1). Its ``RCAEval.e2e`` package imports optional
+    methods on Python 3.11, so the module is loaded from its file, unchanged."""
+    import RCAEval
+
+    spec = importlib.util.spec_from_file_location("rcaeval_baro", Path(RCAEval.__path__[0]) / "e2e" / "baro.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.baro
+
+
+def test_rcaeval_baro_reads_our_cases_and_agrees_with_ours(worlds, tmp_path):
+    import warnings
+
+    from causalsynth.rca import accuracy, baro, ranks, read_cases
+
+    out = tmp_path / "cases"
+    assert runner.invoke(app, ["export", str(worlds["series"]), "--format", "rcaeval", "--out", str(out)]).exit_code == 0
+    theirs = _rcaeval_baro()
+    cases = read_cases(worlds["series"])
+    ours = ranks(baro(cases))
+    row = {int(r): i for i, r in enumerate(cases.run_id)}
+    agree, hits = 0, 0
+    listed = json.loads((out / "cases.json").read_text())["cases"]
+    for case in listed:
+        data = pd.read_csv(out / case["case"] / "data.csv").ffill().fillna(0)  # as RCAEval's main.py does
+        inject = int((out / case["case"] / "inject_time.txt").read_text().splitlines()[0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ranked = theirs(data, inject, dataset="re1-ob")["ranks"]
+        top = next(iter(dict.fromkeys(r.split("_")[0] for r in ranked)), None)
+        agree += top == cases.services[ours[row[case["run_id"]], 0]]
+        hits += top == case["root_cause_service"]
+    assert agree / len(listed) > 0.95
+    assert abs(hits / len(listed) - accuracy(cases, baro(cases))["AC@1"]) < 0.02
+
+
+def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
+    from causalsynth.evaluation import evaluate
+
+    results = evaluate(worlds["series"], tasks=["root_cause"])["root_cause"]
+    assert results["_cases"]["n"] > 100
+    for method in ("baro", "nsigma", "mechanism"):
+        at1, at3, avg5 = (results[f"{method}.{m}"]["value"] for m in ("AC@1", "AC@3", "Avg@5"))
+        assert 0 <= at1 <= at3 <= 1 and at1 <= avg5 <= 1
+    constant = results["baro.AC@1"]["majority"]
+    assert results["mechanism.AC@1"]["value"] > constant + 0.3  # knowing the mechanism finds the root
+    assert results["baro.AC@1"]["value"] > constant
+
+
+@pytest.mark.parametrize("args, words", [
+    (["export", "{plain}", "--format", "rcaeval"], "sample it with --series"),
+    (["export", "{series}", "--format", "rcaeval,csv"], "--format rcaeval"),
+    (["evaluate", "{plain}", "--tasks", "root_cause"], "sample it with --series"),
+    (["sample", "--n-prs", "5", "--out", "{tmp}/x", "--series", "--set", "telemetry.onset.from=0.9"],
+     "telemetry.onset"),
+])
+def test_bad_input(worlds, tmp_path, args, words):
+    args = [a.format(plain=worlds["plain"], series=worlds["series"], tmp=tmp_path) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and words in result.output, result.output
+    assert not (tmp_path / "x").exists() and not (worlds["plain"] / "rcaeval").exists()
