@@ -6,7 +6,8 @@
 - ``naive``: the same schemas filled one record at a time in Python, the way
   the seed's Java design loops (``for pr in prs: for run in runs: ...``).
 
-Run as ``python references.py floor|naive N_PRS OUT_DIR``; prints rows written.
+Run as ``python references.py floor|naive|floor-series N_PRS OUT_DIR``; prints rows written
+(``floor-series``: the floor of the service_timeseries table of `sample --series` alone).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from causalsynth.tabulate import schemas
 STEPS_PER_FLOW = 8  # the default model's mean
 
 
-def table_plan(n_prs: int):
-    """(table, schema, rows per PR) for the default model's five tables."""
-    program = Program(load_config())
+def table_plan(n_prs: int, series: bool = False):
+    """(table, schema, rows per PR) for the default model's five tables, or (``series``) for its
+    service_timeseries table alone (`sample --series`, no gaps by default)."""
+    program = Program(load_config(overrides=["telemetry.enabled=true"] * series))
     per_pr = {t.table.name: t.cells_per_pr for t in program.tables}
     per_pr["flow_steps"] = per_pr["ecommerce_flows"] * STEPS_PER_FLOW
-    return [(name, schema, per_pr[name]) for name, schema in schemas(program).items()]
+    wanted = ("service_timeseries",) if series else tuple(t.table.name for t in program.tables)
+    return [(name, schema, per_pr[name]) for name, schema in schemas(program).items() if name in wanted]
 
 
 def _numpy_column(rng: np.random.Generator, field: pa.Field, n: int) -> pa.Array:
@@ -65,10 +68,10 @@ def _python_value(rnd: random.Random, field: pa.Field, i: int):
     return rnd.random()
 
 
-def floor(n_prs: int, out: Path, block: int = 5000) -> int:
+def floor(n_prs: int, out: Path, block: int = 5000, series: bool = False) -> int:
     rng = np.random.default_rng(0)
     rows = 0
-    for name, schema, per_pr in table_plan(n_prs):
+    for name, schema, per_pr in table_plan(n_prs, series):
         with pq.ParquetWriter(out / f"{name}.parquet", schema, compression=COMPRESSION,
                               compression_level=COMPRESSION_LEVEL) as writer:
             for start in range(0, n_prs, block):
@@ -102,4 +105,7 @@ def naive(n_prs: int, out: Path, block: int = 500) -> int:
 if __name__ == "__main__":
     kind, n, directory = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     directory.mkdir(parents=True, exist_ok=True)
-    print({"floor": floor, "naive": naive}[kind](n, directory))
+    if kind == "floor-series":
+        print(floor(n, directory, series=True))
+    else:
+        print({"floor": floor, "naive": naive}[kind](n, directory))

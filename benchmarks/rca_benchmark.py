@@ -1,0 +1,80 @@
+"""Root-cause analysis on the series: each method's AC@1, AC@3 and Avg@5 per difficulty.
+
+For the default telemetry priors and each shipped variant (rca_easy,
+rca_medium, rca_hard), samples --n-prs PRs with --series (seed 0; about 1.3
+incident runs per PR, so 1,600 PRs give about 2,000 incidents) and scores
+every incident with ``causalsynth.rca``: BARO's robust z-score and n-sigma
+(the field's baselines, as RCAEval implements them), the mechanism-aware
+method, and a constant (the services ranked by how often each is the root
+cause).
+
+Usage: python benchmarks/rca_benchmark.py [--n-prs 1600]
+Writes its section of benchmarks/RESULTS.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from results import machine, write_section  # noqa: E402
+
+WORLDS = ("default", "rca_easy", "rca_medium", "rca_hard")
+METHODS = ("constant", "baro", "nsigma", "mechanism")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-prs", type=int, default=1600)
+    args = parser.parse_args()
+
+    from causalsynth.config import load_config
+    from causalsynth.dataset import sample_dataset
+    from causalsynth.interventions import Intervention, load_variant
+    from causalsynth.rca import evaluate_rca
+
+    config = load_config(overrides=["telemetry.enabled=true"])
+    work = Path(tempfile.mkdtemp(prefix="causalsynth-rca-"))
+    scores = {}
+    started = time.perf_counter()
+    try:
+        for world in WORLDS:
+            out = work / world
+            intervention = Intervention() if world == "default" else load_variant(world)
+            sample_dataset(config=config, n_prs=args.n_prs, seed=0, out=out, intervention=intervention)
+            scores[world] = evaluate_rca(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    lines = [f"## Root-cause analysis on the series ({args.n_prs:,} PRs per world, seed 0)", "",
+             f"Measured {dt.date.today().isoformat()} by `python benchmarks/rca_benchmark.py` on {machine()}; "
+             f"{seconds:.0f} s in all. Each world is `sample --series` (and `--variant`); every incident run "
+             "is a case, scored as RCAEval scores (AC@k: the root cause among the first k services; Avg@5: the "
+             "mean of AC@1..AC@5).", "",
+             "| world | incidents (regressions) | method | AC@1 | AC@3 | Avg@5 |",
+             "| --- | ---: | --- | ---: | ---: | ---: |"]
+    for world in WORLDS:
+        cases = scores[world]["cases"]
+        for i, method in enumerate(METHODS):
+            m = scores[world][method]
+            head = f"{world} | {cases['n']:,} ({cases['regressions']:,})" if i == 0 else " | "
+            lines.append(f"| {head} | {method} | {m['AC@1']:.3f} | {m['AC@3']:.3f} | {m['Avg@5']:.3f} |")
+    easy, hard = scores["rca_easy"], scores["rca_hard"]
+    lines += ["", f"BARO's AC@1 falls from {easy['baro']['AC@1']:.2f} on rca_easy to {hard['baro']['AC@1']:.2f} "
+              f"on rca_hard, while the method that knows the fault's pattern keeps "
+              f"{hard['mechanism']['AC@1']:.2f}: the difficulty comes from confusions real incidents have "
+              "(propagation, noise, unrelated events, gaps, drift), not from erasing the signal. A constant "
+              f"guess (the most frequent root causes first) scores {hard['constant']['AC@1']:.2f}"
+              + (": BARO falls below it on rca_hard." if hard["baro"]["AC@1"] < hard["constant"]["AC@1"] else ".")]
+    print(write_section("rca", lines))
+
+
+if __name__ == "__main__":
+    main()
