@@ -184,7 +184,7 @@ def _rcaeval_baro():
 def test_rcaeval_baro_reads_our_cases_and_agrees_with_ours(worlds, tmp_path):
     import warnings
 
-    from causalsynth.rca import accuracy, baro, ranks, read_cases
+    from causalsynth.rca import baro, ranks, read_cases
 
     out = tmp_path / "cases"
     assert runner.invoke(app, ["export", str(worlds["series"]), "--format", "rcaeval", "--out", str(out)]).exit_code == 0
@@ -192,8 +192,9 @@ def test_rcaeval_baro_reads_our_cases_and_agrees_with_ours(worlds, tmp_path):
     cases = read_cases(worlds["series"])
     ours = ranks(baro(cases))
     row = {int(r): i for i, r in enumerate(cases.run_id)}
-    agree, hits = 0, 0
+    agree, hits, ours_hits = 0, 0, 0
     listed = json.loads((out / "cases.json").read_text())["cases"]
+    listed = listed[:: max(1, len(listed) // 150)]  # every case would take a while: a spread of 150
     for case in listed:
         data = pd.read_csv(out / case["case"] / "data.csv").ffill().fillna(0)  # as RCAEval's main.py does
         inject = int((out / case["case"] / "inject_time.txt").read_text().splitlines()[0])
@@ -201,10 +202,12 @@ def test_rcaeval_baro_reads_our_cases_and_agrees_with_ours(worlds, tmp_path):
             warnings.simplefilter("ignore")
             ranked = theirs(data, inject, dataset="re1-ob")["ranks"]
         top = next(iter(dict.fromkeys(r.split("_")[0] for r in ranked)), None)
-        agree += top == cases.services[ours[row[case["run_id"]], 0]]
+        mine = cases.services[ours[row[case["run_id"]], 0]]
+        agree += top == mine
         hits += top == case["root_cause_service"]
-    assert agree / len(listed) > 0.95
-    assert abs(hits / len(listed) - accuracy(cases, baro(cases))["AC@1"]) < 0.02
+        ours_hits += mine == case["root_cause_service"]
+    assert len(listed) >= 100 and agree / len(listed) > 0.95
+    assert abs(hits - ours_hits) / len(listed) < 0.03
 
 
 def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
