@@ -50,6 +50,26 @@ def test_version():
     assert result.exit_code == 0 and result.output.startswith("causalsynth ")
 
 
+HEAVY = ("jax", "numpyro", "numpy", "pandas", "pyarrow", "scipy", "sklearn", "sqlalchemy", "matplotlib", "dask")
+
+
+def test_help_and_import_load_no_heavy_library():
+    """`causalsynth --help` and `import causalsynth` pay for typer and rich only; the public names
+    still resolve, each on first use."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, causalsynth, causalsynth.cli; from typer.testing import CliRunner; "
+             "assert CliRunner().invoke(causalsynth.cli.app, ['--help']).exit_code == 0; "
+             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded
+    import causalsynth
+
+    for name in causalsynth.__all__:
+        assert getattr(causalsynth, name).__name__ == name
+
+
 def test_non_empty_out_needs_force(tmp_path):
     out = tmp_path / "ds"
     out.mkdir()
