@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
@@ -20,8 +21,11 @@ SMALL_BLOCKS = "sampling.block_prs=1000"
 
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
-    """Compile each distinct sampler once per test session."""
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax-cache")))
+    """Compile each distinct sampler once per test session; the CLI's caches (compiled samplers,
+    solved intercepts) go to the session's directory too, not the user's."""
+    cache = tmp_path_factory.mktemp("jax-cache")
+    os.environ["CAUSALSYNTH_CACHE_DIR"] = str(cache)
+    jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 

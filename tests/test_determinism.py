@@ -61,6 +61,31 @@ def test_block_order_does_not_change_the_data(small_config):
     assert all(forward[t].equals(backward[t]) for t in sch)
 
 
+def test_cached_intercepts_are_verified_then_reused(tmp_path, small_config, monkeypatch):
+    """A cached solution costs one evaluation and gives the same intercepts; a stale one is re-solved."""
+    import json
+
+    from causalsynth import sampling
+
+    program = Program(small_config)
+    evaluations = []
+    solve = sampling.site_means
+    monkeypatch.setattr(sampling, "site_means", lambda *a, **k: evaluations.append(1) or solve(*a, **k))
+    monkeypatch.setattr(sampling, "CALIBRATION_CACHE", tmp_path)
+    first = calibrate(program)
+    solving = len(evaluations)
+    assert solving > 1 and len(list(tmp_path.glob("*.json"))) == 1
+    assert calibrate(program) == first and len(evaluations) == solving + 1
+    entry = next(tmp_path.glob("*.json"))
+    entry.write_text(json.dumps({name: value + 0.5 for name, value in first.items()}))  # stale
+    assert calibrate(program) == first and len(evaluations) == 2 * solving + 2
+    entry.write_text("{not json")
+    assert calibrate(program) == first
+    other = Program(small_config.with_overrides(["regression.rate=0.3"]))
+    assert calibrate(other)["regression"] != first["regression"]  # another config, another entry
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
 def test_calibration_depends_on_the_config_not_the_seed(tmp_path, small_config):
     sample_dataset(config=small_config, n_prs=100, seed=1, out=tmp_path / "one")
     sample_dataset(config=small_config, n_prs=100, seed=2, out=tmp_path / "two")

@@ -50,12 +50,15 @@ def main(
 
 
 def _enable_compilation_cache() -> None:
-    """Reuse compiled samplers across processes (JAX's persistent cache)."""
+    """Reuse compiled samplers (JAX's persistent cache) and solved intercepts across processes."""
     import jax
+
+    from causalsynth import sampling
 
     cache = os.environ.get("CAUSALSYNTH_CACHE_DIR") or str(Path.home() / ".cache" / "causalsynth" / "jax")
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    sampling.CALIBRATION_CACHE = Path(cache) / "calibration"
 
 
 class _RichProgress:
