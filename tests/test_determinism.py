@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import pyarrow as pa
 
 from causalsynth.dataset import read_manifest, sample_dataset
@@ -65,25 +66,39 @@ def test_cached_intercepts_are_verified_then_reused(tmp_path, small_config, monk
     """A cached solution costs one evaluation and gives the same intercepts; a stale one is re-solved."""
     import json
 
-    from causalsynth import sampling
+    from causalsynth import cache, sampling
 
     program = Program(small_config)
     evaluations = []
     solve = sampling.site_means
     monkeypatch.setattr(sampling, "site_means", lambda *a, **k: evaluations.append(1) or solve(*a, **k))
-    monkeypatch.setattr(sampling, "CALIBRATION_CACHE", tmp_path)
+    monkeypatch.setattr(cache, "DIRECTORY", tmp_path)
     first = calibrate(program)
     solving = len(evaluations)
-    assert solving > 1 and len(list(tmp_path.glob("*.json"))) == 1
+    assert solving > 1 and len(list(tmp_path.glob("calibration/*.json"))) == 1
     assert calibrate(program) == first and len(evaluations) == solving + 1
-    entry = next(tmp_path.glob("*.json"))
+    entry = next(tmp_path.glob("calibration/*.json"))
     entry.write_text(json.dumps({name: value + 0.5 for name, value in first.items()}))  # stale
     assert calibrate(program) == first and len(evaluations) == 2 * solving + 2
     entry.write_text("{not json")
     assert calibrate(program) == first
     other = Program(small_config.with_overrides(["regression.rate=0.3"]))
     assert calibrate(other)["regression"] != first["regression"]  # another config, another entry
-    assert len(list(tmp_path.glob("*.json"))) == 2
+    assert len(list(tmp_path.glob("calibration/*.json"))) == 2
+
+
+def test_the_cached_graph_is_the_derived_one(tmp_path, small_config, monkeypatch):
+    from causalsynth import cache, graph
+
+    program = Program(small_config)
+    derived = graph.model_graph(program)  # no cache: derived
+    monkeypatch.setattr(cache, "DIRECTORY", tmp_path)
+    graph.model_graph(program)
+    monkeypatch.setattr(graph, "_derive_graph", lambda program: pytest.fail("derived again"))
+    cached = graph.model_graph(program)
+    assert cached.edges == derived.edges and cached.nodes == derived.nodes
+    assert cached.config_parents == derived.config_parents
+    assert cached.descendants({"has_performance_regression"}) == derived.descendants({"has_performance_regression"})
 
 
 def test_calibration_depends_on_the_config_not_the_seed(tmp_path, small_config):

@@ -50,15 +50,15 @@ def main(
 
 
 def _enable_compilation_cache() -> None:
-    """Reuse compiled samplers (JAX's persistent cache) and solved intercepts across processes."""
+    """Reuse compiled samplers (JAX's persistent cache), solved intercepts and the graph across processes."""
     import jax
 
-    from causalsynth import sampling
+    from causalsynth import cache
 
-    cache = os.environ.get("CAUSALSYNTH_CACHE_DIR") or str(Path.home() / ".cache" / "causalsynth" / "jax")
-    jax.config.update("jax_compilation_cache_dir", cache)
+    directory = os.environ.get("CAUSALSYNTH_CACHE_DIR") or str(Path.home() / ".cache" / "causalsynth" / "jax")
+    jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    sampling.CALIBRATION_CACHE = Path(cache) / "calibration"
+    cache.DIRECTORY = Path(directory)
 
 
 class _RichProgress:

@@ -19,6 +19,7 @@ import jax
 from numpyro import handlers
 from numpyro.ops.provenance import eval_provenance
 
+from causalsynth import cache
 from causalsynth.program import Program
 
 CONFIG = "config:"
@@ -156,7 +157,21 @@ class Graph:
 
 
 def model_graph(program: Program) -> Graph:
-    """The site-level causal graph of ``program``'s model (no sampling, no compilation)."""
+    """The site-level causal graph of ``program``'s model (no sampling, no compilation).
+
+    Derived once per config, model and package (``causalsynth.cache``): a cached
+    graph is used when its sites are exactly the program's."""
+    cached = cache.load("graph", program)
+    if cached is not None and set(cached.get("nodes", ())) == set(program.sites):
+        return Graph(nodes=cached["nodes"], edges=tuple(tuple(e) for e in cached["edges"]),
+                     config_parents={k: tuple(v) for k, v in cached["config_parents"].items()})
+    graph = _derive_graph(program)
+    cache.store("graph", program, {"nodes": graph.nodes, "edges": graph.edges, "config_parents":
+                                   graph.config_parents})
+    return graph
+
+
+def _derive_graph(program: Program) -> Graph:
     model = program.model.model
     params = program.initial_params()
     param_leaves = params.leaves()

@@ -8,24 +8,18 @@ dataset (the last block is sampled whole and its surplus dropped).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import numpy as np
 
+from causalsynth import cache
 from causalsynth.errors import ConfigError
 from causalsynth.params import Params
 from causalsynth.program import Program
 
 CALIBRATION_TOLERANCE = 1e-4  # on the mean probability
-# Where solved intercepts are cached across runs (the CLI sets it beside JAX's compilation
-# cache); None: solve every time. A cached solution is verified before use (one evaluation).
-CALIBRATION_CACHE: Path | None = None
 CALIBRATION_MAX_ROUNDS = 25
 
 
@@ -93,15 +87,14 @@ def calibrate(program: Program) -> dict[str, float]:
     calibration key is fixed by ``sampling.calibration_seed``, so the solved
     values depend on the config alone, never on the dataset's seed. The
     sample is ``sampling.calibration_prs`` PRs in whole blocks, so smaller
-    blocks do not make the solution noisier. With ``CALIBRATION_CACHE`` set,
-    a solution cached for the same config, model and package is reused once
-    one evaluation confirms it still solves the equations.
+    blocks do not make the solution noisier. A solution in the cache
+    (``causalsynth.cache``) for the same config, model and package is reused
+    once one evaluation confirms it still solves the equations.
 
     Returns ``{name: intercept}``.
     """
     cals = program.model.CALIBRATION
     cfg = program.config
-    cached = _cache_path(program)
     seed = int(cfg.sampling["calibration_seed"])
     n_blocks = -(-int(cfg.sampling["calibration_prs"]) // program.block_prs)
     targets = np.array([float(cfg.get(c.target)) for c in cals])
@@ -113,13 +106,13 @@ def calibrate(program: Program) -> dict[str, float]:
         means = site_means(program, params, sites, seed, n_blocks)
         return _logit(means) - _logit(targets), means
 
-    if cached is not None:
-        try:
-            x = np.array([float(json.loads(cached.read_text())[c.name]) for c in cals])
-            if np.all(np.abs(residual(x)[1] - targets) < CALIBRATION_TOLERANCE):  # verified: still a solution
-                return {c.name: float(v) for c, v in zip(cals, x)}
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # missing or unreadable: solve afresh
+    cached = cache.load("calibration", program)
+    try:
+        x = np.array([float(cached[c.name]) for c in cals])
+        if np.all(np.abs(residual(x)[1] - targets) < CALIBRATION_TOLERANCE):  # verified: still a solution
+            return {c.name: float(v) for c, v in zip(cals, x)}
+    except (KeyError, TypeError, ValueError):
+        pass  # none, or not this config's: solve afresh
     x_prev = _logit(targets)
     f_prev, means = residual(x_prev)
     x = x_prev - f_prev
@@ -137,30 +130,5 @@ def calibrate(program: Program) -> dict[str, float]:
                           f"{cals[i].name}'s intercept got no closer than {means[i]:.4g}; choose a rate the "
                           f"mechanism can produce, or change its coefficients")
     solved = {c.name: float(v) for c, v in zip(cals, x)}
-    if cached is not None:
-        _store(cached, solved)
+    cache.store("calibration", program, solved)
     return solved
-
-
-def _cache_path(program: Program) -> Path | None:
-    """Where the solved intercepts of this program's config are cached (``CALIBRATION_CACHE``), keyed
-    by everything they depend on: the resolved config, the model's name and version, the package."""
-    if CALIBRATION_CACHE is None:
-        return None
-    from importlib.metadata import version
-
-    identity = {"config": program.config.data, "model": [program.model.NAME, program.model.VERSION],
-                "package": version("causalsynth")}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    return Path(CALIBRATION_CACHE) / f"{key}.json"
-
-
-def _store(path: Path, intercepts: dict[str, float]) -> None:
-    """Write the cache entry whole or not at all (a cache is never worth a failed run)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(intercepts))
-        partial.replace(path)
-    except OSError:
-        pass

@@ -1,0 +1,55 @@
+"""Results derived from a config alone, kept across runs: the solved calibration intercepts and the
+model's causal graph.
+
+Each entry is keyed by everything it depends on (the resolved config, the
+model's name and version, the package version), so a changed config, model or
+release never reads another's entry. The CLI sets ``DIRECTORY`` beside JAX's
+compilation cache; with it None (the library's default) nothing is kept. A
+cache is never worth a failed run: an entry that cannot be read is treated as
+absent, one that cannot be written is skipped, and the caller verifies what
+it reads before using it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DIRECTORY: Path | None = None
+
+
+def _path(kind: str, program) -> Path | None:
+    if DIRECTORY is None:
+        return None
+    from importlib.metadata import version
+
+    identity = {"config": program.config.data, "model": [program.model.NAME, program.model.VERSION],
+                "package": version("causalsynth")}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return Path(DIRECTORY) / kind / f"{key}.json"
+
+
+def load(kind: str, program) -> Any | None:
+    """The ``kind`` entry for ``program``'s config, or None (no cache, no entry, or unreadable)."""
+    path = _path(kind, program)
+    try:
+        return None if path is None else json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def store(kind: str, program, value: Any) -> None:
+    """Write the entry whole (a temporary file renamed into place) or not at all."""
+    path = _path(kind, program)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(value))
+        partial.replace(path)
+    except OSError:
+        pass
