@@ -74,7 +74,7 @@ def validate_dataset(directory: str | Path) -> list[Check]:
                           lambda: _completeness(files, name, quality["completeness"]))
         checks += [c for c in rows[name] if not c.check.startswith("identity ")]
     checks += [c for layout in program.tables for c in rows[layout.table.name] if c.check.startswith("identity ")]
-    intervened = _intervened_sites(manifest, config)
+    intervened = _intervened_sites(manifest, program)
     checks += _marginals(files, program, config, quality["tolerances"], intervened)
     checks += _shapes(files, model, quality["max_ks_distance"])
     checks += _signatures(files, model, set(manifest["intervention"]["do"]))
@@ -115,12 +115,12 @@ def _completeness(files: DatasetFiles, name: str, minimum: float) -> list[Check]
                   f"{worst:.2%} ({worst_column})" if worst_column else "100.00%", worst > minimum)]
 
 
-def _intervened_sites(manifest: dict, config) -> set[str]:
+def _intervened_sites(manifest: dict, program: Program) -> set[str]:
     """Sites the dataset's intervention moves: their configured marginals no longer apply."""
     intervention = manifest["intervention"]
     if not intervention["do"] and not intervention["set"]:
         return set()
-    graph = model_graph(Program(config))
+    graph = model_graph(program)
     return graph.descendants(set(intervention["do"]) | graph.reading(intervention["set"]))
 
 

@@ -60,11 +60,13 @@ class Cases:
         return len(self.run_id)
 
 
-def read_cases(directory: str | Path) -> Cases:
-    """Every incident run of the dataset in ``directory`` (sampled with ``--series``)."""
+def read_cases(source) -> Cases:
+    """Every incident run of a dataset sampled with ``--series`` (``source``: its directory, or a
+    ``Dataset`` already open)."""
     from causalsynth.ml import Dataset
 
-    ds = Dataset(directory)
+    ds = source if isinstance(source, Dataset) else Dataset(source)
+    directory = ds.directory
     if "service_timeseries" not in ds.manifest["tables"]:
         raise ConfigError(f"{directory}: has no service_timeseries table; sample it with --series")
     config = ds.config
@@ -205,10 +207,11 @@ def evaluate_rca(directory: str | Path) -> dict[str, dict[str, float]]:
     from causalsynth.ml import Dataset
     from causalsynth.models.delivery_commerce.mechanisms import dependency_matrix
 
-    cases = read_cases(directory)
+    ds = Dataset(directory)
+    cases = read_cases(ds)
     if len(cases) == 0:
         raise ConfigError(f"{directory}: has no incident runs to score")
-    config = world_config(Dataset(directory))
+    config = world_config(ds)
     depends = dependency_matrix(config.params, cases.services)
     tm = config.get("telemetry")
     frequency = np.bincount(cases.root, minlength=len(cases.services)).astype(float)
