@@ -21,6 +21,26 @@ from typing import Any
 DIRECTORY: Path | None = None
 
 
+def default_directory() -> Path:
+    return Path(os.environ.get("CAUSALSYNTH_CACHE_DIR") or Path.home() / ".cache" / "causalsynth" / "jax")
+
+
+def enable(directory: str | Path | None = None) -> Path:
+    """Keep compiled samplers (JAX's persistent compilation cache) and config-derived entries in
+    ``directory`` (default: ``$CAUSALSYNTH_CACHE_DIR`` or ``~/.cache/causalsynth/jax``); return it.
+
+    Called by the CLI, and by each worker of a cluster before its first block.
+    """
+    import jax
+
+    directory = Path(directory) if directory is not None else default_directory()
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    global DIRECTORY
+    DIRECTORY = directory
+    return directory
+
+
 def _path(kind: str, program) -> Path | None:
     if DIRECTORY is None:
         return None

@@ -1,4 +1,12 @@
-"""Sample a dataset end to end: calibrate, sample blocks, tabulate, write, manifest."""
+"""Sample a dataset end to end: calibrate, run blocks (here or on a cluster), write parts, manifest.
+
+A dataset is a directory (local, or an fsspec URL such as ``s3://bucket/x``)
+holding ``manifest.json`` and one directory of Parquet part files per table,
+one part per block of PRs: ``flow_steps/part-000003.parquet`` holds block 3's
+steps. pyarrow, pandas, Polars, DuckDB, Spark and Dask read each table
+directory as one table; the manifest lists every part with its row range and
+SHA-256. Datasets of format version 1 (one file per table) are still read.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +14,32 @@ import hashlib
 import json
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import jax
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from causalsynth.config import MAX_SEED, Config, load_config
+from causalsynth.engine import BlockJob, BlockResult, Counts, run_local, run_on_dask
 from causalsynth.errors import ConfigError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.interventions import Intervention, encode_do, soft_overrides
+from causalsynth.marginals import levels
 from causalsynth.params import Params
 from causalsynth.program import Program
-from causalsynth.sampling import calibrate, sample_blocks, with_intercepts
-from causalsynth.sinks import Sink, TableSpec
-from causalsynth.sinks.parquet import ParquetSink
+from causalsynth.sampling import calibrate, with_intercepts
+from causalsynth.sinks import TableSpec
 from causalsynth.sinks.sql import SqlSink, check_options
-from causalsynth.staging import deferred_interrupts, staged_directory
-from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
+from causalsynth.staging import deferred_interrupts, staged_location
+from causalsynth.store import Location, locate, unreadable
+from causalsynth.tabulate import schemas
 
 MANIFEST = "manifest.json"
 FORMAT = "causalsynth-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LOAD_BATCH_ROWS = 500_000
 
 
@@ -44,44 +52,17 @@ class Progress:
     on_block: Callable[[int], None] = lambda rows: None
 
 
-def parse_column(ref: str) -> tuple[str, str, str | None]:
-    """"table.column" or "table.column=LEVEL" → (table, column, level)."""
-    where, _, level = ref.partition("=")
-    table, _, column = where.partition(".")
-    return table, column, level or None
-
-
-def true_count(column: pa.Array, level: str | None = None) -> int:
-    """Rows that are true (a boolean column) or equal ``level`` (a dictionary column)."""
-    if level is None:
-        return int(pc.sum(column).as_py() or 0)
-    return int(pc.sum(pc.equal(column.dictionary_decode(), level)).as_py() or 0)
-
-
-@dataclass
-class Headcount:
-    """Rows per table and headline counts, accumulated batch by batch."""
-
-    rows: dict[str, int] = field(default_factory=dict)
-    hits: dict[str, int] = field(default_factory=dict)
-
-    def add(self, program: Program, batches: dict[str, pa.RecordBatch]) -> int:
-        for table, batch in batches.items():
-            self.rows[table] = self.rows.get(table, 0) + batch.num_rows
-        for m in program.model.MARGINALS:
-            if m.headline:
-                table, column, level = parse_column(m.column)
-                self.hits[m.headline] = self.hits.get(m.headline, 0) + true_count(
-                    batches[table].column(column), level)
-        return sum(b.num_rows for b in batches.values())
-
-    def headlines(self, program: Program) -> list[dict[str, Any]]:
-        return [
-            {"title": m.headline, "column": m.column,
-             "observed": self.hits[m.headline] / max(self.rows[parse_column(m.column)[0]], 1),
-             "target": float(program.config.get(m.target))}
-            for m in program.model.MARGINALS if m.headline
-        ]
+def headlines(program: Program, counts: Counts) -> list[dict[str, Any]]:
+    """The model's headline rates as sampled, beside their targets."""
+    config = program.config
+    out = []
+    for m in program.model.MARGINALS:
+        if m.headline:
+            hits, n = counts.tally(m)
+            level, target = levels(m, config)[0]
+            out.append({"title": m.headline, "column": m.column, "observed": hits.get(level, 0) / max(n, 1),
+                        "target": target})
+    return out
 
 
 def package_version() -> str:
@@ -91,18 +72,10 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _schema_json(schema: pa.Schema, layout) -> list[dict[str, Any]]:
     """Each column's name and Arrow type, with the levels of categorical ones."""
-    levels = {c.name: list(c.levels) for c in layout.columns if c.levels}
-    return [{"name": f.name, "type": str(f.type)} | ({"levels": levels[f.name]} if f.name in levels else {})
+    levels_of = {c.name: list(c.levels) for c in layout.columns if c.levels}
+    return [{"name": f.name, "type": str(f.type)} | ({"levels": levels_of[f.name]} if f.name in levels_of else {})
             for f in schema]
 
 
@@ -129,6 +102,17 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2) + "\n").encode()
 
 
+def check_cluster(workers: int | None, scheduler: str | None, out, db) -> None:
+    """Refuse a cluster request that cannot work, before any work."""
+    if workers is not None and scheduler is not None:
+        raise ConfigError("--workers starts a local cluster and --scheduler uses a running one: give one of them")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {workers}")
+    if (workers is not None or scheduler is not None) and db is not None and out is None:
+        raise ConfigError("--db with --workers/--scheduler needs --out too: the workers write the parts, then "
+                          "this process loads them in one transaction")
+
+
 def sample_dataset(
     *,
     config: Config,
@@ -143,65 +127,97 @@ def sample_dataset(
     intercepts: dict[str, float] | None = None,
     factual: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    order: list[int] | None = None,
 ) -> dict[str, Any]:
     """Sample ``n_prs`` PRs and all their child rows; return the manifest.
 
-    Writes Parquet into ``out`` and/or loads straight into the database
-    ``db`` (a SQLAlchemy URL), streaming blocks to both. Nothing becomes
-    visible until everything succeeded: ``out`` is published from a staging
-    directory, the database load is one transaction. The dataset is a
-    function of (config, seed, n_prs, intervention): byte-identical on every
-    run. ``intercepts`` reuses solved calibration intercepts (a twin takes its
-    factual dataset's); ``factual`` names that dataset in the manifest.
+    Writes Parquet parts into ``out`` (a directory or an fsspec URL) and/or
+    loads straight into the database ``db`` (a SQLAlchemy URL). Nothing
+    becomes visible until everything succeeded: ``out`` gets its manifest
+    last (a local directory is published from a staging directory), the
+    database load is one transaction. Blocks run in this process, or as tasks
+    on a Dask cluster: ``workers`` starts a local one, ``scheduler`` is the
+    address of a running one. The dataset is a function of (config, seed,
+    n_prs, intervention): byte-identical on every run, whatever the engine,
+    the number of workers or the ``order`` blocks run in. ``intercepts``
+    reuses solved calibration intercepts (a twin takes its factual dataset's);
+    ``factual`` names that dataset in the manifest.
     """
     check_size(n_prs, seed)
     if out is None and db is None:
         raise ConfigError("give --out DIR (Parquet) and/or --db URL (a database)")
     if db is not None:
         check_options(db, db_schema, if_exists)
+    check_cluster(workers, scheduler, out, db)
+    on_cluster = workers is not None or scheduler is not None
     progress = progress or Progress()
     with ExitStack() as stack:
-        sinks: list[Sink] = []
-        staging = None
-        if out is not None:
-            staging = stack.enter_context(staged_directory(Path(out), force=force))
-            sinks.append(ParquetSink(staging))
-        if db is not None:
-            sinks.append(SqlSink(db, schema=db_schema, if_exists=if_exists))
+        target = None if out is None else stack.enter_context(staged_location(out, force=force))
+        sql = None if db is None else SqlSink(db, schema=db_schema, if_exists=if_exists)
         checkpoint = stack.enter_context(deferred_interrupts())
         try:
             world = prepare_world(config, intervention, intercepts, progress)
             checkpoint()
             program = world.program
             specs = table_specs(program)
-            schema_by_table = {t.name: t.schema for t in specs}
-            start_ms = start_epoch_ms(config.sampling["start"])
-            for sink in sinks:
-                sink.open(specs)
-            count = Headcount()
-            progress.on_start(-(-n_prs // program.block_prs))
-            for block in sample_blocks(program, world.params, seed, n_prs, do=world.do):
-                batches = tabulate(program, block, start_ms, schema_by_table)
-                for table, batch in batches.items():
-                    for sink in sinks:
-                        sink.write(table, batch)
-                progress.on_block(count.add(program, batches))
-                checkpoint()
-            files: dict[str, Path] = {}
-            for sink in sinks:
-                files |= sink.close()
+            if sql is not None:
+                sql.open(specs)
+            from causalsynth import cache
+
+            job = BlockJob(config=config.data, params=world.params, do=world.do, seed=seed, n_prs=n_prs,
+                           out=target, cache_dir=None if cache.DIRECTORY is None else str(cache.DIRECTORY))
+            n_blocks = -(-n_prs // program.block_prs)
+            indices = list(range(n_blocks)) if order is None else list(order)
+            if sorted(indices) != list(range(n_blocks)):
+                raise ConfigError(f"order: must list each of the {n_blocks} blocks once")
+            if on_cluster:
+                progress.on_stage("starting the cluster's workers" if scheduler is None
+                                  else f"connecting to {scheduler}")
+                stream = run_on_dask(job, indices, workers=workers, scheduler=scheduler, checkpoint=checkpoint,
+                                     on_connected=lambda where: progress.on_start(n_blocks))
+            else:
+                progress.on_start(n_blocks)
+                write_sql = (lambda batches: [sql.write(t, b) for t, b in batches.items()]) if sql else None
+                stream = run_local(job, program, indices, on_batches=write_sql or (lambda batches: None),
+                                   checkpoint=checkpoint)
+            results: dict[int, BlockResult] = {}
+            counts = Counts()
+            for result in stream:
+                results[result.index] = result
+                counts.add(result.counts)
+                progress.on_block(result.n_rows)
+            parts = _parts(specs, [results[i] for i in range(n_blocks)]) if target is not None else None
+            if sql is not None:
+                if on_cluster:
+                    stream_parts(target, {s.name: parts[s.name] for s in specs}, sql, progress, checkpoint)
+                sql.close()
             progress.on_stage("writing manifest")
-            manifest = _manifest(world, config, seed, n_prs, specs, count, files, factual)
+            manifest = _manifest(world, config, seed, n_prs, specs, counts, parts, factual)
             data = manifest_bytes(manifest)
-            if staging is not None:
-                (staging / MANIFEST).write_bytes(data)
-            for sink in sinks:
-                sink.commit(data)
+            if target is not None:
+                target.write_bytes(MANIFEST, data)
+            if sql is not None:
+                sql.commit(data)
         except BaseException:
-            for sink in sinks:
-                sink.abort()
+            if sql is not None:
+                sql.abort()
             raise
     return manifest
+
+
+def _parts(specs: list[TableSpec], results: list[BlockResult]) -> dict[str, list[dict[str, Any]]]:
+    """Each table's parts in block order, with the row range each holds."""
+    out = {}
+    for spec in specs:
+        first, parts = 0, []
+        for result in results:
+            part = result.parts[spec.name]
+            parts.append({"file": part["file"], "first_row": first, "rows": part["rows"], "sha256": part["sha256"]})
+            first += part["rows"]
+        out[spec.name] = parts
+    return out
 
 
 def check_size(n_prs: int, seed: int) -> None:
@@ -216,10 +232,10 @@ def check_seed(seed: int, option: str) -> None:
         raise ConfigError(f"{option}: must be a whole number in [0, {MAX_SEED}], got {seed}")
 
 
-def _manifest(world, config, seed, n_prs, specs, count, files, factual) -> dict[str, Any]:
+def _manifest(world, config, seed, n_prs, specs, counts: Counts, parts, factual) -> dict[str, Any]:
     program = world.program
     return {
-        "format": "causalsynth-dataset",
+        "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": package_version(),
         "model": {"name": config.model.NAME, "version": config.model.VERSION},
@@ -233,48 +249,62 @@ def _manifest(world, config, seed, n_prs, specs, count, files, factual) -> dict[
         "runtime": {"jax": jax.__version__, "backend": jax.default_backend()},
         "tables": {
             spec.name: {
-                "file": files[spec.name].name if spec.name in files else None,
-                "rows": count.rows.get(spec.name, 0),
+                "rows": counts.rows.get(spec.name, 0),
                 "key": spec.key,
                 "parent": None if spec.parent is None else {"table": spec.parent[0], "key": spec.parent[1]},
-                "sha256": sha256(files[spec.name]) if spec.name in files else None,
                 "schema": _schema_json(spec.schema, program.table(spec.name)),
+                "parts": None if parts is None else parts[spec.name],
             }
             for spec in specs
         },
-        "headlines": count.headlines(program),
+        "headlines": headlines(program, counts),
+        "marginals": {key: [hits, n] for key, (hits, n) in _json_tallies(counts).items()},
         "graph": {"edges": [list(e) for e in model_graph(program).edges]},
     }
+
+
+def _json_tallies(counts: Counts) -> dict[str, tuple[dict[str, int], int]]:
+    """The marginals' tallies as JSON can hold them (a boolean column's hits under "true")."""
+    return {key: ({"true" if k is None else k: v for k, v in hits.items()}, n)
+            for key, (hits, n) in counts.tallies.items()}
+
+
+def stream_parts(location: Location, parts: dict[str, list[dict[str, Any]]], sink, progress: Progress,
+                 checkpoint: Callable[[], None] = lambda: None) -> None:
+    """Every part of every table, in row order, to ``sink`` in batches of at most ``LOAD_BATCH_ROWS``."""
+    for table, table_parts in parts.items():
+        for part in table_parts:
+            try:
+                rows = location.parquet(part["file"]).read()
+            except (OSError, pa.ArrowException) as exc:
+                raise unreadable(location, part["file"], exc) from None
+            for batch in rows.to_batches(max_chunksize=LOAD_BATCH_ROWS):
+                sink.write(table, batch)
+            progress.on_block(rows.num_rows)
+            checkpoint()
 
 
 def load_dataset(*, directory: str | Path, db: str, schema: str | None = None, if_exists: str = "fail",
                  progress: Progress | None = None) -> dict[str, int]:
     """Load a Parquet dataset into the database ``db``, all or nothing; return rows per table.
 
-    The files are checked against the manifest's checksums first, and the
+    The parts are checked against the manifest's checksums first, and the
     load is recorded under the manifest's SHA-256.
     """
     progress = progress or Progress()
     check_options(db, schema, if_exists)
-    directory = Path(directory)
+    location = locate(directory)
     manifest = read_manifest(directory)
-    data = (directory / MANIFEST).read_bytes()
+    data = location.read_bytes(MANIFEST)
     # The files are checked before the database is touched: a dataset that cannot be loaded
     # leaves no trace there (not even a new SQLite file).
-    specs = _checked_specs(directory, manifest, progress)
+    specs, parts = _checked_specs(location, manifest, progress)
     sink = SqlSink(db, schema=schema, if_exists=if_exists, manifest_sha256=hashlib.sha256(data).hexdigest())
     with deferred_interrupts() as checkpoint:
         try:
             sink.open(specs)
-            files = [pq.ParquetFile(directory / manifest["tables"][s.name]["file"]) for s in specs]
-            progress.on_start(sum(f.metadata.num_row_groups for f in files))
-            for spec, file in zip(specs, files):
-                for group in range(file.metadata.num_row_groups):
-                    table = file.read_row_group(group)
-                    for batch in table.to_batches(max_chunksize=LOAD_BATCH_ROWS):
-                        sink.write(spec.name, batch)
-                    progress.on_block(table.num_rows)
-                    checkpoint()
+            progress.on_start(sum(len(p) for p in parts.values()))
+            stream_parts(location, {s.name: parts[s.name] for s in specs}, sink, progress, checkpoint)
             sink.close()
             sink.commit(data)
         except BaseException:
@@ -283,24 +313,27 @@ def load_dataset(*, directory: str | Path, db: str, schema: str | None = None, i
     return dict(sink.rows)
 
 
-def _checked_specs(directory: Path, manifest: dict[str, Any], progress: Progress) -> list[TableSpec]:
-    """The dataset's table specs, after checking its config, and its files against the manifest."""
-    config = dataset_config(directory, manifest)
-    paths = table_paths(directory, manifest)
-    for name, path in paths.items():
-        progress.on_stage(f"checking {path.name}")
-        if sha256(path) != manifest["tables"][name]["sha256"]:
-            raise UnreadableDataset(f"{path}: changed since it was written (its SHA-256 differs from the "
-                                    f"manifest's)")
+def _checked_specs(location: Location, manifest: dict[str, Any],
+                   progress: Progress) -> tuple[list[TableSpec], dict[str, list[dict[str, Any]]]]:
+    """The dataset's table specs and parts, after checking its config, and its files against the manifest."""
+    config = dataset_config(location.url, manifest)
+    parts = table_parts(location, manifest)
+    for name, table_parts_ in parts.items():
+        progress.on_stage(f"checking {name}")
+        for part in table_parts_:
+            if location.sha256(part["file"]) != part["sha256"]:
+                raise UnreadableDataset(f"{location.show(part['file'])}: changed since it was written (its SHA-256 "
+                                        f"differs from the manifest's)")
     specs = table_specs(Program(config))
     for spec in specs:
-        if spec.name not in paths:
-            raise UnreadableDataset(f"{directory / MANIFEST}: tables: no table {spec.name}, which this "
+        if spec.name not in parts:
+            raise UnreadableDataset(f"{location.show(MANIFEST)}: tables: no table {spec.name}, which this "
                                     f"version writes")
-        if not read_schema(paths[spec.name]).equals(spec.schema):
-            raise UnreadableDataset(f"{paths[spec.name]}: {spec.name} does not have the schema this version "
+        first = parts[spec.name][0]["file"] if parts[spec.name] else None
+        if first is not None and not read_schema(location, first).equals(spec.schema):
+            raise UnreadableDataset(f"{location.show(first)}: {spec.name} does not have the schema this version "
                                     f"writes")
-    return specs
+    return specs, parts
 
 
 @dataclass(frozen=True)
@@ -338,9 +371,10 @@ def prepare_world(config: Config, intervention: Intervention | None = None,
 
 
 def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str | Path,
-                force: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+                force: bool = False, progress: Progress | None = None, workers: int | None = None,
+                scheduler: str | None = None) -> dict[str, Any]:
     """The twin of a factual dataset under ``intervention``: same seed, config, size and keys."""
-    factual_dir = Path(factual_dir)
+    factual = locate(factual_dir)
     manifest = read_manifest(factual_dir)
     model = manifest["model"]
     config = dataset_config(factual_dir, manifest)
@@ -352,8 +386,9 @@ def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str
     return sample_dataset(
         config=config, n_prs=manifest["n_prs"], seed=manifest["seed"], out=out, force=force,
         intervention=base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
-        factual={"path": str(factual_dir.absolute()), "manifest_sha256": sha256(factual_dir / MANIFEST)},
-        progress=progress)
+        factual={"path": factual.root if factual.local else factual.url,
+                 "manifest_sha256": factual.sha256(MANIFEST)},
+        progress=progress, workers=workers, scheduler=scheduler)
 
 
 # What a manifest must hold for the code that reads it: key -> (type, what it is).
@@ -366,13 +401,23 @@ MANIFEST_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "calibration": (dict, "an object with intercepts"),
     "tables": (dict, "an object: table name -> its entry"),
 }
-TABLE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "file": ((str, type(None)), "a file name or null"),
+_COMMON_TABLE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "rows": (int, "an integer"),
     "key": (str, "a column name"),
     "parent": ((dict, type(None)), "an object with table and key, or null"),
-    "sha256": ((str, type(None)), "a hex digest or null"),
     "schema": (list, "a list of columns"),
+}
+# Each table's entry, by format version: version 1 has one file per table, version 2 a list of parts.
+TABLE_KEYS: dict[int, dict[str, tuple[type | tuple[type, ...], str]]] = {
+    1: {"file": ((str, type(None)), "a file name or null"), **_COMMON_TABLE_KEYS,
+        "sha256": ((str, type(None)), "a hex digest or null")},
+    2: {**_COMMON_TABLE_KEYS, "parts": ((list, type(None)), "a list of parts or null")},
+}
+PART_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "file": (str, "a file name"),
+    "first_row": (int, "an integer"),
+    "rows": (int, "an integer"),
+    "sha256": (str, "a hex digest"),
 }
 INNER_KEYS = {"model": ("name", "version"), "intervention": ("name", "do", "set"), "calibration": ("intercepts",)}
 INTERVENTION_KEYS = ("name", "description", "do", "set")
@@ -388,15 +433,27 @@ def _typed(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
 
 
+def _entry_problems(where: str, entry: Any, keys: dict[str, tuple[type | tuple[type, ...], str]]) -> list[str]:
+    if not isinstance(entry, dict):
+        return [f"{where}: expected an object, got {_json_kind(entry)}"]
+    lacking = [k for k in keys if k not in entry]
+    if lacking:
+        return [f"{where}: missing key{'s' * (len(lacking) > 1)} {', '.join(lacking)}"]
+    return [f"{where}.{key}: expected {what}, got {_json_kind(entry[key])}"
+            for key, (kind, what) in keys.items() if not _typed(entry[key], kind)]
+
+
 def _manifest_problems(manifest: Any) -> list[str]:
     """What keeps ``manifest`` from being read as a dataset's manifest (empty: nothing)."""
     if not isinstance(manifest, dict):
         return [f"expected a JSON object (a causalsynth manifest), got {_json_kind(manifest)}"]
     if manifest.get("format", FORMAT) != FORMAT:
         return [f"format: {manifest['format']!r} is not a causalsynth dataset ({FORMAT!r})"]
-    version = manifest.get("format_version", FORMAT_VERSION)
-    if _typed(version, int) and version > FORMAT_VERSION:
-        return [f"format_version {version}: written by a newer causalsynth; this one reads version "
+    version = manifest.get("format_version", 1)
+    if not _typed(version, int) or version < 1:
+        return [f"format_version: expected a positive integer, got {version!r}"]
+    if version > FORMAT_VERSION:
+        return [f"format_version {version}: written by a newer causalsynth; this one reads versions 1 to "
                 f"{FORMAT_VERSION}"]
     missing = [k for k in MANIFEST_KEYS if k not in manifest]
     if missing:
@@ -424,53 +481,66 @@ def _manifest_problems(manifest: Any) -> list[str]:
         problems.append("tables: no tables")
     for name, entry in manifest["tables"].items():
         where = f"tables.{name}"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: expected an object, got {_json_kind(entry)}")
+        found = _entry_problems(where, entry, TABLE_KEYS[version])
+        problems += found
+        if found:
             continue
-        lacking = [k for k in TABLE_KEYS if k not in entry]
-        if lacking:
-            problems.append(f"{where}: missing key{'s' * (len(lacking) > 1)} {', '.join(lacking)}")
-            continue
-        problems += [f"{where}.{key}: expected {what}, got {_json_kind(entry[key])}"
-                     for key, (kind, what) in TABLE_KEYS.items() if not _typed(entry[key], kind)]
         parent = entry["parent"]
         if isinstance(parent, dict) and not {"table", "key"} <= set(parent):
             problems.append(f"{where}.parent: expected an object with table and key")
         elif isinstance(parent, dict) and parent["table"] not in manifest["tables"]:
             problems.append(f"{where}.parent: no table {parent['table']!r} in the manifest")
+        for i, part in enumerate(entry.get("parts") or []):
+            problems += _entry_problems(f"{where}.parts[{i}]", part, PART_KEYS)
     return problems
 
 
+def _as_current(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A checked manifest in the current format: a version-1 table's one file becomes its one part."""
+    if manifest.get("format_version", 1) >= 2:
+        return manifest
+    tables = {}
+    for name, entry in manifest["tables"].items():
+        entry = dict(entry)
+        file, digest = entry.pop("file"), entry.pop("sha256")
+        entry["parts"] = None if file is None else [{"file": file, "first_row": 0, "rows": entry["rows"],
+                                                     "sha256": digest}]
+        tables[name] = entry
+    return manifest | {"tables": tables}
+
+
 def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """The manifest of the dataset in ``directory``, checked for what the code reads.
+    """The manifest of the dataset at ``directory`` (a path or URL), checked for what the code reads.
 
     Raises ``UnreadableDataset`` (one line naming the file and what is wrong)
     when the directory is missing or not a directory, the manifest is missing,
-    unreadable, not JSON, not an object, or lacks a key the code reads.
+    unreadable, not JSON, not an object, or lacks a key the code reads. A
+    version-1 manifest is returned in the current format.
     """
-    directory = Path(directory)
-    path = directory / MANIFEST
-    if not directory.exists():
-        raise UnreadableDataset(f"{directory}: not a causalsynth dataset (no such directory)")
-    if not directory.is_dir():
-        raise UnreadableDataset(f"{directory}: not a causalsynth dataset (not a directory)")
+    location = locate(directory)
     try:
-        data = path.read_bytes()
+        if not location.exists():
+            raise UnreadableDataset(f"{location.url}: not a causalsynth dataset (no such directory)")
+        if not location.is_dir():
+            raise UnreadableDataset(f"{location.url}: not a causalsynth dataset (not a directory)")
+        data = location.read_bytes(MANIFEST)
     except FileNotFoundError:
-        raise UnreadableDataset(f"{directory}: not a causalsynth dataset (no {MANIFEST})") from None
+        raise UnreadableDataset(f"{location.url}: not a causalsynth dataset (no {MANIFEST})") from None
+    except IsADirectoryError:
+        raise UnreadableDataset(f"{location.show(MANIFEST)}: cannot be read: is a directory") from None
     except OSError as exc:
-        raise UnreadableDataset(f"{path}: cannot be read: {exc.strerror}") from None
+        raise UnreadableDataset(f"{location.show(MANIFEST)}: cannot be read: {exc.strerror or one_line(exc)}") from None
     try:
         manifest = json.loads(data)
     except UnicodeDecodeError:
-        raise UnreadableDataset(f"{path}: not valid JSON: not UTF-8 text") from None
+        raise UnreadableDataset(f"{location.show(MANIFEST)}: not valid JSON: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise UnreadableDataset(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, "
+        raise UnreadableDataset(f"{location.show(MANIFEST)}: not valid JSON: {exc.msg} at line {exc.lineno}, "
                                 f"column {exc.colno}") from None
     problems = _manifest_problems(manifest)
     if problems:
-        raise UnreadableDataset(f"{path}: " + "; ".join(problems))
-    return manifest
+        raise UnreadableDataset(f"{location.show(MANIFEST)}: " + "; ".join(problems))
+    return _as_current(manifest)
 
 
 def dataset_config(directory: str | Path, manifest: dict[str, Any]) -> Config:
@@ -478,33 +548,34 @@ def dataset_config(directory: str | Path, manifest: dict[str, Any]) -> Config:
     try:
         return load_config(data=manifest["config"])
     except ConfigError as exc:
-        raise UnreadableDataset(f"{Path(directory) / MANIFEST}: {exc}") from None
+        raise UnreadableDataset(f"{locate(directory).show(MANIFEST)}: {exc}") from None
 
 
-def table_paths(directory: str | Path, manifest: dict[str, Any]) -> dict[str, Path]:
-    """Each table's Parquet file, after checking that it is there and its footer can be read.
+def table_parts(location: Location, manifest: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each table's parts (manifest entries), after checking that each is there and its footer can be read.
 
     Raises ``UnreadableDataset`` naming the file: a table written to a
-    database only, a missing file, or one that is not readable Parquet
+    database only, a missing part, or one that is not readable Parquet
     (truncated, overwritten).
     """
-    directory = Path(directory)
-    paths = {}
+    out = {}
     for name, entry in manifest["tables"].items():
-        if entry["file"] is None:
-            raise UnreadableDataset(f"{directory}: table {name} has no file (the dataset went to a database only)")
-        path = directory / entry["file"]
-        if not path.is_file():
-            what = "not a file" if path.exists() else "missing"
-            raise UnreadableDataset(f"{path}: {what} (the manifest lists it as table {name})")
-        read_schema(path)
-        paths[name] = path
-    return paths
+        if entry["parts"] is None:
+            raise UnreadableDataset(f"{location.url}: table {name} has no files (the dataset went to a "
+                                    f"database only)")
+        for part in entry["parts"]:
+            if not location.is_file(part["file"]):
+                what = "not a file" if location.exists(part["file"]) else "missing"
+                raise UnreadableDataset(f"{location.show(part['file'])}: {what} (the manifest lists it as part "
+                                        f"of table {name})")
+            read_schema(location, part["file"])
+        out[name] = entry["parts"]
+    return out
 
 
-def read_schema(path: Path) -> pa.Schema:
+def read_schema(location: Location, relative: str) -> pa.Schema:
     """The Arrow schema in a Parquet file's footer; ``UnreadableDataset`` when it cannot be read."""
     try:
-        return pq.read_schema(path)
+        return location.parquet(relative).schema_arrow
     except (OSError, pa.ArrowException) as exc:
-        raise UnreadableDataset(f"{path}: not readable Parquet ({one_line(exc)})") from None
+        raise unreadable(location, relative, exc) from None

@@ -22,11 +22,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from causalsynth.dataset import check_seed, dataset_config, read_manifest, table_paths
+from causalsynth.dataset import check_seed, dataset_config, read_manifest, table_parts
 from causalsynth.errors import ConfigError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.modeling import Task
 from causalsynth.program import Program
+from causalsynth.store import locate
 from causalsynth.staging import staged_directory
 
 FORMATS = ("parquet", "csv", "jsonl", "json")
@@ -59,11 +60,18 @@ class Dataset:
     """
 
     def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self.manifest = read_manifest(self.directory)
-        self.paths = table_paths(self.directory, self.manifest)
-        self.config = dataset_config(self.directory, self.manifest)
+        self.directory = directory
+        self.location = locate(directory)
+        self.manifest = read_manifest(directory)
+        self.parts = table_parts(self.location, self.manifest)
+        self.config = dataset_config(directory, self.manifest)
         self.tasks = {t.name: t for t in self.config.model.TASKS}
+
+    def beside(self, name: str, option: str = "--out") -> Path:
+        """``name`` in the dataset's directory: the default place for what is derived from it."""
+        if not self.location.local:
+            raise ConfigError(f"{option}: give a local directory; {self.location.url} is not on this machine")
+        return self.location.path / name
 
     @cached_property
     def program(self) -> Program:
@@ -77,11 +85,17 @@ class Dataset:
         return self.manifest["tables"][table]["key"]
 
     def read(self, table: str, columns: list[str]) -> pd.DataFrame:
-        path = self.paths[table]
-        try:
-            return pq.read_table(path, columns=list(dict.fromkeys(columns))).to_pandas()
-        except (OSError, pa.ArrowException) as exc:
-            raise UnreadableDataset(f"{path}: cannot be read ({one_line(exc)})") from None
+        return self.read_arrow(table, columns).to_pandas()
+
+    def read_arrow(self, table: str, columns: list[str]) -> pa.Table:
+        """``columns`` of every part of ``table``, in row order."""
+        pieces = []
+        for part in self.parts[table]:
+            try:
+                pieces.append(self.location.parquet(part["file"]).read(columns=list(dict.fromkeys(columns))))
+            except (OSError, pa.ArrowException) as exc:
+                raise UnreadableDataset(f"{self.location.show(part['file'])}: cannot be read ({one_line(exc)})") from None
+        return pa.concat_tables(pieces)
 
     def root(self, table: str) -> str:
         while self.parent(table) is not None:
@@ -313,7 +327,7 @@ def export(directory: str | Path, *, tasks: list[str] | None = None, formats: li
     for name in names:
         ds.task(name)
     written = []
-    with staged_directory(Path(out) if out else ds.directory / "ml", force=force) as staging:
+    with staged_directory(Path(out) if out else ds.beside("ml"), force=force) as staging:
         for name in names:
             view = task_view(ds, name, split_by=split_by, seed=seed)
             for fmt in formats:

@@ -57,6 +57,9 @@ class Params(Mapping):
     def __repr__(self) -> str:
         return f"Params({self._data!r})"
 
+    def __reduce__(self):  # pickled by its data: a cluster's workers receive a dataset's parameters
+        return Params, (self._data,)
+
     # Pytree protocol ------------------------------------------------------
     def tree_flatten(self):
         dynamic = tuple(k for k, v in self._data.items() if isinstance(v, Params) or _is_leaf(v))

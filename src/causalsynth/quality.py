@@ -3,7 +3,7 @@
 Every check is read against the dataset's own manifest and resolved config,
 so a dataset sampled with a 35 % regression rate validates against 35 %:
 
-- integrity: each file's SHA-256 and row count against the manifest;
+- integrity: each table's parts' SHA-256 and its row count against the manifest;
 - completeness: the non-null share of every column (``quality.completeness``);
 - consistency: unique keys, foreign keys that resolve (100 %), values in
   range (columns the data dictionary marks "(0-1)" in [0, 1], "(ms)" > 0),
@@ -35,11 +35,14 @@ from scipy import stats
 from causalsynth.checks import Check, not_applicable
 from causalsynth.config import load_config
 from causalsynth.consistency import guarded, row_checks, schema_check
-from causalsynth.dataset import parse_column, read_manifest, sha256, true_count
+from causalsynth.dataset import read_manifest
 from causalsynth.errors import CausalsynthError, UnreadableDataset
 from causalsynth.graph import model_graph
 from causalsynth.program import Program
+from causalsynth.engine import tally_key
+from causalsynth.marginals import Tally, marginal_checks, parse_column, tally
 from causalsynth.reading import DatasetFiles, UnreadableTable
+from causalsynth.store import Location, locate
 
 __all__ = ["Check", "UnreadableDataset", "validate_dataset", "as_json"]
 
@@ -48,12 +51,11 @@ MIN_SHAPE_ROWS = 20
 
 
 def validate_dataset(directory: str | Path) -> list[Check]:
-    """Every check on the dataset in ``directory``; raises UnreadableDataset if there is none.
+    """Every check on the dataset at ``directory`` (a path or URL); raises UnreadableDataset if there is none.
 
     A check that cannot run (its table unreadable, a column missing) is
     reported as a failed check saying so: no check is ever dropped.
     """
-    directory = Path(directory)
     try:
         manifest = read_manifest(directory)
         config = load_config(data=manifest["config"])
@@ -62,10 +64,11 @@ def validate_dataset(directory: str | Path) -> list[Check]:
         raise
     except (CausalsynthError, ValueError, KeyError, TypeError) as exc:
         raise UnreadableDataset(f"{directory}: cannot be read as a dataset: {exc}") from None
-    files = DatasetFiles(directory, manifest)
+    location = locate(directory)
+    files = DatasetFiles(location, manifest)
     model, quality = config.model, config.data["quality"]
     checks: list[Check] = []
-    checks += _integrity(directory, manifest, files)
+    checks += _integrity(location, manifest, files)
     rows = row_checks(files, program, config, manifest["n_prs"])
     for layout in program.tables:
         name = layout.table.name
@@ -75,19 +78,43 @@ def validate_dataset(directory: str | Path) -> list[Check]:
         checks += [c for c in rows[name] if not c.check.startswith("identity ")]
     checks += [c for layout in program.tables for c in rows[layout.table.name] if c.check.startswith("identity ")]
     intervened = _intervened_sites(manifest, program)
-    checks += _marginals(files, program, config, quality["tolerances"], intervened)
+    sites = {(t.table.name, c.name): c.site for t in program.tables for c in t.columns}
+    checks += marginal_checks(config, sites, intervened, manifest["intervention"]["name"],
+                              lambda m: _tally(files, m), guarded)
     checks += _shapes(files, model, quality["max_ks_distance"])
     checks += _signatures(files, model, set(manifest["intervention"]["do"]))
     return checks
 
 
-def _integrity(directory: Path, manifest: dict, files: DatasetFiles) -> list[Check]:
+def counted_checks(manifest: dict[str, Any]) -> list[Check]:
+    """The marginal checks, judged on the tallies sampling wrote into the manifest: no file is re-read.
+
+    ``sample`` closes with these; ``validate`` runs every check from the files.
+    """
+    config = load_config(data=manifest["config"])
+    intervened, sites = set(), {}
+    if manifest["intervention"]["do"] or manifest["intervention"]["set"]:
+        program = Program(config)
+        intervened = _intervened_sites(manifest, program)
+        sites = {(t.table.name, c.name): c.site for t in program.tables for c in t.columns}
+    tallies = manifest["marginals"]
+
+    def found(m) -> Tally:
+        hits, n = tallies[tally_key(m)]
+        return {None if k == "true" else k: v for k, v in hits.items()}, n
+
+    return marginal_checks(config, sites, intervened, manifest["intervention"]["name"], found, guarded)
+
+
+def _integrity(location: Location, manifest: dict, files: DatasetFiles) -> list[Check]:
     out = []
     for name, entry in manifest["tables"].items():
-        path = directory / entry["file"]
-        digest = sha256(path) if path.is_file() else "missing"
-        out.append(Check(f"checksum {entry['file']}", entry["sha256"][:16] + "…", digest[:16] + "…",
-                         digest == entry["sha256"]))
+        parts = entry["parts"] or []
+        differ = [p["file"] for p in parts if _digest(location, p["file"]) != p["sha256"]]
+        out.append(Check(f"checksum {name}", f"{len(parts)} of {len(parts)} parts as written",
+                         f"{len(parts) - len(differ)} of {len(parts)}"
+                         + (f" ({', '.join(differ[:3])}{', …' * (len(differ) > 3)} differ)" if differ else ""),
+                         bool(parts) and not differ))
         try:
             rows = files.rows(name)
             out.append(Check(f"rows {name}", f"{entry['rows']:,}", f"{rows:,}", rows == entry["rows"]))
@@ -96,15 +123,22 @@ def _integrity(directory: Path, manifest: dict, files: DatasetFiles) -> list[Che
     return out
 
 
+def _digest(location: Location, relative: str) -> str:
+    try:
+        return location.sha256(relative)
+    except OSError:
+        return "missing"
+
+
 def _completeness(files: DatasetFiles, name: str, minimum: float) -> list[Check]:
     """The worst column's non-null share, from the row groups' statistics when written."""
     f = files.file(name)
-    n = max(f.metadata.num_rows, 1)
+    n = max(f.num_rows, 1)
     worst, worst_column = 1.0, None
     for index, field in enumerate(f.schema_arrow):
         nulls = 0
-        for i in range(f.metadata.num_row_groups):
-            st = f.metadata.row_group(i).column(index).statistics
+        for part, i in f.row_groups():
+            st = part.metadata.row_group(i).column(index).statistics
             if st is None or not st.has_null_count:
                 nulls = files.own(name, field.name).null_count
                 break
@@ -124,37 +158,9 @@ def _intervened_sites(manifest: dict, program: Program) -> set[str]:
     return graph.descendants(set(intervention["do"]) | graph.reading(intervention["set"]))
 
 
-def _marginals(files: DatasetFiles, program: Program, config, tolerances: dict,
-               intervened: set[str]) -> list[Check]:
-    sites = {(t.table.name, c.name): c.site for t in program.tables for c in t.columns}
-    out = []
-    for m in config.model.MARGINALS:
-        table, column, level = parse_column(m.column)
-        target = config.get(m.target)
-        for lvl, expected in (target.items() if isinstance(target, dict) else [(level, target)]):
-            name = f"marginal {table}.{column}" + (f"={lvl}" if lvl else "") + (f" among {m.among}" if m.among else "")
-            if sites.get((table, column)) in intervened:
-                out.append(not_applicable(name, f"{expected:.2%}", "moved by the intervention "
-                                                                    + files.manifest["intervention"]["name"]))
-            else:
-                out += guarded(name, f"{expected:.2%}", lambda: [
-                    _marginal(files, m, name, lvl, expected, tolerances[m.tolerance])])
-    return out
-
-
-def _marginal(files: DatasetFiles, m, name: str, level: str | None, expected: float, tolerance: float) -> Check:
+def _tally(files: DatasetFiles, m) -> Tally:
     table, column, _ = parse_column(m.column)
-    values = files.own(table, column, keep=True)
-    if m.among:
-        values = pc.filter(values, files.column(table, m.among))
-    n = len(values)
-    if n == 0:  # e.g. severities in a world where no PR regresses
-        return not_applicable(name, f"{expected:.2%}", f"no rows where {m.among}")
-    observed = true_count(values.combine_chunks(), level) / n
-    se = math.sqrt(max(expected * (1 - expected), 1e-12) / n)
-    allowed = max(tolerance, 4 * se)
-    return Check(name, f"{expected:.2%} ± {allowed:.2%}", f"{observed:.2%}", abs(observed - expected) <= allowed,
-                 observed, float(expected))
+    return tally(files.own(table, column, keep=True), files.column(table, m.among) if m.among else None)
 
 
 def _shapes(files: DatasetFiles, model, max_distance: float) -> list[Check]:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from causalsynth.errors import ConfigError
 
@@ -81,8 +80,7 @@ def read_cases(source) -> Cases:
     where = pd.DataFrame({"case": case_of.reindex(svc.run_id).to_numpy(),
                           "service": pd.Categorical(svc.service_name.astype(str), services).codes},
                          index=svc.service_metric_id.to_numpy())
-    path = ds.directory / ds.manifest["tables"]["service_timeseries"]["file"]
-    for batch in pq.ParquetFile(path).iter_batches(columns=["service_metric_id", "tick_index", *METRICS]):
+    for batch in _batches(ds, "service_timeseries", ["service_metric_id", "tick_index", *METRICS]):
         frame = batch.to_pandas()
         frame = frame[frame.service_metric_id.isin(where.index)]
         at = where.loc[frame.service_metric_id.to_numpy()]
@@ -94,6 +92,11 @@ def read_cases(source) -> Cases:
                  onset_s=runs.fault_onset_s.to_numpy(np.float64),
                  root=pd.Categorical(runs.root_cause_service.astype(str), services).codes.astype(int),
                  kind=runs.fault_kind.astype(str).to_numpy())
+
+
+def _batches(ds, table: str, columns: list[str]):
+    for part in ds.parts[table]:
+        yield from ds.location.parquet(part["file"]).iter_batches(columns=columns)
 
 
 def _split(cases: Cases, first_after: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""A dataset's Parquet files as `validate` reads them: a column, or a row group, at a time.
+"""A dataset's Parquet parts as `validate` reads them: a column, or a few row groups, at a time.
 
 Holding a few columns in memory, never whole tables, keeps validation's
 memory bounded as datasets grow. A table that cannot be read raises
@@ -9,7 +9,6 @@ reported as not run instead of vanishing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from causalsynth.store import Location
 
 
 # Rows per chunk when streaming a table: large enough that per-chunk overheads
@@ -69,23 +70,42 @@ def as_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray | pd.Categorical:
     return values.to_numpy(zero_copy_only=False)
 
 
-class DatasetFiles:
-    """The dataset's Parquet files, opened lazily, with whole columns cached on request."""
+class PartedTable:
+    """One table's part files, read as one table in row order."""
 
-    def __init__(self, directory: Path, manifest: dict[str, Any]):
-        self.directory, self.manifest = directory, manifest
-        self._files: dict[str, pq.ParquetFile | UnreadableTable] = {}
+    def __init__(self, files: list[pq.ParquetFile]):
+        self.files = files
+        self.num_rows = sum(f.metadata.num_rows for f in files)
+        self.schema_arrow = files[0].schema_arrow
+
+    def row_groups(self) -> Iterator[tuple[pq.ParquetFile, int]]:
+        for f in self.files:
+            for i in range(f.metadata.num_row_groups):
+                yield f, i
+
+    def read(self, columns: list[str]) -> pa.Table:
+        return pa.concat_tables([f.read(columns=columns) for f in self.files])
+
+
+class DatasetFiles:
+    """The dataset's tables, their parts opened lazily, with whole columns cached on request."""
+
+    def __init__(self, location: Location, manifest: dict[str, Any]):
+        self.location, self.manifest = location, manifest
+        self._files: dict[str, PartedTable | UnreadableTable] = {}
         self._columns: dict[tuple[str, str], Any] = {}
 
-    def file(self, name: str) -> pq.ParquetFile:
+    def file(self, name: str) -> PartedTable:
         if name not in self._files:
-            path = self.directory / self.manifest["tables"][name]["file"]
+            files, parts = [], self.manifest["tables"][name]["parts"] or []
             try:
-                f = pq.ParquetFile(path)
-                f.schema_arrow  # noqa: B018 - parse the footer now: a truncated file is unreadable
-                self._files[name] = f
+                for part in parts:
+                    where = part["file"]
+                    files.append(self.location.parquet(where))
+                    files[-1].schema_arrow  # noqa: B018 - parse the footer now: a truncated file is unreadable
+                self._files[name] = PartedTable(files) if files else UnreadableTable(name, "no parts")
             except (OSError, pa.ArrowException) as exc:
-                self._files[name] = UnreadableTable(name, f"{path.name}: {exc}")
+                self._files[name] = UnreadableTable(name, f"{where}: {exc}")
         found = self._files[name]
         if isinstance(found, UnreadableTable):
             raise found
@@ -99,7 +119,7 @@ class DatasetFiles:
         return True
 
     def rows(self, name: str) -> int:
-        return self.file(name).metadata.num_rows
+        return self.file(name).num_rows
 
     def key(self, name: str) -> str:
         return self.manifest["tables"][name]["key"]
@@ -132,19 +152,19 @@ class DatasetFiles:
     def chunks(self, name: str, columns: list[str]) -> Iterator[tuple[int, pa.Table]]:
         """(first row, rows) of consecutive chunks of whole row groups, about ``CHUNK_ROWS`` rows each,
         with ``columns``."""
-        f, offset = self.file(name), 0
-        groups: list[int] = []
-        for i in range(f.metadata.num_row_groups):
-            groups.append(i)
-            rows = sum(f.metadata.row_group(g).num_rows for g in groups)
-            if rows >= CHUNK_ROWS or i == f.metadata.num_row_groups - 1:
+        offset, groups, rows = 0, [], 0
+        everything = list(self.file(name).row_groups())
+        for n, (f, i) in enumerate(everything):
+            groups.append((f, i))
+            rows += f.metadata.row_group(i).num_rows
+            if rows >= CHUNK_ROWS or n == len(everything) - 1:
                 try:
-                    chunk = f.read_row_groups(groups, columns=columns)
+                    chunk = pa.concat_tables([f.read_row_group(g, columns=columns) for f, g in groups])
                 except (OSError, pa.ArrowException) as exc:
-                    raise UnreadableTable(name, f"row groups {groups[0]}-{groups[-1]}: {exc}") from None
+                    raise UnreadableTable(name, f"rows {offset:,}-{offset + rows:,}: {exc}") from None
                 yield offset, chunk
                 offset += chunk.num_rows
-                groups = []
+                groups, rows = [], 0
 
     def rows_of(self, table: str, ancestor: str, fk: np.ndarray) -> np.ndarray:
         """Row of ``ancestor`` above each row whose parent key is ``fk`` (-1 where none)."""

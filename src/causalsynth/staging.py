@@ -1,9 +1,13 @@
 """All-or-nothing output directories.
 
-A dataset is written into a hidden staging directory beside its target and
-renamed into place only when complete (a rename within one filesystem is
+A local dataset is written into a hidden staging directory beside its target
+and renamed into place only when complete (a rename within one filesystem is
 atomic). Any failure, Ctrl-C included, removes the staging directory and any
 parent directories this run created, so nothing half-written is ever left.
+
+Object stores have no rename. There a dataset is its manifest: the parts are
+written to their final keys, the manifest last, so nothing is a dataset until
+it is complete; a failure removes what the job wrote.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from causalsynth.errors import OutputError
+from causalsynth.errors import OutputError, one_line
+from causalsynth.store import Location, locate
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -127,6 +132,47 @@ def _publish(staging: Path, out: Path) -> None:
         raise
     finally:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_location(out: str | Path, *, force: bool = False) -> Iterator[Location]:
+    """Yield where a dataset's files go; they become the dataset at ``out`` when the block exits cleanly.
+
+    ``out`` is a local path (staged, then renamed) or an fsspec URL. An
+    object-store prefix that holds anything is refused unless ``force``; with
+    ``force`` its old dataset is removed first, manifest before parts, since
+    an object store cannot swap two prefixes atomically.
+    """
+    location = locate(out)
+    if location.local:
+        with staged_directory(location.path, force=force) as staging:
+            yield locate(staging)
+        return
+    _clear_remote(location, force)
+    try:
+        yield location
+    except BaseException:
+        try:
+            if location.exists():
+                location.fs.rm(location.root, recursive=True)
+        except OSError:
+            pass  # the failure that brought us here is the one to report
+        raise
+
+
+def _clear_remote(location: Location, force: bool) -> None:
+    bucket = location.root.split("/", 1)[0]
+    try:
+        if not location.fs.exists(bucket):
+            raise OutputError(f"--out {location.url}: bucket {bucket} does not exist")
+        if location.exists() and location.fs.ls(location.root):
+            if not force:
+                raise OutputError(f"--out {location.url}: is not empty; pass --force to replace it")
+            if location.exists("manifest.json"):
+                location.fs.rm(location.join("manifest.json"))
+            location.fs.rm(location.root, recursive=True)
+    except OSError as exc:
+        raise OutputError(f"--out {location.url}: cannot be written: {one_line(exc)}") from None
 
 
 def check_output_file(path: str | Path, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:

@@ -1,17 +1,16 @@
-"""Output formats behind one interface.
+"""Databases as a dataset job sees them, behind one interface.
 
-A dataset job opens every sink with the tables' specs, streams each block's
-record batches to all of them, closes them (data complete), builds the
-manifest, and then commits them, or aborts them all if anything failed. A
-sink makes nothing visible before ``commit``: the Parquet sink writes into a
-staging directory that the job publishes; the SQL sink loads inside one
-transaction.
+A job opens the sink with the tables' specs, streams record batches to it
+(each block's as it is sampled, or every part once a cluster wrote them),
+closes it (data complete), builds the manifest, and then commits it, or
+aborts it if anything failed. A sink makes nothing visible before
+``commit``: the SQL sink loads inside one transaction. (Parquet parts are
+written by ``causalsynth.store``, block by block, wherever the block runs.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
@@ -35,8 +34,8 @@ class Sink(Protocol):
     def write(self, table: str, batch: pa.RecordBatch) -> None:
         """Append one batch of rows (of the table's schema) to ``table``."""
 
-    def close(self) -> dict[str, Path]:
-        """Finish the data; return the file written for each table, if any."""
+    def close(self) -> None:
+        """Finish the data (keys, indexes)."""
 
     def commit(self, manifest: bytes) -> None:
         """Make the data visible, recorded under this manifest."""

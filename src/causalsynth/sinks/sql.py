@@ -341,7 +341,7 @@ class SqlSink:
         except self._errors() as exc:
             raise DatabaseError(f"--db {masked(self.url)}: loading {table} failed: {_cause(exc)}") from None
 
-    def close(self) -> dict[str, Path]:
+    def close(self) -> None:
         run = self.session.execute
         try:
             for name in self.specs:
@@ -357,7 +357,6 @@ class SqlSink:
                     run(f"ANALYZE {self._quoted(name)}")
         except self._errors() as exc:
             raise DatabaseError(f"--db {masked(self.url)}: constraints failed: {_cause(exc)}") from None
-        return {}
 
     def commit(self, manifest: bytes) -> None:
         import hashlib

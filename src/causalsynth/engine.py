@@ -1,0 +1,202 @@
+"""Blocks as units of work: sample, tabulate, write one part file per table, count.
+
+A block's part files are a function of (config, parameters, seed, block
+index) alone, so a dataset's bytes are the same whether its blocks run in
+one process or are spread over a cluster, in any order. ``run_local``
+pipelines the blocks in this process: while a block is sampled (XLA's
+threads), the previous one is tabulated, and the one before that is written
+by a writer thread. ``run_on_dask`` submits each block as a task to a Dask
+cluster whose workers write their parts themselves and return only their
+manifest entries and counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from causalsynth.errors import ConfigError
+from causalsynth.marginals import Tally, parse_column, tally
+from causalsynth.params import Params
+from causalsynth.program import Program
+from causalsynth.sampling import Block, sample_blocks
+from causalsynth.store import Location, write_part
+from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
+
+# Blocks tabulated but not yet written, at most: bounds memory to a few blocks whatever N.
+WRITE_AHEAD = 2
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """Everything a process needs to produce any block of one dataset: plain data, cheap to ship."""
+
+    config: dict[str, Any]  # the resolved config (its structure; the parameters are below)
+    params: Params          # calibrated and shifted: calibration is solved once, by the client
+    do: dict[str, float]    # encoded hard interventions
+    seed: int
+    n_prs: int
+    out: Location | None    # where the parts go (None: no files, e.g. a database only)
+    cache_dir: str | None   # the client's compilation cache, reused by workers on its machine
+
+
+@dataclass
+class Counts:
+    """Rows per table and a tally of each of the model's marginals, summed over blocks."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    tallies: dict[str, Tally] = field(default_factory=dict)  # keyed by ``tally_key``
+
+    def add(self, other: Counts) -> None:
+        for table, n in other.rows.items():
+            self.rows[table] = self.rows.get(table, 0) + n
+        for key, (hits, n) in other.tallies.items():
+            mine, total = self.tallies.get(key, ({}, 0))
+            self.tallies[key] = ({k: mine.get(k, 0) + hits.get(k, 0) for k in mine | hits}, total + n)
+
+    def tally(self, m) -> Tally:
+        return self.tallies[tally_key(m)]
+
+
+def tally_key(m) -> str:
+    return f"{m.column}|{m.among or ''}"
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    index: int
+    parts: dict[str, dict[str, Any]]  # table -> {file, rows, sha256}
+    counts: Counts
+
+    @property
+    def n_rows(self) -> int:
+        return sum(self.counts.rows.values())
+
+
+def count(program: Program, batches: dict[str, pa.RecordBatch]) -> Counts:
+    """The rows of each table and a tally of each of the model's marginals."""
+    counts = Counts(rows={t: b.num_rows for t, b in batches.items()})
+    for m in program.model.MARGINALS:
+        table, column, _ = parse_column(m.column)
+        rows = batches[table]
+        counts.tallies[tally_key(m)] = tally(rows.column(column), rows.column(m.among) if m.among else None)
+    return counts
+
+
+class _Tables:
+    """What tabulating needs beside a block, derived once per program."""
+
+    def __init__(self, program: Program):
+        self.program = program
+        self.start_ms = start_epoch_ms(program.config.sampling["start"])
+        self.schemas = schemas(program)
+
+    def batches(self, block: Block) -> dict[str, pa.RecordBatch]:
+        return tabulate(self.program, block, self.start_ms, self.schemas)
+
+
+def _write(out: Location | None, index: int, batches: dict[str, pa.RecordBatch]) -> dict[str, dict[str, Any]]:
+    if out is None:
+        return {}
+    return {table: write_part(out, table, index, batch) for table, batch in batches.items()}
+
+
+def run_local(job: BlockJob, program: Program, indices: list[int],
+              on_batches: Callable[[dict[str, pa.RecordBatch]], None] = lambda batches: None,
+              checkpoint: Callable[[], None] = lambda: None) -> Iterator[BlockResult]:
+    """The blocks ``indices`` in this process, in that order; ``on_batches`` sees each block's
+    batches in order (a database sink), before its parts are written."""
+    tables = _Tables(program)
+    with ThreadPoolExecutor(1, thread_name_prefix="causalsynth-writer") as writer:
+        pending: deque = deque()
+        try:
+            for block in sample_blocks(program, job.params, job.seed, job.n_prs, indices, job.do):
+                batches = tables.batches(block)
+                on_batches(batches)
+                counts = count(program, batches)
+                pending.append((block.index, counts, writer.submit(_write, job.out, block.index, batches)))
+                checkpoint()
+                while len(pending) > WRITE_AHEAD:
+                    yield _finished(pending.popleft())
+            while pending:
+                yield _finished(pending.popleft())
+        finally:
+            for *_, future in pending:
+                future.cancel()
+
+
+def _finished(entry) -> BlockResult:
+    index, counts, future = entry
+    return BlockResult(index, future.result(), counts)
+
+
+# --- on a cluster -------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def _worker_program(config_json: str, cache_dir: str | None) -> tuple[Program, _Tables]:
+    """This worker's compiled program for a config: traced and compiled once per process."""
+    from causalsynth import cache
+    from causalsynth.config import load_config
+
+    if cache_dir is not None:
+        cache.enable(cache_dir)
+    program = Program(load_config(data=json.loads(config_json)))
+    return program, _Tables(program)
+
+
+def run_block(job: BlockJob, index: int) -> BlockResult:
+    """One block, start to finish, on whichever process runs it (a cluster's task)."""
+    program, tables = _worker_program(json.dumps(job.config, sort_keys=True), job.cache_dir)
+    block = next(sample_blocks(program, job.params, job.seed, job.n_prs, [index], job.do))
+    batches = tables.batches(block)
+    return BlockResult(index, _write(job.out, index, batches), count(program, batches))
+
+
+def run_on_dask(job: BlockJob, indices: list[int], *, workers: int | None = None,
+                scheduler: str | None = None, on_connected: Callable[[str], None] = lambda where: None,
+                checkpoint: Callable[[], None] = lambda: None) -> Iterator[BlockResult]:
+    """The blocks ``indices`` as tasks on a Dask cluster, yielded as they finish (in any order).
+
+    ``workers``: start a local cluster of that many single-threaded worker
+    processes for this job; ``scheduler``: the address of a running one.
+    Dask reruns a block whose worker died (its bytes are the same the second
+    time); a block that fails for good fails the job, and its other blocks are
+    cancelled.
+    """
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError("--workers/--scheduler need Dask's distributed scheduler: "
+                          "pip install 'causalsynth[cluster]'") from None
+    cluster = None
+    try:
+        if scheduler is None:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+        try:
+            client = Client(scheduler or cluster, timeout="30s")
+        except OSError as exc:
+            raise ConfigError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+        with client:
+            on_connected(scheduler or f"a local cluster of {workers} workers")
+            token = uuid.uuid4().hex
+            shipped = client.scatter(job, broadcast=True, hash=False)
+            futures = [client.submit(run_block, shipped, i, key=f"causalsynth-block-{i}-{token}", pure=False)
+                       for i in indices]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+                    checkpoint()
+            finally:
+                client.cancel(futures)
+    finally:
+        if cluster is not None:
+            cluster.close()
