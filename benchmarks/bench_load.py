@@ -84,10 +84,10 @@ def main() -> None:
         sink.open(specs)
         ours = {}
         for spec in specs:
-            file = pq.ParquetFile(dataset / f"{spec.name}.parquet")
+            parts = sorted((dataset / spec.name).glob("part-*.parquet"))
             started = time.perf_counter()
-            for group in range(file.metadata.num_row_groups):
-                for batch in file.read_row_group(group).to_batches(max_chunksize=500_000):
+            for part in parts:
+                for batch in pq.read_table(part).to_batches(max_chunksize=500_000):
                     sink.write(spec.name, batch)
             ours[spec.name] = time.perf_counter() - started
         started = time.perf_counter()
@@ -106,7 +106,7 @@ def main() -> None:
         env = dict(os.environ, PGPASSWORD=parsed.password or "")
         for spec in specs:
             csv = work / f"{spec.name}.csv"
-            pacsv.write_csv(pq.read_table(dataset / f"{spec.name}.parquet"), csv,
+            pacsv.write_csv(pq.read_table(dataset / spec.name), csv,
                             pacsv.WriteOptions(include_header=False, quoting_style="needed"))
             started = time.perf_counter()
             subprocess.run(["psql", "-q", "-h", parsed.host, "-p", str(parsed.port), "-U", parsed.username,

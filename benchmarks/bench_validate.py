@@ -46,7 +46,7 @@ print(json.dumps({"inner": t2 - t1, "checks": len(checks), "passed": all(c.passe
 """
 READ_ALL = """
 import sys, pathlib, pyarrow.parquet as pq
-for path in sorted(pathlib.Path(sys.argv[1]).glob("*.parquet")):
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*/part-*.parquet")):
     pq.read_table(path)
 """
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from causalsynth.config import load_config
 from causalsynth.program import Program
-from causalsynth.sinks.parquet import COMPRESSION, COMPRESSION_LEVEL
+from causalsynth.store import COMPRESSION, COMPRESSION_LEVEL
 from causalsynth.tabulate import schemas
 
 STEPS_PER_FLOW = 8  # the default model's mean

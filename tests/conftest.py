@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import jax
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -29,12 +32,39 @@ def compilation_cache(tmp_path_factory):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def part_path(directory: Path, table: str, index: int = 0) -> Path:
+    """The file of ``table``'s part ``index`` (a small test dataset has one block: part 0)."""
+    return Path(directory) / table / f"part-{index:06d}.parquet"
+
+
+def record_part(directory: Path, table: str, index: int = 0) -> None:
+    """Record part ``index`` of ``table`` as it now is (its checksum and rows) in the manifest, as a
+    pipeline that post-processes a dataset would."""
+    path = part_path(directory, table, index)
+    manifest = json.loads((Path(directory) / "manifest.json").read_text())
+    entry = manifest["tables"][table]
+    rows = pq.ParquetFile(path).metadata.num_rows
+    entry["rows"] += rows - entry["parts"][index]["rows"]
+    entry["parts"][index].update(sha256=sha256(path), rows=rows)
+    (Path(directory) / "manifest.json").write_text(json.dumps(manifest))
+
+
+def read_table(directory: Path, table: str, columns: list[str] | None = None) -> pa.Table:
+    """One table, every part in row order."""
+    parts = read_manifest(directory)["tables"][table]["parts"]
+    return pa.concat_tables([pq.read_table(Path(directory) / p["file"], columns=columns) for p in parts])
+
+
 def read_tables(directory: Path) -> dict[str, pd.DataFrame]:
     """Every table of a dataset as a DataFrame (categories as plain strings)."""
     manifest = read_manifest(directory)
     frames = {}
-    for name, entry in manifest["tables"].items():
-        frame = pq.read_table(directory / entry["file"]).to_pandas()
+    for name in manifest["tables"]:
+        frame = read_table(directory, name).to_pandas()
         for column in frame.columns:
             if isinstance(frame[column].dtype, pd.CategoricalDtype):
                 frame[column] = frame[column].astype(str)
@@ -97,6 +127,22 @@ def postgres_admin_url():
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """An S3 endpoint (moto's server, started for this session); S3 clients in this process and in
+    processes it starts (Dask workers) find it through the standard AWS environment variables."""
+    from s3_server import S3Server
+
+    server = S3Server()
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in server.start().items():
+            env.setenv(key, value)
+        try:
+            yield server.url
+        finally:
+            server.stop()
 
 
 @pytest.fixture

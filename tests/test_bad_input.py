@@ -156,6 +156,9 @@ CONFIG_CASES = [
     ("if-exists", ["--db", "sqlite:///{tmp}/x.db", "--if-exists", "sometimes"],
      ("--if-exists sometimes", "fail, replace, append")),
     ("schema-on-sqlite", ["--db", "sqlite:///{tmp}/x.db", "--schema", "s"], ("--schema s", "SQLite has no schemas")),
+    ("out-unknown-url", ["--out", "nosuchscheme://bucket/ds"], ("nosuchscheme://bucket/ds", "no filesystem for this URL")),
+    ("workers-zero", ["--workers", "0"], ("--workers: must be at least 1, got 0",)),
+    ("workers-and-scheduler", ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], ("give one of them",)),
     # --do, before the model is compiled
     ("do-without-equals", ["--do", "has_performance_regression"], ("--do 'has_performance_regression'", "SITE=VALUE")),
     ("do-without-site", ["--do", "=true"], ("--do '=true'", "SITE=VALUE")),
@@ -221,6 +224,11 @@ def test_unreachable_target_is_a_config_error(tmp_path):
 
 def test_sample_needs_somewhere_to_write(tmp_path):
     check_fails_cleanly(["sample", "--n-prs", "5"], ("--out DIR",), [tmp_path], early=True)
+
+
+def test_a_cluster_loading_a_database_needs_out(tmp_path):
+    check_fails_cleanly(["sample", "--n-prs", "5", "--db", f"sqlite:///{tmp_path}/x.db", "--workers", "2"],
+                        ("--db with --workers/--scheduler needs --out too",), [tmp_path], early=True)
 
 
 # --- other commands' options: refused before any work ----------------------------------------------------
@@ -293,13 +301,16 @@ def _edit_manifest(change: Callable[[dict], None]) -> Callable[[Path], None]:
     return edit
 
 
+PART = "system_runs/part-000000.parquet"
+
+
 def _truncate(ds: Path) -> None:
-    path = ds / "system_runs.parquet"
+    path = ds / PART
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def _flip_a_byte(ds: Path) -> None:
-    with open(ds / "system_runs.parquet", "r+b") as f:
+    with open(ds / PART, "r+b") as f:
         f.seek(100)
         byte = f.read(1)
         f.seek(100)
@@ -330,8 +341,12 @@ MANIFEST_DAMAGE = {
                                ("{ds}/manifest.json: seed: expected an integer, got a string",)),
     "manifest-tables-a-list": (_edit_manifest(lambda m: m.update(tables=[])),
                                ("{ds}/manifest.json: tables: expected an object",)),
-    "manifest-table-no-file": (_edit_manifest(lambda m: m["tables"]["system_runs"].pop("file")),
-                               ("{ds}/manifest.json: tables.system_runs: missing key file",)),
+    "manifest-table-no-parts": (_edit_manifest(lambda m: m["tables"]["system_runs"].pop("parts")),
+                                ("{ds}/manifest.json: tables.system_runs: missing key parts",)),
+    "manifest-part-no-sha256": (_edit_manifest(lambda m: m["tables"]["system_runs"]["parts"][0].pop("sha256")),
+                                ("{ds}/manifest.json: tables.system_runs.parts[0]: missing key sha256",)),
+    "manifest-version-1-no-file": (_edit_manifest(lambda m: m.update(format_version=1)),
+                                   ("{ds}/manifest.json: tables.pull_requests: missing keys file, sha256",)),
     "manifest-table-bad-parent": (
         _edit_manifest(lambda m: m["tables"]["system_runs"].update(parent={"table": "nope", "key": "pr_id"})),
         ("{ds}/manifest.json: tables.system_runs.parent: no table 'nope'",)),
@@ -343,13 +358,11 @@ MANIFEST_DAMAGE = {
                             ("{ds}", "regression.rate: must be a probability in [0, 1], got 3")),
 }
 TABLE_DAMAGE = {
-    "table-missing": (lambda ds: (ds / "system_runs.parquet").unlink(),
-                      ("{ds}/system_runs.parquet: missing (the manifest lists it as table system_runs)",)),
-    "table-truncated": (_truncate, ("{ds}/system_runs.parquet: not readable Parquet",)),
-    "table-not-parquet": (lambda ds: (ds / "system_runs.parquet").write_text("hello"),
-                          ("{ds}/system_runs.parquet: not readable Parquet",)),
-    "table-a-directory": (lambda ds: ((ds / "system_runs.parquet").unlink(), (ds / "system_runs.parquet").mkdir()),
-                          ("{ds}/system_runs.parquet: not a file",)),
+    "table-missing": (lambda ds: shutil.rmtree(ds / "system_runs"),
+                      ("{ds}/" + PART + ": missing (the manifest lists it as part of table system_runs)",)),
+    "part-truncated": (_truncate, ("{ds}/" + PART + ": not readable Parquet",)),
+    "part-not-parquet": (lambda ds: (ds / PART).write_text("hello"), ("{ds}/" + PART + ": not readable Parquet",)),
+    "part-a-directory": (lambda ds: ((ds / PART).unlink(), (ds / PART).mkdir()), ("{ds}/" + PART + ": not a file",)),
 }
 READERS = {
     "validate": ["validate", "{ds}", "--json", "{tmp}/checks.json"],
@@ -374,7 +387,7 @@ def _dataset_cases():
                 continue
             yield pytest.param(make, args, expected, True, id=f"{reader}-{damage}")
     # Found by hashing the files against the manifest, a stage load shows as it goes.
-    yield pytest.param(_flip_a_byte, READERS["load"], ("{ds}/system_runs.parquet: changed since it was written",),
+    yield pytest.param(_flip_a_byte, READERS["load"], ("{ds}/" + PART + ": changed since it was written",),
                        False, id="load-table-changed")
 
 

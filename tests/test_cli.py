@@ -32,7 +32,8 @@ def test_sample_writes_tables_manifest_and_summary(tmp_path):
     result = run("sample", "--n-prs", "40", "--out", str(out), "--seed", "3", "--set", SMALL_BLOCKS,
                  "--runs-per-pr", "10", "--flows-per-run", "2")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{t}.parquet" for t in TABLES] + ["manifest.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*TABLES, "manifest.json"])
+    assert all(sorted(p.name for p in (out / t).iterdir()) == ["part-000000.parquet"] for t in TABLES)
     manifest = read_manifest(out)
     rows = {name: t["rows"] for name, t in manifest["tables"].items()}
     assert rows["system_runs"] == 400 and rows["service_metrics"] == 2_000 and rows["ecommerce_flows"] == 800
@@ -130,8 +131,8 @@ def test_ctrl_c_from_any_directory_leaves_nothing(tmp_path):
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        staged = [p for p in tmp_path.glob(".ds.*.partial") if any(p.glob("*.parquet"))]
-        if staged and any(f.stat().st_size > 0 for f in staged[0].glob("*.parquet")):
+        staged = [p for p in tmp_path.glob(".ds.*.partial") if any(p.glob("*/*.parquet"))]
+        if staged:
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()

@@ -10,11 +10,11 @@ from causalsynth.dataset import read_manifest, sample_dataset
 from causalsynth.program import Program
 from causalsynth.sampling import calibrate, sample_blocks, with_intercepts
 from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
-from conftest import TABLES, read_tables
+from conftest import TABLES, read_tables, sha256
 
 
 def checksums(directory):
-    return {name: t["sha256"] for name, t in read_manifest(directory)["tables"].items()}
+    return {name: [p["sha256"] for p in t["parts"]] for name, t in read_manifest(directory)["tables"].items()}
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path, small_config):
@@ -25,8 +25,8 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path, small_config):
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
     assert all(a[t] != c[t] for t in TABLES)
     # the recorded checksums are those of the files
-    from causalsynth.dataset import sha256
-    assert all(sha256(tmp_path / "a" / f"{t}.parquet") == a[t] for t in TABLES)
+    parts = read_manifest(tmp_path / "a")["tables"]
+    assert all(sha256(tmp_path / "a" / p["file"]) == p["sha256"] for t in TABLES for p in parts[t]["parts"])
 
 
 def test_first_n_prs_of_a_larger_dataset_are_the_n_pr_dataset(tmp_path, small_config):

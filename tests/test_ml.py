@@ -16,9 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.dataset import sample_dataset, sha256
+from causalsynth.dataset import sample_dataset
 from causalsynth.evaluation import evaluate
 from causalsynth.ml import FORMATS, Dataset, check_leakage, export, task_view
+from conftest import sha256
 from tolerance import Z, assert_share, assert_within, cluster_se
 
 runner = CliRunner()
@@ -280,13 +281,14 @@ def _rewritten(source, out, table: str, column: str, values) -> Path:
     shutil.copytree(source, out, ignore=shutil.ignore_patterns("ml", "ml-*", "evaluation.json"))
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["tables"][table]
-    path = out / entry["file"]
+    (part,) = entry["parts"]
+    path = out / part["file"]
     data = pq.read_table(path)
     i = data.schema.get_field_index(column)
     field = data.schema.field(i)
     new = np.asarray(values(data.to_pandas())).astype(field.type.to_pandas_dtype())
     pq.write_table(data.set_column(i, field, pa.array(new, field.type)), path)
-    entry.update(sha256=sha256(path), rows=data.num_rows)
+    part.update(sha256=sha256(path), rows=data.num_rows)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 

@@ -12,6 +12,7 @@ from numpyro import handlers
 from causalsynth.config import load_config
 from causalsynth.program import Program
 from causalsynth.sampling import block_key
+from conftest import part_path
 
 CONTRACT = {
     "pull_requests": {
@@ -64,7 +65,7 @@ def _type_family(t: pa.DataType) -> str:
 
 @pytest.mark.parametrize("table", CONTRACT)
 def test_data_contract(dataset_20k, table):
-    schema = pq.read_schema(dataset_20k / f"{table}.parquet")
+    schema = pq.read_schema(part_path(dataset_20k, table))
     for column, family in CONTRACT[table].items():
         assert column in schema.names, column
         actual = _type_family(schema.field(column).type)

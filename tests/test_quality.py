@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from causalsynth.cli import app
 from causalsynth.config import load_config
-from causalsynth.dataset import sample_dataset, sha256
+from causalsynth.dataset import sample_dataset
 from causalsynth.quality import validate_dataset
-from conftest import SMALL_BLOCKS
+from conftest import SMALL_BLOCKS, part_path, record_part, sha256
 
 runner = CliRunner()
 
@@ -41,7 +41,7 @@ def test_default_dataset_validates(dataset_20k, tmp_path):
     report = json.loads((tmp_path / "v.json").read_text())
     assert report["passed"] and len(report["checks"]) > 150
     by_name = {c["check"]: c for c in report["checks"]}
-    for expected in ("checksum flow_steps.parquet", "rows flow_steps", "completeness flow_steps",
+    for expected in ("checksum flow_steps", "rows flow_steps", "completeness flow_steps",
                      "schema flow_steps", "unique key flow_steps.step_id", "keys as written pull_requests.pr_id",
                      "foreign key flow_steps.flow_id → ecommerce_flows", "parent as written flow_steps.flow_id",
                      "rows per parent system_runs → service_metrics", "rows per parent ecommerce_flows → flow_steps",
@@ -91,16 +91,14 @@ def _copy(small: Path, tmp_path: Path) -> Path:
 def rewrite(directory: Path, table: str, change) -> None:
     """Rewrite ``table`` as ``change(frame)`` (a DataFrame, categories as pandas categoricals)
     with its schema, and update the manifest's checksum and row count to match."""
-    path = directory / f"{table}.parquet"
+    path = part_path(directory, table)
     original = pq.read_table(path)
     if getattr(change, "on_arrow", False):  # pandas would write a NaN as a null
         changed = change(original)
     else:
         changed = pa.Table.from_pandas(change(original.to_pandas()), schema=original.schema, preserve_index=False)
     pq.write_table(changed, path)
-    manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["tables"][table].update(sha256=sha256(path), rows=changed.num_rows)
-    (directory / "manifest.json").write_text(json.dumps(manifest))
+    record_part(directory, table)
 
 
 def _with(frame: pd.DataFrame, column: str, rows, value) -> pd.DataFrame:
@@ -218,7 +216,7 @@ def test_corruption_fails_the_check_that_names_it(small, tmp_path, case):
 
 def test_converted_without_payment_breaks_the_funnel(small, tmp_path):
     copy = _copy(small, tmp_path)
-    steps = pq.read_table(copy / "flow_steps.parquet", columns=["flow_id", "step_type", "success"]).to_pandas()
+    steps = pq.read_table(part_path(copy, "flow_steps"), columns=["flow_id", "step_type", "success"]).to_pandas()
     rewrite(copy, "ecommerce_flows", _convert_unpaid(steps))
     checks = {c.check: c for c in validate_dataset(copy)}
     funnel = checks["identity ecommerce_flows: converted exactly when paid and confirmed"]
@@ -227,10 +225,10 @@ def test_converted_without_payment_breaks_the_funnel(small, tmp_path):
 
 def test_a_truncated_file_is_reported_and_its_checks_not_dropped(small, tmp_path):
     copy = _copy(small, tmp_path)
-    path = copy / "flow_steps.parquet"
+    path = part_path(copy, "flow_steps")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["tables"]["flow_steps"]["sha256"] = sha256(path)
+    manifest["tables"]["flow_steps"]["parts"][0]["sha256"] = sha256(path)
     (copy / "manifest.json").write_text(json.dumps(manifest))
     intact = {c.check for c in validate_dataset(small)}
     checks = {c.check: c for c in validate_dataset(copy)}
@@ -247,11 +245,11 @@ def test_a_truncated_file_is_reported_and_its_checks_not_dropped(small, tmp_path
 @pytest.mark.parametrize("table", ["pull_requests", "system_runs", "service_metrics", "ecommerce_flows", "flow_steps"])
 def test_a_missing_table_fails_every_check_that_reads_it(small, tmp_path, table):
     copy = _copy(small, tmp_path)
-    (copy / f"{table}.parquet").unlink()
+    part_path(copy, table).unlink()
     checks = {c.check: c for c in validate_dataset(copy)}
     assert set(checks) == {c.check for c in validate_dataset(small)}
-    assert not checks[f"checksum {table}.parquet"].passed and not checks[f"rows {table}"].passed
-    assert checks[f"schema {table}"].observed.startswith("not run: ") and f"{table}.parquet" in checks[
+    assert not checks[f"checksum {table}"].passed and not checks[f"rows {table}"].passed
+    assert checks[f"schema {table}"].observed.startswith("not run: ") and f"{table}/part-000000.parquet" in checks[
         f"schema {table}"].observed
     result = runner.invoke(app, ["validate", str(copy)])
     assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
@@ -259,20 +257,20 @@ def test_a_missing_table_fails_every_check_that_reads_it(small, tmp_path, table)
 
 def test_flipped_byte_fails_the_checksum(small, tmp_path):
     copy = _copy(small, tmp_path)
-    path = copy / "system_runs.parquet"
+    path = part_path(copy, "system_runs")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    assert "checksum system_runs.parquet" in failed(copy)
+    assert "checksum system_runs" in failed(copy)
     assert runner.invoke(app, ["validate", str(copy)]).exit_code == 1
 
 
 def test_deleted_child_rows_fail_the_row_count(small, tmp_path):
     copy = _copy(small, tmp_path)
-    path = copy / "flow_steps.parquet"
+    path = part_path(copy, "flow_steps")
     pq.write_table(pq.read_table(path).slice(0, 10), path)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["tables"]["flow_steps"]["sha256"] = sha256(path)  # the checksum, not the row count
+    manifest["tables"]["flow_steps"]["parts"][0]["sha256"] = sha256(path)  # the checksum, not the row count
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert "rows flow_steps" in failed(copy)
 
@@ -293,11 +291,10 @@ def test_nulls_above_one_percent(small, tmp_path):
         index = t.schema.get_field_index("cpu_usage")
         return t.set_column(index, t.schema.field(index).with_nullable(True), pa.array(values, mask=mask))
 
-    path = copy / "system_runs.parquet"
-    pq.write_table(holes(pq.read_table(path)), path)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["tables"]["system_runs"]["sha256"] = sha256(path)
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    for part in range(3):  # every block's part: 2 % of the table
+        path = part_path(copy, "system_runs", part)
+        pq.write_table(holes(pq.read_table(path)), path)
+        record_part(copy, "system_runs", part)
     assert "completeness system_runs" in failed(copy)
 
 
@@ -308,13 +305,13 @@ def test_unreadable_dataset_exits_2(tmp_path):
 
 def test_an_unreadable_table_does_not_hide_the_next_tables_checks(small, tmp_path):
     copy = _copy(small, tmp_path)
-    path = copy / "system_runs.parquet"
+    path = part_path(copy, "system_runs")
     data = bytearray(path.read_bytes())
     data[4:len(data) // 2] = bytes(len(data) // 2 - 4)  # data pages zeroed, footer intact
     path.write_bytes(bytes(data))
     checks = {c.check: c for c in validate_dataset(copy)}
     assert set(checks) == {c.check for c in validate_dataset(small)}
-    assert not checks["checksum system_runs.parquet"].passed
+    assert not checks["checksum system_runs"].passed
     assert checks["completeness flow_steps"].passed and checks["foreign key flow_steps.flow_id → ecommerce_flows"].passed
     # Checks that read system_runs' rows are reported as not run, not dropped.
     assert checks["identity system_runs: rates sum to 1"].observed.startswith("not run")

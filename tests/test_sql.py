@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.dataset import load_dataset, read_manifest, sample_dataset, sha256
+from causalsynth.dataset import load_dataset, read_manifest, sample_dataset
 from causalsynth.errors import CausalsynthError
-from conftest import SMALL_BLOCKS, TABLES, read_tables
+from conftest import SMALL_BLOCKS, TABLES, part_path, read_tables, record_part, sha256
 
 runner = CliRunner()
 FKS = {"system_runs": ("pr_id", "pull_requests"), "service_metrics": ("run_id", "system_runs"),
@@ -140,11 +140,11 @@ def _corrupt_last_table(dataset: Path, target: Path) -> Path:
     import shutil
 
     shutil.copytree(dataset, target)
-    path = target / "flow_steps.parquet"
+    path = part_path(target, "flow_steps")
     table = pq.read_table(path)
     pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)
+    record_part(target, "flow_steps")
     manifest = json.loads((target / "manifest.json").read_text())
-    manifest["tables"]["flow_steps"]["sha256"] = sha256(path)
     manifest["seed"] = -1  # another dataset, as far as the registry knows
     (target / "manifest.json").write_text(json.dumps(manifest))
     return target
@@ -221,7 +221,7 @@ def test_changed_file_is_refused(dataset, tmp_path):
 
     copy = tmp_path / "ds"
     shutil.copytree(dataset, copy)
-    with open(copy / "pull_requests.parquet", "r+b") as f:
+    with open(part_path(copy, "pull_requests"), "r+b") as f:
         f.seek(100)
         byte = f.read(1)
         f.seek(100)

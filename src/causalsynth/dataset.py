@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +23,7 @@ import jax
 import pyarrow as pa
 
 from causalsynth.config import MAX_SEED, Config, load_config
-from causalsynth.engine import BlockJob, BlockResult, Counts, run_local, run_on_dask
+from causalsynth.engine import BlockJob, BlockResult, Counts, dask_client, run_local, run_on_dask
 from causalsynth.errors import ConfigError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.interventions import Intervention, encode_do, soft_overrides
@@ -151,10 +151,13 @@ def sample_dataset(
     if db is not None:
         check_options(db, db_schema, if_exists)
     check_cluster(workers, scheduler, out, db)
-    on_cluster = workers is not None or scheduler is not None
     progress = progress or Progress()
     with ExitStack() as stack:
         target = None if out is None else stack.enter_context(staged_location(out, force=force))
+        client = None
+        if workers is not None or scheduler is not None:
+            progress.on_stage(f"connecting to {scheduler}" if scheduler else f"starting {workers} workers")
+            client = stack.enter_context(dask_client(workers, scheduler))
         sql = None if db is None else SqlSink(db, schema=db_schema, if_exists=if_exists)
         checkpoint = stack.enter_context(deferred_interrupts())
         try:
@@ -162,6 +165,9 @@ def sample_dataset(
             checkpoint()
             program = world.program
             specs = table_specs(program)
+            if target is not None:
+                for spec in specs:
+                    target.makedirs(spec.name)
             if sql is not None:
                 sql.open(specs)
             from causalsynth import cache
@@ -172,25 +178,23 @@ def sample_dataset(
             indices = list(range(n_blocks)) if order is None else list(order)
             if sorted(indices) != list(range(n_blocks)):
                 raise ConfigError(f"order: must list each of the {n_blocks} blocks once")
-            if on_cluster:
-                progress.on_stage("starting the cluster's workers" if scheduler is None
-                                  else f"connecting to {scheduler}")
-                stream = run_on_dask(job, indices, workers=workers, scheduler=scheduler, checkpoint=checkpoint,
-                                     on_connected=lambda where: progress.on_start(n_blocks))
+            progress.on_start(n_blocks)
+            if client is not None:
+                stream = run_on_dask(client, job, indices, checkpoint=checkpoint)
             else:
-                progress.on_start(n_blocks)
                 write_sql = (lambda batches: [sql.write(t, b) for t, b in batches.items()]) if sql else None
                 stream = run_local(job, program, indices, on_batches=write_sql or (lambda batches: None),
                                    checkpoint=checkpoint)
             results: dict[int, BlockResult] = {}
             counts = Counts()
-            for result in stream:
-                results[result.index] = result
-                counts.add(result.counts)
-                progress.on_block(result.n_rows)
+            with closing(stream):  # on a failure, blocks still being written finish before the clean-up
+                for result in stream:
+                    results[result.index] = result
+                    counts.add(result.counts)
+                    progress.on_block(result.n_rows)
             parts = _parts(specs, [results[i] for i in range(n_blocks)]) if target is not None else None
             if sql is not None:
-                if on_cluster:
+                if client is not None:
                     stream_parts(target, {s.name: parts[s.name] for s in specs}, sql, progress, checkpoint)
                 sql.close()
             progress.on_stage("writing manifest")

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from causalsynth.errors import ConfigError
+from causalsynth.errors import CausalsynthError, ClusterError, ConfigError, one_line
 from causalsynth.marginals import Tally, parse_column, tally
 from causalsynth.params import Params
 from causalsynth.program import Program
@@ -33,6 +35,8 @@ from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
 
 # Blocks tabulated but not yet written, at most: bounds memory to a few blocks whatever N.
 WRITE_AHEAD = 2
+CONNECT_TIMEOUT = "30s"  # to reach a running scheduler
+SETTLE_TIMEOUT = 60      # seconds to wait, after a failure, for blocks still running on workers
 
 
 @dataclass(frozen=True)
@@ -160,43 +164,79 @@ def run_block(job: BlockJob, index: int) -> BlockResult:
     return BlockResult(index, _write(job.out, index, batches), count(program, batches))
 
 
-def run_on_dask(job: BlockJob, indices: list[int], *, workers: int | None = None,
-                scheduler: str | None = None, on_connected: Callable[[str], None] = lambda where: None,
-                checkpoint: Callable[[], None] = lambda: None) -> Iterator[BlockResult]:
-    """The blocks ``indices`` as tasks on a Dask cluster, yielded as they finish (in any order).
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A client of a Dask cluster: a local one of ``workers`` single-threaded processes started for
+    the job (and closed after it), or the running one at ``scheduler``.
 
-    ``workers``: start a local cluster of that many single-threaded worker
-    processes for this job; ``scheduler``: the address of a running one.
-    Dask reruns a block whose worker died (its bytes are the same the second
-    time); a block that fails for good fails the job, and its other blocks are
-    cancelled.
+    Connecting comes first, before any sampling, so an unreachable scheduler
+    fails at once; a local cluster's workers start while the model compiles.
     """
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("--workers/--scheduler need Dask's distributed scheduler: "
                           "pip install 'causalsynth[cluster]'") from None
-    cluster = None
-    try:
+    with ExitStack() as stack:
         if scheduler is None:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            target = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                      dashboard_address=None))
+        else:
+            target = scheduler
         try:
-            client = Client(scheduler or cluster, timeout="30s")
-        except OSError as exc:
-            raise ConfigError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-        with client:
-            on_connected(scheduler or f"a local cluster of {workers} workers")
-            token = uuid.uuid4().hex
-            shipped = client.scatter(job, broadcast=True, hash=False)
-            futures = [client.submit(run_block, shipped, i, key=f"causalsynth-block-{i}-{token}", pure=False)
-                       for i in indices]
+            client = stack.enter_context(Client(target, timeout=CONNECT_TIMEOUT))
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ConfigError(f"--scheduler {scheduler}: cannot connect: {one_line(exc)}") from None
+        yield client
+
+
+def run_on_dask(client, job: BlockJob, indices: list[int],
+                checkpoint: Callable[[], None] = lambda: None) -> Iterator[BlockResult]:
+    """The blocks ``indices`` as tasks on the cluster of ``client``, yielded as they finish (in any order).
+
+    Dask reruns a block whose worker died (its bytes are the same the second
+    time), up to its ``distributed.scheduler.allowed-failures``; a block that
+    fails for good fails the job. Its other blocks are then cancelled, and
+    those already running are waited for, so no part lands after the job has
+    cleaned up.
+    """
+    from distributed import as_completed
+
+    token = uuid.uuid4().hex
+    shipped = client.scatter(job, broadcast=True, hash=False)
+    futures = [client.submit(run_block, shipped, i, key=f"causalsynth-block-{i}-{token}", pure=False)
+               for i in indices]
+    try:
+        for future in as_completed(futures):
             try:
-                for future in as_completed(futures):
-                    yield future.result()
-                    checkpoint()
-            finally:
-                client.cancel(futures)
-    finally:
-        if cluster is not None:
-            cluster.close()
+                result = future.result()
+            except CausalsynthError:
+                raise
+            except Exception as exc:
+                raise ClusterError(f"block {future.key.split('-')[2]} failed on the cluster: "
+                                   f"{type(exc).__name__}: {one_line(exc)}") from None
+            yield result
+            checkpoint()
+    except BaseException:
+        client.cancel(futures)
+        _settle(client, token)
+        raise
+
+
+def _executing(token: str, dask_worker=None) -> int:
+    """How many of the job's blocks this worker is running now (``client.run`` passes the worker)."""
+    return sum(token in str(ts.key) for ts in dask_worker.state.executing)
+
+
+def _settle(client, token: str) -> None:
+    """Wait until no worker is still running one of the job's blocks (a cancelled task cannot be stopped
+    midway): nothing may write a part after the job cleaned up."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            running = client.run(_executing, token, on_error="return")
+        except Exception:  # noqa: BLE001 - a cluster going away has nothing left running
+            return
+        if not any(isinstance(n, int) and n for n in running.values()):
+            return
+        time.sleep(0.1)

@@ -15,6 +15,12 @@ class OutputError(CausalsynthError):
     """The output location cannot be used."""
 
 
+class ClusterError(CausalsynthError):
+    """A block failed on a cluster for good (its worker died too often, or it raised there)."""
+
+    exit_code = 1
+
+
 class UnreadableDataset(CausalsynthError):
     """A dataset cannot be read: its directory, its manifest, its config or one of its tables.
 

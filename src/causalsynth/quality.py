@@ -138,7 +138,7 @@ def _completeness(files: DatasetFiles, name: str, minimum: float) -> list[Check]
     for index, field in enumerate(f.schema_arrow):
         nulls = 0
         for part, i in f.row_groups():
-            st = part.metadata.row_group(i).column(index).statistics
+            st = f.metadata[part].row_group(i).column(index).statistics
             if st is None or not st.has_null_count:
                 nulls = files.own(name, field.name).null_count
                 break

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from causalsynth.errors import one_line
 from causalsynth.store import Location
 
 
@@ -71,20 +71,38 @@ def as_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray | pd.Categorical:
 
 
 class PartedTable:
-    """One table's part files, read as one table in row order."""
+    """One table's part files, read as one table in row order.
 
-    def __init__(self, files: list[pq.ParquetFile]):
-        self.files = files
-        self.num_rows = sum(f.metadata.num_rows for f in files)
-        self.schema_arrow = files[0].schema_arrow
+    Holds each part's footer, not an open file: a table of thousands of
+    parts must not hold thousands of file handles.
+    """
 
-    def row_groups(self) -> Iterator[tuple[pq.ParquetFile, int]]:
-        for f in self.files:
-            for i in range(f.metadata.num_row_groups):
-                yield f, i
+    def __init__(self, name: str, location: Location, files: list[str]):
+        self.location, self.files = location, files
+        self.metadata = []
+        for f in files:
+            try:
+                self.metadata.append(location.parquet(f).metadata)
+            except (OSError, pa.ArrowException) as exc:
+                raise UnreadableTable(name, f"{f}: {one_line(exc)}") from None
+        self.num_rows = sum(m.num_rows for m in self.metadata)
+        self.schema_arrow = self.metadata[0].schema.to_arrow_schema()
+
+    def row_groups(self) -> Iterator[tuple[int, int]]:
+        """(part, row group) of every row group, in row order."""
+        for part, m in enumerate(self.metadata):
+            for i in range(m.num_row_groups):
+                yield part, i
+
+    def read_row_groups(self, groups: list[tuple[int, int]], columns: list[str]) -> pa.Table:
+        pieces = []
+        for part in dict.fromkeys(p for p, _ in groups):
+            f = self.location.parquet(self.files[part], self.metadata[part])
+            pieces.append(f.read_row_groups([i for p, i in groups if p == part], columns=columns))
+        return pa.concat_tables(pieces)
 
     def read(self, columns: list[str]) -> pa.Table:
-        return pa.concat_tables([f.read(columns=columns) for f in self.files])
+        return self.read_row_groups(list(self.row_groups()), columns)
 
 
 class DatasetFiles:
@@ -97,15 +115,12 @@ class DatasetFiles:
 
     def file(self, name: str) -> PartedTable:
         if name not in self._files:
-            files, parts = [], self.manifest["tables"][name]["parts"] or []
+            parts = [p["file"] for p in self.manifest["tables"][name]["parts"] or []]
             try:
-                for part in parts:
-                    where = part["file"]
-                    files.append(self.location.parquet(where))
-                    files[-1].schema_arrow  # noqa: B018 - parse the footer now: a truncated file is unreadable
-                self._files[name] = PartedTable(files) if files else UnreadableTable(name, "no parts")
-            except (OSError, pa.ArrowException) as exc:
-                self._files[name] = UnreadableTable(name, f"{where}: {exc}")
+                self._files[name] = PartedTable(name, self.location, parts) if parts else UnreadableTable(
+                    name, "no parts")
+            except UnreadableTable as exc:
+                self._files[name] = exc
         found = self._files[name]
         if isinstance(found, UnreadableTable):
             raise found
@@ -152,14 +167,15 @@ class DatasetFiles:
     def chunks(self, name: str, columns: list[str]) -> Iterator[tuple[int, pa.Table]]:
         """(first row, rows) of consecutive chunks of whole row groups, about ``CHUNK_ROWS`` rows each,
         with ``columns``."""
+        table = self.file(name)
         offset, groups, rows = 0, [], 0
-        everything = list(self.file(name).row_groups())
-        for n, (f, i) in enumerate(everything):
-            groups.append((f, i))
-            rows += f.metadata.row_group(i).num_rows
+        everything = list(table.row_groups())
+        for n, (part, i) in enumerate(everything):
+            groups.append((part, i))
+            rows += table.metadata[part].row_group(i).num_rows
             if rows >= CHUNK_ROWS or n == len(everything) - 1:
                 try:
-                    chunk = pa.concat_tables([f.read_row_group(g, columns=columns) for f, g in groups])
+                    chunk = table.read_row_groups(groups, columns)
                 except (OSError, pa.ArrowException) as exc:
                     raise UnreadableTable(name, f"rows {offset:,}-{offset + rows:,}: {exc}") from None
                 yield offset, chunk

@@ -70,10 +70,12 @@ class Location:
         return self.fs.cat_file(self.join(relative))
 
     def write_bytes(self, relative: str, data: bytes) -> None:
-        path = self.join(relative)
-        if self.local:
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        self.fs.pipe_file(path, data)
+        """Write a file whole; on a local disk its directory must exist (``makedirs``)."""
+        self.fs.pipe_file(self.join(relative), data)
+
+    def makedirs(self, relative: str) -> None:
+        if self.local:  # object stores have no directories
+            self.fs.makedirs(self.join(relative), exist_ok=True)
 
     def sha256(self, relative: str) -> str:
         digest = hashlib.sha256()
@@ -82,11 +84,13 @@ class Location:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def parquet(self, relative: str) -> pq.ParquetFile:
-        """A Parquet file, footer parsed; ``OSError``/``ArrowException`` when it cannot be."""
-        if self.local:
-            return pq.ParquetFile(self.join(relative))
-        return pq.ParquetFile(self.fs.open(self.join(relative), "rb"))
+    def parquet(self, relative: str, metadata: pq.FileMetaData | None = None) -> pq.ParquetFile:
+        """A Parquet file, footer parsed (or given); ``OSError``/``ArrowException`` when it cannot be.
+
+        The file stays open while the object lives: keep footers, not files.
+        """
+        source = self.join(relative) if self.local else self.fs.open(self.join(relative), "rb")
+        return pq.ParquetFile(source, metadata=metadata)
 
     def within(self, relative: str) -> Location:
         return Location(self.show(relative), self.fs, self.join(relative))
