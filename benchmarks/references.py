@@ -1,7 +1,7 @@
 """The two references `bench_sample.py` measures causalsynth against, over the same tables.
 
 - ``floor``: the same five tables (same schemas, same row counts, same Parquet
-  writer and compression) filled by plain vectorized numpy, with no causal
+  writer, encodings and compression) filled by plain vectorized numpy, with no causal
   structure at all: the cost of producing and writing the bytes.
 - ``naive``: the same schemas filled one record at a time in Python, the way
   the seed's Java design loops (``for pr in prs: for run in runs: ...``).
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from causalsynth.config import load_config
 from causalsynth.program import Program
-from causalsynth.store import COMPRESSION, COMPRESSION_LEVEL
+from causalsynth.store import writer_options
 from causalsynth.tabulate import schemas
 
 STEPS_PER_FLOW = 8  # the default model's mean
@@ -72,8 +72,7 @@ def floor(n_prs: int, out: Path, block: int = 5000, series: bool = False) -> int
     rng = np.random.default_rng(0)
     rows = 0
     for name, schema, per_pr in table_plan(n_prs, series):
-        with pq.ParquetWriter(out / f"{name}.parquet", schema, compression=COMPRESSION,
-                              compression_level=COMPRESSION_LEVEL) as writer:
+        with pq.ParquetWriter(out / f"{name}.parquet", schema, **writer_options(schema)) as writer:
             for start in range(0, n_prs, block):
                 n = min(block, n_prs - start) * per_pr
                 writer.write_batch(pa.RecordBatch.from_arrays(
@@ -85,8 +84,8 @@ def floor(n_prs: int, out: Path, block: int = 5000, series: bool = False) -> int
 def naive(n_prs: int, out: Path, block: int = 500) -> int:
     rnd = random.Random(0)
     plan = table_plan(n_prs)
-    writers = {name: pq.ParquetWriter(out / f"{name}.parquet", schema, compression=COMPRESSION,
-                                      compression_level=COMPRESSION_LEVEL) for name, schema, _ in plan}
+    writers = {name: pq.ParquetWriter(out / f"{name}.parquet", schema, **writer_options(schema))
+               for name, schema, _ in plan}
     rows = 0
     for start in range(0, n_prs, block):
         records: dict[str, list[dict]] = {name: [] for name, _, _ in plan}

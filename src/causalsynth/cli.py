@@ -159,7 +159,7 @@ def sample(
 
         _print_checks(validate_dataset(out_dir), f"validation of {out_dir}")
     else:
-        from causalsynth.quality import counted_checks
+        from causalsynth.marginals import counted_checks
 
         checks = counted_checks(manifest)
         out.print(_verdict(checks, "marginal checks on sampling's own counts")

@@ -32,7 +32,6 @@ from causalsynth.params import Params
 from causalsynth.program import Program
 from causalsynth.sampling import calibrate, with_intercepts
 from causalsynth.sinks import TableSpec
-from causalsynth.sinks.sql import SqlSink, check_options
 from causalsynth.staging import deferred_interrupts, staged_location
 from causalsynth.store import Location, locate, unreadable
 from causalsynth.tabulate import schemas
@@ -149,6 +148,8 @@ def sample_dataset(
     if out is None and db is None:
         raise ConfigError("give --out DIR (Parquet) and/or --db URL (a database)")
     if db is not None:
+        from causalsynth.sinks.sql import SqlSink, check_options  # SQLAlchemy only when a database is asked for
+
         check_options(db, db_schema, if_exists)
     check_cluster(workers, scheduler, out, db)
     progress = progress or Progress()
@@ -295,6 +296,8 @@ def load_dataset(*, directory: str | Path, db: str, schema: str | None = None, i
     The parts are checked against the manifest's checksums first, and the
     load is recorded under the manifest's SHA-256.
     """
+    from causalsynth.sinks.sql import SqlSink, check_options
+
     progress = progress or Progress()
     check_options(db, schema, if_exists)
     location = locate(directory)

@@ -67,14 +67,26 @@ def judge(name: str, expected: float, tolerance: float, found: Tally, level: str
                  observed, float(expected))
 
 
-def marginal_checks(config, sites: dict[tuple[str, str], str], intervened: set[str], intervention: str,
-                    found: Callable[[object], Tally],
+def moved_columns(manifest: dict, program) -> set[tuple[str, str]]:
+    """(table, column) of every column the dataset's intervention moves: its site or an ancestor is
+    intervened on, so its configured marginal no longer applies."""
+    intervention = manifest["intervention"]
+    if not intervention["do"] and not intervention["set"]:
+        return set()
+    from causalsynth.graph import model_graph
+
+    graph = model_graph(program)
+    moved = graph.descendants(set(intervention["do"]) | graph.reading(intervention["set"]))
+    return {(t.table.name, c.name) for t in program.tables for c in t.columns if c.site in moved}
+
+
+def marginal_checks(config, moved: set[tuple[str, str]], intervention: str, found: Callable[[object], Tally],
                     guard: Callable[[str, str, Callable[[], list[Check]]], list[Check]]) -> list[Check]:
     """A check per level of every marginal; ``found(m)`` tallies it (from files or from counts).
 
-    ``sites`` maps (table, column) to the model site; a marginal of a site
-    the intervention moves is n/a. ``guard`` turns a tally that cannot be
-    made (an unreadable table) into a failed "not run" check.
+    A marginal of a column the intervention moves (``moved_columns``) is n/a.
+    ``guard`` turns a tally that cannot be made (an unreadable table) into a
+    failed "not run" check.
     """
     tolerances = config.data["quality"]["tolerances"]
     out = []
@@ -82,9 +94,33 @@ def marginal_checks(config, sites: dict[tuple[str, str], str], intervened: set[s
         table, column, _ = parse_column(m.column)
         for level, expected in levels(m, config):
             name = check_name(m, level)
-            if sites.get((table, column)) in intervened:
+            if (table, column) in moved:
                 out.append(not_applicable(name, f"{expected:.2%}", f"moved by the intervention {intervention}"))
             else:
                 out += guard(name, f"{expected:.2%}", lambda: [
                     judge(name, expected, tolerances[m.tolerance], found(m), level, m.among)])
     return out
+
+
+def counted_checks(manifest: dict) -> list[Check]:
+    """The marginal checks, judged on the tallies sampling wrote into the manifest: no file is read.
+
+    ``sample`` closes with these; ``validate`` runs every check from the files.
+    """
+    from causalsynth.config import load_config
+    from causalsynth.engine import tally_key
+
+    config = load_config(data=manifest["config"])
+    intervention = manifest["intervention"]
+    moved = set()
+    if intervention["do"] or intervention["set"]:
+        from causalsynth.program import Program
+
+        moved = moved_columns(manifest, Program(config))
+    tallies = manifest["marginals"]
+
+    def found(m) -> Tally:
+        hits, n = tallies[tally_key(m)]
+        return {None if k == "true" else k: v for k, v in hits.items()}, n
+
+    return marginal_checks(config, moved, intervention["name"], found, lambda name, expected, run: run())

@@ -37,10 +37,8 @@ from causalsynth.config import load_config
 from causalsynth.consistency import guarded, row_checks, schema_check
 from causalsynth.dataset import read_manifest
 from causalsynth.errors import CausalsynthError, UnreadableDataset
-from causalsynth.graph import model_graph
 from causalsynth.program import Program
-from causalsynth.engine import tally_key
-from causalsynth.marginals import Tally, marginal_checks, parse_column, tally
+from causalsynth.marginals import Tally, marginal_checks, moved_columns, parse_column, tally
 from causalsynth.reading import DatasetFiles, UnreadableTable
 from causalsynth.store import Location, locate
 
@@ -77,33 +75,11 @@ def validate_dataset(directory: str | Path) -> list[Check]:
                           lambda: _completeness(files, name, quality["completeness"]))
         checks += [c for c in rows[name] if not c.check.startswith("identity ")]
     checks += [c for layout in program.tables for c in rows[layout.table.name] if c.check.startswith("identity ")]
-    intervened = _intervened_sites(manifest, program)
-    sites = {(t.table.name, c.name): c.site for t in program.tables for c in t.columns}
-    checks += marginal_checks(config, sites, intervened, manifest["intervention"]["name"],
+    checks += marginal_checks(config, moved_columns(manifest, program), manifest["intervention"]["name"],
                               lambda m: _tally(files, m), guarded)
     checks += _shapes(files, model, quality["max_ks_distance"])
     checks += _signatures(files, model, set(manifest["intervention"]["do"]))
     return checks
-
-
-def counted_checks(manifest: dict[str, Any]) -> list[Check]:
-    """The marginal checks, judged on the tallies sampling wrote into the manifest: no file is re-read.
-
-    ``sample`` closes with these; ``validate`` runs every check from the files.
-    """
-    config = load_config(data=manifest["config"])
-    intervened, sites = set(), {}
-    if manifest["intervention"]["do"] or manifest["intervention"]["set"]:
-        program = Program(config)
-        intervened = _intervened_sites(manifest, program)
-        sites = {(t.table.name, c.name): c.site for t in program.tables for c in t.columns}
-    tallies = manifest["marginals"]
-
-    def found(m) -> Tally:
-        hits, n = tallies[tally_key(m)]
-        return {None if k == "true" else k: v for k, v in hits.items()}, n
-
-    return marginal_checks(config, sites, intervened, manifest["intervention"]["name"], found, guarded)
 
 
 def _integrity(location: Location, manifest: dict, files: DatasetFiles) -> list[Check]:
@@ -147,15 +123,6 @@ def _completeness(files: DatasetFiles, name: str, minimum: float) -> list[Check]
             worst, worst_column = 1.0 - nulls / n, field.name
     return [Check(f"completeness {name}", f"> {minimum:.2%} non-null",
                   f"{worst:.2%} ({worst_column})" if worst_column else "100.00%", worst > minimum)]
-
-
-def _intervened_sites(manifest: dict, program: Program) -> set[str]:
-    """Sites the dataset's intervention moves: their configured marginals no longer apply."""
-    intervention = manifest["intervention"]
-    if not intervention["do"] and not intervention["set"]:
-        return set()
-    graph = model_graph(program)
-    return graph.descendants(set(intervention["do"]) | graph.reading(intervention["set"]))
 
 
 def _tally(files: DatasetFiles, m) -> Tally:
