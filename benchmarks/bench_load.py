@@ -74,7 +74,7 @@ def main() -> None:
         # causalsynth, fresh process, end to end
         url = fresh_database(admin, "bench_cli")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "from causalsynth.cli import app; app()", "load", str(dataset),
+        subprocess.run([sys.executable, "-c", "from causalsynth.cli import run; run()", "load", str(dataset),
                         "--db", url], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cli_wall = time.perf_counter() - started
 

@@ -77,7 +77,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-bench-"))
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / "jax-cache"))
-    cli = [sys.executable, "-c", "from causalsynth.cli import app; app()", "sample"]
+    cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample"]
     try:
         cold = measure(cli + ["--n-prs", str(args.n_prs), "--out", str(work / "cs")], env)
         rows = sum(t["rows"] for t in json.loads((work / "cs" / "manifest.json").read_text())["tables"].values())
@@ -138,7 +138,7 @@ def compare(args, work: Path) -> tuple[list[float], list[float], str]:
     """Warm wall times of this installation and the baseline's, alternated (each with its own cache)."""
     def command(python: str, name: str) -> tuple[list[str], dict]:
         env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / f"cache-{name}"))
-        return [python, "-c", "from causalsynth.cli import app; app()", "sample", "--n-prs", str(args.n_prs),
+        return [python, "-c", "from causalsynth.cli import run; run()", "sample", "--n-prs", str(args.n_prs),
                 "--out", str(work / f"vs-{name}"), "--force"], env
 
     runs = {"ours": command(sys.executable, "ours"), "baseline": command(args.baseline, "baseline")}

@@ -101,7 +101,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-scale-"))
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / "cache"))
-    cli = [sys.executable, "-c", "from causalsynth.cli import app; app()", "sample"]
+    cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample"]
     refs = [sys.executable, str(HERE / "references.py"), "floor"]
 
     def ours(n: int, *extra: str) -> dict:

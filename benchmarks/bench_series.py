@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="causalsynth-series-"))
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / "jax-cache"))
-    cli = [sys.executable, "-c", "from causalsynth.cli import app; app()", "sample"]
+    cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample"]
 
     def sample(n: int, series: bool) -> dict:
         return measure(cli + ["--n-prs", str(n), "--out", str(work / "ds"), "--force"] + ["--series"] * series, env)

@@ -126,7 +126,7 @@ def test_ctrl_c_from_any_directory_leaves_nothing(tmp_path):
     out = tmp_path / "ds"
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(tmp_path / "cache"))
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from causalsynth.cli import app; app()", "sample",
+        [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample",
          "--n-prs", "400000", "--out", str(out), "--set", SMALL_BLOCKS],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

@@ -70,8 +70,8 @@ def test_cached_intercepts_are_verified_then_reused(tmp_path, small_config, monk
 
     program = Program(small_config)
     evaluations = []
-    solve = sampling.site_means
-    monkeypatch.setattr(sampling, "site_means", lambda *a, **k: evaluations.append(1) or solve(*a, **k))
+    solve = sampling.block_means
+    monkeypatch.setattr(sampling, "block_means", lambda *a, **k: evaluations.append(1) or solve(*a, **k))
     monkeypatch.setattr(cache, "DIRECTORY", tmp_path)
     first = calibrate(program)
     solving = len(evaluations)

@@ -169,7 +169,7 @@ def test_constraint_violation_in_last_table_leaves_database_as_it_was(dataset, d
 
 def test_killed_during_copy_leaves_nothing(dataset_20k, postgres_url):
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-c", "from causalsynth.cli import app; app()", "load",
+    proc = subprocess.Popen([sys.executable, "-c", "from causalsynth.cli import run; run()", "load",
                              str(dataset_20k), "--db", postgres_url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     engine = sa.create_engine(postgres_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -30,6 +31,30 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
+
+
+def run() -> None:
+    """The ``causalsynth`` command: the app, then an immediate exit.
+
+    Unloading XLA's compiled executables at interpreter shutdown takes about
+    half a second after a sampling job, for nothing: by the time a command
+    returns, every file it wrote is complete and closed, and its output is
+    flushed here. Library use (and ``CliRunner``) goes through ``app``.
+    """
+    import logging
+    import sys
+
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _version(value: bool) -> None:

@@ -120,7 +120,6 @@ class Program:
         self.model = config.model
         self.block_prs = int(config.sampling["block_prs"])
         self.tables, self.sites = self._derive()
-        self._mean_samplers: dict[tuple[str, ...], Any] = {}
 
     # --- structure ----------------------------------------------------------
     def initial_params(self) -> Params:
@@ -229,17 +228,6 @@ class Program:
         do = do or {}
         return {name: (np.bool_(name in do), np.float32(do.get(name, 0.0)))
                 for name, site in self.sites.items() if site.can_intervene}
-
-    def mean_sampler(self, sites: tuple[str, ...]):
-        """``(key, params) -> means of sites``, jitted once per site list: the factual world's
-        block reduced to what calibration needs, so XLA drops every site those do not depend on."""
-        if sites not in self._mean_samplers:
-            def means(key, params):
-                trace = self._trace(key, params, self.block_prs, self.interventions())
-                return jnp.stack([jnp.mean(trace[name]["value"]) for name in sites])
-
-            self._mean_samplers[sites] = jax.jit(means)
-        return self._mean_samplers[sites]
 
     @cached_property
     def sample_block(self):

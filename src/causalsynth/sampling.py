@@ -61,8 +61,12 @@ def sample_blocks(program: Program, params: Params, seed: int, n_prs: int,
 
 
 def block_means(program: Program, params: Params, sites: list[str], seed: int, n_blocks: int) -> np.ndarray:
-    """What ``site_means`` computes, from the block sampler itself: checking cached intercepts then
-    costs one block of the sampler the dataset needs anyway, not a second trace and executable."""
+    """The mean of each of ``sites`` over blocks 0..n_blocks-1 of ``seed``, in the factual world.
+
+    Computed by the block sampler itself, which every job compiles anyway: a
+    calibration needs no second compiled function, and checking a cached
+    solution costs one block.
+    """
     switches = program.interventions()
     per_block = []
     for b in range(n_blocks):
@@ -74,12 +78,6 @@ def block_means(program: Program, params: Params, sites: list[str], seed: int, n
 def _logit(p):
     p = np.clip(p, 1e-9, 1 - 1e-9)
     return np.log(p) - np.log1p(-p)
-
-
-def site_means(program: Program, params: Params, sites: list[str], seed: int,
-               n_blocks: int) -> np.ndarray:
-    means = program.mean_sampler(tuple(sites))
-    return np.mean([np.asarray(means(block_key(seed, b), params), np.float64) for b in range(n_blocks)], axis=0)
 
 
 def with_intercepts(params: Params, intercepts: dict[str, float]) -> Params:
@@ -114,7 +112,7 @@ def calibrate(program: Program) -> dict[str, float]:
 
     def residual(x):
         params = with_intercepts(base, {c.name: v for c, v in zip(cals, x)})
-        means = site_means(program, params, sites, seed, n_blocks)
+        means = block_means(program, params, sites, seed, n_blocks)
         return _logit(means) - _logit(targets), means
 
     cached = cache.load("calibration", program)
