@@ -7,6 +7,7 @@ manifest), timed by wall clock, with its peak RSS from ``wait4``:
 - `causalsynth variant` writing the no_regressions twin of that dataset (warm);
 - causalsynth warm at 4x --n-prs, to show memory stays flat as N grows;
 - the XLA compile time of the block sampler alone (first call minus second);
+- `causalsynth --help` in a fresh process (five runs);
 - the floor (vectorized numpy + pyarrow, same tables) and the naive per-record
   Python generator (same tables; run on --naive-prs PRs and reported as rows/s);
 - with --baseline PYTHON (the interpreter of another installation of
@@ -87,6 +88,7 @@ def main() -> None:
         big = measure(cli + ["--n-prs", str(4 * args.n_prs), "--out", str(work / "big")], env)
         shutil.rmtree(work / "big")
         compile_s = float(measure([sys.executable, "-c", COMPILE_PROBE]).get("stdout"))
+        helps = sorted(measure(cli[:-1] + ["--help"], env)["wall_s"] for _ in range(5))
         refs = [sys.executable, str(HERE / "references.py")]
         floor = measure(refs + ["floor", str(args.n_prs), str(work / "floor")])
         naive = measure(refs + ["naive", str(args.naive_prs), str(work / "naive")])
@@ -119,7 +121,10 @@ def main() -> None:
         "",
         f"- A counterfactual twin costs {twin['wall_s'] / warm['wall_s']:.2f}x its factual run (both warm; "
         "the twin reuses the factual calibration).",
-        f"- XLA compile of the block sampler: {compile_s:.1f} s (in the cold run; read from the cache when warm).",
+        f"- XLA compile of the block sampler: {compile_s:.1f} s (in the cold run; read from the cache when warm). "
+        f"Cold is {cold['wall_s'] / floor['wall_s']:.1f}x the floor: the compile alone is "
+        f"{compile_s / floor['wall_s']:.1f}x.",
+        f"- `causalsynth --help` in a fresh process: median {helps[2]:.2f} s of 5 (min {helps[0]:.2f} s).",
         f"- causalsynth is {(rows / naive_rate) / warm['wall_s']:.0f}x faster than the naive generator "
         f"(warm; naive extrapolated to {rows:,} rows at its measured rate: {rows / naive_rate / 60:.1f} min).",
         f"- Memory is flat in N: peak RSS at {4 * args.n_prs:,} PRs is {big['peak_rss_gb']:.2f} GB, "

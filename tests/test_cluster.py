@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from causalsynth import engine
@@ -55,6 +56,10 @@ def test_any_block_order_gives_the_same_bytes(tmp_path, small_config, reference)
 
 
 def test_every_table_is_a_directory_of_parts_any_parquet_reader_reads(reference):
+    import dask.dataframe as dd
+    import duckdb
+    import polars as pl
+
     manifest = read_manifest(reference)
     for table in TABLES:
         parts = manifest["tables"][table]["parts"]
@@ -64,7 +69,13 @@ def test_every_table_is_a_directory_of_parts_any_parquet_reader_reads(reference)
         whole = pq.read_table(reference / table)  # pyarrow's dataset reader: the directory is one table
         assert whole.num_rows == manifest["tables"][table]["rows"]
         key = manifest["tables"][table]["key"]
-        assert whole.column(key).to_pylist() == sorted(whole.column(key).to_pylist())  # parts sort in row order
+        keys = whole.column(key).to_pylist()
+        assert keys == sorted(keys)  # part names sort in row order
+        pattern = str(reference / table / "*.parquet")
+        assert duckdb.sql(f"SELECT count(*), min({key}), max({key}) FROM '{pattern}'").fetchall() == [
+            (len(keys), keys[0], keys[-1])]
+        assert pl.read_parquet(pattern)[key].to_list() == keys
+        assert dd.read_parquet(str(reference / table))[key].compute().tolist() == keys
 
 
 def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint, tmp_path, reference):
@@ -74,20 +85,27 @@ def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint
     bucket = f"causalsynth-{uuid.uuid4().hex[:8]}"
     fs.mkdir(bucket)
     url = f"s3://{bucket}/runs/ds"
+    database = f"sqlite:///{tmp_path / 'cluster.db'}"
     result = runner.invoke(app, ["sample", "--n-prs", str(N_PRS), "--seed", str(SEED), "--out", url,
-                                 "--set", SMALL_BLOCKS, "--workers", "2"])
+                                 "--set", SMALL_BLOCKS, "--workers", "2", "--db", database])
     assert result.exit_code == 0, result.output
     local = tmp_path / "copy"
     fs.get(f"{bucket}/runs/ds", str(local), recursive=True)
     assert contents(local) == contents(reference), "two workers on S3 wrote what one process wrote locally"
+    expected = {t: e["rows"] for t, e in read_manifest(reference)["tables"].items()}
+    engine_ = sa.create_engine(database)
+    with engine_.connect() as conn:  # the cluster's parts, loaded by the command in one transaction
+        assert {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in expected} == expected
+        registered = conn.exec_driver_sql("SELECT manifest_sha256 FROM causalsynth_datasets").scalar()
+    engine_.dispose()
+    assert registered == hashlib.sha256(fs.cat(f"{bucket}/runs/ds/manifest.json")).hexdigest()
 
     result = runner.invoke(app, ["validate", url])
     assert result.exit_code == 0, result.output
     assert "valid: all" in result.output
     frames = Dataset(url)
     assert frames.read("flow_steps", ["step_id"]).step_id.is_monotonic_increasing
-    rows = load_dataset(directory=url, db=f"sqlite:///{tmp_path / 'x.db'}")
-    assert rows == {t: e["rows"] for t, e in read_manifest(reference)["tables"].items()}
+    assert load_dataset(directory=url, db=f"sqlite:///{tmp_path / 'x.db'}") == expected
 
     again = runner.invoke(app, ["sample", "--n-prs", "10", "--out", url, "--set", SMALL_BLOCKS])
     assert again.exit_code == 2 and "is not empty; pass --force" in again.output

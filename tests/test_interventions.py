@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from causalsynth.cli import app
 from causalsynth.config import load_config
-from causalsynth.dataset import read_manifest, sample_dataset, sample_twin, sha256
+from causalsynth.dataset import read_manifest, sample_dataset, sample_twin
 from causalsynth.effects import estimate_effect
 from causalsynth.interventions import load_variant, switch_do
 from causalsynth.program import Program
 from causalsynth.sampling import block_key
-from conftest import TABLES, read_tables
+from conftest import TABLES, read_tables, sha256
 
 N_PRS = 5_000
 SEED = 21

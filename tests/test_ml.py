@@ -280,15 +280,14 @@ def _rewritten(source, out, table: str, column: str, values) -> Path:
     (same type), the manifest's checksum and row count of the table brought up to date."""
     shutil.copytree(source, out, ignore=shutil.ignore_patterns("ml", "ml-*", "evaluation.json"))
     manifest = json.loads((out / "manifest.json").read_text())
-    entry = manifest["tables"][table]
-    (part,) = entry["parts"]
-    path = out / part["file"]
-    data = pq.read_table(path)
-    i = data.schema.get_field_index(column)
-    field = data.schema.field(i)
-    new = np.asarray(values(data.to_pandas())).astype(field.type.to_pandas_dtype())
-    pq.write_table(data.set_column(i, field, pa.array(new, field.type)), path)
-    part.update(sha256=sha256(path), rows=data.num_rows)
+    for part in manifest["tables"][table]["parts"]:
+        path = out / part["file"]
+        data = pq.read_table(path)
+        i = data.schema.get_field_index(column)
+        field = data.schema.field(i)
+        new = np.asarray(values(data.to_pandas())).astype(field.type.to_pandas_dtype())
+        pq.write_table(data.set_column(i, field, pa.array(new, field.type)), path)
+        part.update(sha256=sha256(path), rows=data.num_rows)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 
@@ -337,9 +336,9 @@ def test_a_leak_in_the_train_split_never_reaches_the_reported_score(small_datase
     key, binary = view.unit_key, view.task.binary
     split = view.frame.set_index(key).split
     assert feature in view.features
-    noise = np.random.default_rng(0).uniform(size=len(view.frame))
+    noise = pd.Series(np.random.default_rng(0).uniform(size=len(view.frame)), index=view.frame[key].to_numpy())
     leaky = _rewritten(small_dataset, tmp_path / "leak-in-train", view.task.table, feature,
-                       lambda f: np.where(f[key].map(split) == "train", f[binary].astype(float), noise))
+                       lambda f: np.where(f[key].map(split) == "train", f[binary].astype(float), f[key].map(noise)))
     everywhere = _rewritten(small_dataset, tmp_path / "leak-everywhere", view.task.table, feature,
                             lambda f: f[binary].astype(float))
     seen = evaluate(leaky, test_dir=everywhere, tasks=[task])[task]

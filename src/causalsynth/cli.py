@@ -238,7 +238,7 @@ def load(
     rows = _with_progress(
         lambda progress: load_dataset(directory=dataset_dir, db=db, schema=db_schema, if_exists=if_exists,
                                       progress=progress),
-        _RichProgress("loading row groups", "rows"),
+        _RichProgress("loading parts", "rows"),
         f"the load was rolled back; {masked(db)} is as it was")
     seconds = time.perf_counter() - started
     table = Table(title=f"{masked(db)}  ({seconds:.1f} s)", title_justify="left")
