@@ -30,14 +30,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results import machine, write_section  # noqa: E402
+from results import machine, measure, write_section  # noqa: E402
 
 COMPILE_PROBE = """
 import time, jax
@@ -51,18 +50,6 @@ t1 = time.perf_counter(); jax.block_until_ready(program.sample_block(block_key(0
 t2 = time.perf_counter()
 print((t1 - t0) - (t2 - t1))
 """
-
-
-def measure(cmd: list[str], env: dict | None = None) -> dict:
-    """Wall seconds, peak RSS (GB) and stdout of one fresh child process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
-    return {"wall_s": wall, "peak_rss_gb": usage.ru_maxrss / 1024 / 1024, "stdout": stdout}
 
 
 def main() -> None:

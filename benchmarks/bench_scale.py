@@ -26,15 +26,13 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results import machine, write_section  # noqa: E402
+from results import machine, measure, write_section  # noqa: E402
 
 BLOCK_COSTS = """
 import json, sys, tempfile, time
@@ -77,18 +75,6 @@ with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_a
     client.gather([client.submit(int, i, pure=False) for i in range(2000)])
     print(json.dumps({"per_task": (time.perf_counter() - t0) / 2000}))
 """
-
-
-def measure(cmd: list[str], env: dict | None = None) -> dict:
-    """Wall seconds, peak RSS (GB) and stdout of one fresh child process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
-    return {"wall_s": wall, "peak_rss_gb": usage.ru_maxrss / 1024 / 1024, "stdout": stdout}
 
 
 def main() -> None:

@@ -1,10 +1,13 @@
-"""Shared by the benchmark scripts: the machine's description and RESULTS.md sections."""
+"""Shared by the benchmark scripts: the machine's description, timing a fresh process, and RESULTS.md
+sections."""
 
 from __future__ import annotations
 
 import os
 import platform
 import re
+import subprocess
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -34,3 +37,15 @@ def write_section(name: str, lines: list[str]) -> str:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     RESULTS.write_text(text)
     return section
+
+
+def measure(cmd: list[str], env: dict | None = None) -> dict:
+    """Wall seconds, peak RSS (GB) and stdout of one fresh child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
+    return {"wall_s": wall, "peak_rss_gb": usage.ru_maxrss / 1024 / 1024, "stdout": stdout}

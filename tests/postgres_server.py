@@ -31,7 +31,8 @@ def _bindir() -> Path:
                        "postgresql package, or set CAUSALSYNTH_TEST_DATABASE_URL to a server")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (for the test servers)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -41,7 +42,7 @@ class PostgresServer:
     def __init__(self) -> None:
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="causalsynth-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.as_root = os.geteuid() == 0
 
     def _run(self, *args: str) -> None:

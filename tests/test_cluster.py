@@ -182,3 +182,17 @@ def test_format_version_1_datasets_are_still_read(tmp_path, reference):
     for name, frame in read_tables(reference).items():
         got = Dataset(old).read(name, list(frame.columns))
         assert len(got) == len(frame) and (got[frame.columns[0]].to_numpy() == frame.iloc[:, 0].to_numpy()).all()
+
+
+def test_parts_a_remote_worker_kept_on_its_own_disk_are_reported(tmp_path):
+    """With --scheduler and a local --out, every part a worker reported must have arrived here."""
+    from causalsynth.dataset import _check_parts_arrived
+    from causalsynth.errors import OutputError
+    from causalsynth.store import locate
+
+    (tmp_path / "flow_steps").mkdir()
+    (tmp_path / "flow_steps" / "part-000000.parquet").write_bytes(b"x")
+    parts = {"flow_steps": [{"file": f"flow_steps/part-00000{i}.parquet"} for i in range(2)]}
+    with pytest.raises(OutputError, match="1 of the parts the workers wrote are not here .*filesystem every worker shares"):
+        _check_parts_arrived(locate(tmp_path), "DIR", parts)
+    _check_parts_arrived(locate(tmp_path), "DIR", {"flow_steps": parts["flow_steps"][:1]})

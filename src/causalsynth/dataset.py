@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from causalsynth.config import MAX_SEED, Config, load_config
 from causalsynth.engine import BlockJob, BlockResult, Counts, dask_client, run_local, run_on_dask
-from causalsynth.errors import ConfigError, UnreadableDataset, one_line
+from causalsynth.errors import ConfigError, OutputError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.interventions import Intervention, encode_do, soft_overrides
 from causalsynth.marginals import levels
@@ -194,6 +194,8 @@ def sample_dataset(
                     counts.add(result.counts)
                     progress.on_block(result.n_rows)
             parts = _parts(specs, [results[i] for i in range(n_blocks)]) if target is not None else None
+            if client is not None and target.local:
+                _check_parts_arrived(target, out, parts)
             if sql is not None:
                 if client is not None:
                     stream_parts(target, {s.name: parts[s.name] for s in specs}, sql, progress, checkpoint)
@@ -210,6 +212,16 @@ def sample_dataset(
                 sql.abort()
             raise
     return manifest
+
+
+def _check_parts_arrived(target: Location, out, parts: dict[str, list[dict[str, Any]]]) -> None:
+    """Workers on other machines write to their own disks: a local ``--out`` must be a filesystem
+    they all share, and every part they reported must be here."""
+    missing = [p["file"] for table in parts.values() for p in table if not target.is_file(p["file"])]
+    if missing:
+        raise OutputError(f"--out {out}: {len(missing)} of the parts the workers wrote are not here (e.g. "
+                          f"{missing[0]}); with --scheduler, --out must be a filesystem every worker shares, or an "
+                          f"object store URL")
 
 
 def _parts(specs: list[TableSpec], results: list[BlockResult]) -> dict[str, list[dict[str, Any]]]:

@@ -94,7 +94,8 @@ class Dataset:
             try:
                 pieces.append(self.location.parquet(part["file"]).read(columns=list(dict.fromkeys(columns))))
             except (OSError, pa.ArrowException) as exc:
-                raise UnreadableDataset(f"{self.location.show(part['file'])}: cannot be read ({one_line(exc)})") from None
+                where = self.location.show(part["file"])
+                raise UnreadableDataset(f"{where}: cannot be read ({one_line(exc)})") from None
         return pa.concat_tables(pieces)
 
     def root(self, table: str) -> str:
