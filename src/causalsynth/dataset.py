@@ -23,7 +23,7 @@ import jax
 import pyarrow as pa
 
 from causalsynth.config import MAX_SEED, Config, load_config
-from causalsynth.engine import BlockJob, BlockResult, Counts, dask_client, run_local, run_on_dask
+from causalsynth.engine import BlockJob, BlockResult, Counts, dask_client, run_local, run_on_dask, warm_up
 from causalsynth.errors import ConfigError, OutputError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.interventions import Intervention, encode_do, soft_overrides
@@ -156,9 +156,13 @@ def sample_dataset(
     with ExitStack() as stack:
         target = None if out is None else stack.enter_context(staged_location(out, force=force))
         client = None
+        from causalsynth import cache
+
+        cache_dir = None if cache.DIRECTORY is None else str(cache.DIRECTORY)
         if workers is not None or scheduler is not None:
             progress.on_stage(f"connecting to {scheduler}" if scheduler else f"starting {workers} workers")
             client = stack.enter_context(dask_client(workers, scheduler))
+            warming = warm_up(client, config.data, cache_dir)  # noqa: F841 - held until the job ends
         sql = None if db is None else SqlSink(db, schema=db_schema, if_exists=if_exists)
         checkpoint = stack.enter_context(deferred_interrupts())
         try:
@@ -171,10 +175,8 @@ def sample_dataset(
                     target.makedirs(spec.name)
             if sql is not None:
                 sql.open(specs)
-            from causalsynth import cache
-
             job = BlockJob(config=config.data, params=world.params, do=world.do, seed=seed, n_prs=n_prs,
-                           out=target, cache_dir=None if cache.DIRECTORY is None else str(cache.DIRECTORY))
+                           out=target, cache_dir=cache_dir)
             n_blocks = -(-n_prs // program.block_prs)
             indices = list(range(n_blocks)) if order is None else list(order)
             if sorted(indices) != list(range(n_blocks)):
