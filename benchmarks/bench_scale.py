@@ -118,8 +118,11 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     block = costs["sample"] + costs["tabulate"] + costs["write"]
-    n_blocks = -(-args.n_prs // costs["block_prs"])
-    fixed = big["wall_s"] - n_blocks * block / 2  # what is not blocks, with 2 cores busy
+    blocks_of = lambda n: -(-n // costs["block_prs"])  # noqa: E731
+    # Wall per extra block here (both cores busy), and what the job costs besides its blocks.
+    marginal = (big["wall_s"] - small["wall_s"]) / (blocks_of(args.n_prs) - blocks_of(args.small))
+    fixed = small["wall_s"] - blocks_of(args.small) * marginal
+    tasks = -(-5_000_000 // costs["block_prs"]) / 4  # runs of four blocks
     lines = [
         f"## Scaling: {args.n_prs:,} PRs on one machine, and on Dask workers",
         "",
@@ -142,7 +145,8 @@ def main() -> None:
                  f"{alone['rows'] / alone['wall_s']:,.0f} | {alone['peak_rss_gb']:.2f} | |")
     for w, run in clusters.items():
         lines.append(f"| causalsynth `--workers {w}` (local Dask cluster) | {args.cluster_prs:,} | {run['rows']:,} | "
-                     f"{run['wall_s']:.1f} | {run['rows'] / run['wall_s']:,.0f} | (client) {run['peak_rss_gb']:.2f} | |")
+                     f"{run['wall_s']:.1f} | {run['rows'] / run['wall_s']:,.0f} | "
+                     f"(client) {run['peak_rss_gb']:.2f} | |")
     lines += [
         "",
         f"- Memory is flat in N: peak RSS at {args.n_prs:,} PRs is {big['peak_rss_gb']:.2f} GB, "
@@ -159,15 +163,17 @@ def main() -> None:
         f"{costs['block_prs'] / block:,.0f} PRs/s per core.",
         f"- Scheduler overhead per task: {overhead * 1e3:.2f} ms (2,000 empty tasks, one local worker), "
         f"{overhead / block:.2%} of a block.",
-        f"- Not blocks (start-up, imports, compile from cache, calibration check, manifest): about {fixed:.0f} s "
-        f"of the one-process run at {args.n_prs:,} PRs, paid once per job (and once per worker to start).",
-        f"- Predicted for a cluster: T(N) = fixed + N / {costs['block_prs']:,} x {block:.2f} s / cores. For "
-        f"5,000,000 PRs ({5_000_000 // costs['block_prs']:,} blocks, about "
+        f"- One process here: {fixed:.1f} s fixed (start-up, imports, compile from the cache, calibration check, "
+        f"manifest) plus {marginal:.3f} s per block of {costs['block_prs']:,} PRs (from the {args.small:,} and "
+        f"{args.n_prs:,}-PR runs); a cluster's job pays the fixed part once, and each worker its start once.",
+        f"- Predicted for a cluster of single-threaded workers: T = {fixed:.0f} s + blocks x {block:.2f} s / cores "
+        f"+ tasks x {overhead * 1e3:.1f} ms (the scheduler, serially). For 5,000,000 PRs "
+        f"({blocks_of(5_000_000):,} blocks in {tasks:,.0f} tasks, about "
         f"{big['rows'] / args.n_prs * 5e6 / 1e6:,.0f}M rows, {big['size_gb'] * 1e9 / args.n_prs * 5e6 / 1e9:.0f} GB): "
-        + ", ".join(f"{cores} cores: {fixed + 5e6 / costs['block_prs'] * block / cores:,.0f} s"
+        + ", ".join(f"{cores} cores: {fixed + blocks_of(5_000_000) * block / cores + tasks * overhead:,.0f} s"
                     for cores in (16, 64, 256))
-        + " (the scheduler's share stays below 1 % while a block takes "
-        f"{block:.1f} s; blocks of {costs['block_prs']:,} PRs give 1,000 tasks, enough to keep 256 cores busy).",
+        + " (1,000 blocks keep 256 cores busy; the store must take the writes: "
+        f"{big['size_gb'] * 1e9 / args.n_prs * 5e6 / 1e9:.0f} GB in that time).",
     ]
     print(write_section("bench_scale", lines))
 

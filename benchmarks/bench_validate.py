@@ -87,7 +87,8 @@ def main() -> None:
              f"| validate, a fresh process (imports and the model's trace included) | {v:.2f} | {v / f:.1f}x |",
              f"| `validate_dataset` alone, inside that process | {i:.2f} | {i / f:.1f}x |",
              f"| floor: `pyarrow.parquet.read_table` of every table, a fresh process | {f:.2f} | 1.0x |",
-             f"| `causalsynth validate` (the CLI, printing its table), once | {cli_seconds:.2f} | {cli_seconds / f:.1f}x |",
+             f"| `causalsynth validate` (the CLI, printing its table), once | {cli_seconds:.2f} "
+             f"| {cli_seconds / f:.1f}x |",
              "",
              f"{result['checks']} checks, {'all pass' if result['passed'] else 'SOME FAIL'}. Every table is read "
              "once, in chunks of about 2^20 rows, children first. The budget, under 3 s, holds for the validation "

@@ -193,6 +193,6 @@ def test_parts_a_remote_worker_kept_on_its_own_disk_are_reported(tmp_path):
     (tmp_path / "flow_steps").mkdir()
     (tmp_path / "flow_steps" / "part-000000.parquet").write_bytes(b"x")
     parts = {"flow_steps": [{"file": f"flow_steps/part-00000{i}.parquet"} for i in range(2)]}
-    with pytest.raises(OutputError, match="1 of the parts the workers wrote are not here .*filesystem every worker shares"):
+    with pytest.raises(OutputError, match="1 of the parts the workers wrote are not here .*every worker shares"):
         _check_parts_arrived(locate(tmp_path), "DIR", parts)
     _check_parts_arrived(locate(tmp_path), "DIR", {"flow_steps": parts["flow_steps"][:1]})
