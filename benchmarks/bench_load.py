@@ -54,6 +54,7 @@ def main() -> None:
     from causalsynth.config import load_config
     from causalsynth.dataset import _checked_specs, Progress, read_manifest, sample_dataset
     from causalsynth.sinks.sql import SqlSink, build_metadata
+    from causalsynth.store import locate
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-load-bench-"))
     server = None
@@ -68,7 +69,7 @@ def main() -> None:
         dataset = work / "ds"
         sample_dataset(config=load_config(), n_prs=args.n_prs, seed=0, out=dataset)
         manifest = read_manifest(dataset)
-        specs = _checked_specs(dataset, manifest, Progress())
+        specs, _ = _checked_specs(locate(dataset), manifest, Progress())
         rows = {name: t["rows"] for name, t in manifest["tables"].items()}
 
         # causalsynth, fresh process, end to end
