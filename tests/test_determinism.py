@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import pyarrow as pa
@@ -106,3 +108,27 @@ def test_calibration_depends_on_the_config_not_the_seed(tmp_path, small_config):
     sample_dataset(config=small_config, n_prs=100, seed=2, out=tmp_path / "two")
     one, two = read_manifest(tmp_path / "one"), read_manifest(tmp_path / "two")
     assert one["calibration"] == two["calibration"]
+
+
+def test_an_edited_model_never_reads_the_entries_of_its_previous_source(tmp_path, small_config, monkeypatch):
+    """Cached intercepts and graphs are keyed by the model's source files, not only its version."""
+    import shutil
+    import types
+
+    from causalsynth import cache
+
+    source = Path(small_config.model.__file__).parent
+    shutil.copytree(source, tmp_path / "model")
+    copy = types.ModuleType("copy_of_the_model")
+    copy.__file__ = str(tmp_path / "model" / "__init__.py")
+    before = cache.model_digest(copy)
+    assert before == cache.model_digest(small_config.model)
+    with open(tmp_path / "model" / "story.py", "a") as f:
+        f.write("\n# an edit\n")
+    cache.model_digest.cache_clear()
+    assert cache.model_digest(copy) != before
+    monkeypatch.setattr(cache, "DIRECTORY", tmp_path / "cache")
+    program = Program(small_config)
+    key = cache._path("graph", program)
+    monkeypatch.setattr(cache, "model_digest", lambda model: "edited")
+    assert cache._path("graph", program) != key

@@ -2,8 +2,9 @@
 model's causal graph.
 
 Each entry is keyed by everything it depends on (the resolved config, the
-model's name and version, the package version), so a changed config, model or
-release never reads another's entry. The CLI sets ``DIRECTORY`` beside JAX's
+model's name, version and source files, the package version), so a changed
+config, an edited model (even without a new version) or another release
+never reads another's entry. The CLI sets ``DIRECTORY`` beside JAX's
 compilation cache; with it None (the library's default) nothing is kept. A
 cache is never worth a failed run: an entry that cannot be read is treated as
 absent, one that cannot be written is skipped, and the caller verifies what
@@ -12,6 +13,7 @@ it reads before using it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,9 +49,19 @@ def _path(kind: str, program) -> Path | None:
     from importlib.metadata import version
 
     identity = {"config": program.config.data, "model": [program.model.NAME, program.model.VERSION],
-                "package": version("causalsynth")}
+                "source": model_digest(program.model), "package": version("causalsynth")}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
     return Path(DIRECTORY) / kind / f"{key}.json"
+
+
+@functools.cache
+def model_digest(model) -> str:
+    """SHA-256 of a model package's Python files: a researcher's edit changes it."""
+    digest = hashlib.sha256()
+    root = Path(model.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def load(kind: str, program) -> Any | None:
