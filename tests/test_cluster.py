@@ -106,6 +106,9 @@ def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint
     frames = Dataset(url)
     assert frames.read("flow_steps", ["step_id"]).step_id.is_monotonic_increasing
     assert load_dataset(directory=url, db=f"sqlite:///{tmp_path / 'x.db'}") == expected
+    twin = runner.invoke(app, ["variant", url, "--variant", "no_regressions", "--out", str(tmp_path / "twin")])
+    assert twin.exit_code == 0, twin.output
+    assert read_manifest(tmp_path / "twin")["factual"]["path"] == url
 
     again = runner.invoke(app, ["sample", "--n-prs", "10", "--out", url, "--set", SMALL_BLOCKS])
     assert again.exit_code == 2 and "is not empty; pass --force" in again.output
