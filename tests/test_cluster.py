@@ -109,6 +109,14 @@ def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint
     twin = runner.invoke(app, ["variant", url, "--variant", "no_regressions", "--out", str(tmp_path / "twin")])
     assert twin.exit_code == 0, twin.output
     assert read_manifest(tmp_path / "twin")["factual"]["path"] == url
+    exported = runner.invoke(app, ["export", url, "--tasks", "pr_impact", "--out", str(tmp_path / "ml")])
+    assert exported.exit_code == 0, exported.output
+    assert pq.read_table(tmp_path / "ml" / "pr_impact.parquet").num_rows == N_PRS
+    scored = runner.invoke(app, ["evaluate", url, "--tasks", "pr_impact"])
+    assert scored.exit_code == 0, scored.output
+    assert "pr_impact" in json.loads(fs.cat(f"{bucket}/runs/ds/evaluation.json"))  # written beside the dataset
+    no_default = runner.invoke(app, ["export", url, "--tasks", "pr_impact"])
+    assert no_default.exit_code == 2 and "--out: give a local directory" in no_default.output
 
     again = runner.invoke(app, ["sample", "--n-prs", "10", "--out", url, "--set", SMALL_BLOCKS])
     assert again.exit_code == 2 and "is not empty; pass --force" in again.output

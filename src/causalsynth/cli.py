@@ -30,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+DATASET_HELP = "A dataset written by `causalsynth sample`: a directory or an fsspec URL (s3://bucket/prefix)."
 out = Console()
 
 
@@ -194,8 +195,7 @@ def sample(
 
 @app.command("variant")
 def variant_cmd(
-    factual_dir: Annotated[str, typer.Argument(help="A dataset written by `causalsynth sample` (a directory "
-                                                    "or an fsspec URL).")],
+    factual_dir: Annotated[str, typer.Argument(help=DATASET_HELP)],
     variant: Annotated[Optional[str], typer.Option("--variant", help="A shipped variant name "
                                                                       "or a variant YAML file.")] = None,
     out_dir: Annotated[str, typer.Option("--out", help="Output directory (or fsspec URL) for the twin.")] = ...,
@@ -222,8 +222,7 @@ def variant_cmd(
 
 @app.command()
 def load(
-    dataset_dir: Annotated[str, typer.Argument(help="A dataset written by `causalsynth sample`: a directory "
-                                                    "or an fsspec URL (s3://bucket/prefix).")],
+    dataset_dir: Annotated[str, typer.Argument(help=DATASET_HELP)],
     db: Annotated[str, typer.Option("--db", help="SQLAlchemy URL: sqlite:///file.db, sqlite:// (in memory), "
                                                  "postgresql+psycopg://user@host/db.")],
     db_schema: Annotated[Optional[str], typer.Option("--schema", help="PostgreSQL schema (created if "
@@ -352,8 +351,7 @@ def effects(
 
 @app.command()
 def validate(
-    dataset_dir: Annotated[str, typer.Argument(help="A dataset written by `causalsynth sample`: a directory "
-                                                    "or an fsspec URL (s3://bucket/prefix).")],
+    dataset_dir: Annotated[str, typer.Argument(help=DATASET_HELP)],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
 ) -> None:
     """Check a dataset against its manifest and config. Exit 0: all pass; 1: a check fails; 2: unreadable."""
@@ -374,10 +372,10 @@ def validate(
 
 @app.command()
 def report(
-    dataset_dir: Annotated[Path, typer.Argument(help="A Parquet dataset written by `causalsynth sample`.")],
+    dataset_dir: Annotated[str, typer.Argument(help=DATASET_HELP)],
     out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
-    compare: Annotated[Optional[Path], typer.Option("--compare", help="Another dataset (e.g. a twin), "
-                                                                      "drawn side by side.")] = None,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="Another dataset (e.g. a twin), "
+                                                                     "drawn side by side.")] = None,
 ) -> None:
     """One self-contained HTML report: validation, marginals, distributions, funnel, graphs."""
     from causalsynth.report import write_report
@@ -412,7 +410,7 @@ def _verdict(checks, what: str = "checks") -> str:
 
 @app.command()
 def export(
-    dataset_dir: Annotated[Path, typer.Argument(help="A Parquet dataset written by `causalsynth sample`.")],
+    dataset_dir: Annotated[str, typer.Argument(help=DATASET_HELP)],
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, csv, jsonl, json; or rcaeval "
                                                       "alone (incident cases in RCAEval's RE1 layout, "
@@ -435,10 +433,10 @@ def export(
                                on_file=lambda path: err.print(f"[dim]wrote {path.name}[/dim]"))
     except CausalsynthError as exc:
         raise _fail(exc) from None
-    out.print(f"{len(written)} task files and schema.json in {out_dir or dataset_dir / 'ml'}")
+    out.print(f"{len(written)} task files and schema.json in {out_dir or Path(dataset_dir) / 'ml'}")
 
 
-def _export_rcaeval(dataset_dir: Path, formats: list[str], tasks: str | None, out_dir: Path | None,
+def _export_rcaeval(dataset_dir: str, formats: list[str], tasks: str | None, out_dir: Path | None,
                     force: bool) -> int:
     from causalsynth.rcaeval import write_rcaeval
 
@@ -461,9 +459,10 @@ def _export_rcaeval(dataset_dir: Path, formats: list[str], tasks: str | None, ou
 
 @app.command()
 def evaluate(
-    dataset_dir: Annotated[Path, typer.Argument(help="Dataset to train on (its train split).")],
-    test_dir: Annotated[Optional[Path], typer.Option("--test", help="Dataset to test on (its test split); "
-                                                                    "default: DATASET_DIR.")] = None,
+    dataset_dir: Annotated[str, typer.Argument(help="Dataset to train on (its train split): a directory or "
+                                                    "an fsspec URL.")],
+    test_dir: Annotated[Optional[str], typer.Option("--test", help="Dataset to test on (its test split); "
+                                                                   "default: DATASET_DIR.")] = None,
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
 ) -> None:
     """Baselines per task against the seed's targets, the Bayes ceiling and a constant; writes evaluation.json."""

@@ -407,8 +407,7 @@ def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str
     return sample_dataset(
         config=config, n_prs=manifest["n_prs"], seed=manifest["seed"], out=out, force=force,
         intervention=base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
-        factual={"path": factual.root if factual.local else factual.url,
-                 "manifest_sha256": factual.sha256(MANIFEST)},
+        factual={"path": factual.absolute, "manifest_sha256": factual.sha256(MANIFEST)},
         progress=progress, workers=workers, scheduler=scheduler)
 
 

@@ -37,11 +37,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
                              mean_absolute_error, precision_score, recall_score, roc_auc_score)
 
-from causalsynth.errors import ConfigError
+from causalsynth.errors import ConfigError, OutputError, one_line
 from causalsynth.interventions import Intervention, soft_overrides
 from causalsynth.ml import Dataset, TaskView, probability_column, task_view, uniform_by_key
 from causalsynth.sampling import with_intercepts
 from causalsynth.staging import atomic_file
+from causalsynth.store import locate
 
 SEED = 0
 
@@ -216,9 +217,17 @@ def root_cause(ds: Dataset) -> dict[str, Any]:
     return out
 
 
-def write_evaluation(results: dict[str, Any], directory: str | Path) -> Path:
-    """``evaluation.json`` into the dataset directory, replacing any previous one atomically."""
-    path = Path(directory) / "evaluation.json"
-    with atomic_file(path) as partial:
-        partial.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+def write_evaluation(results: dict[str, Any], directory: str | Path) -> str:
+    """``evaluation.json`` into the dataset, replacing any previous one whole; return where it went."""
+    location = locate(directory)
+    data = (json.dumps(results, indent=2) + "\n").encode()
+    if location.local:
+        path = location.path / "evaluation.json"
+        with atomic_file(path) as partial:
+            partial.write_bytes(data)
+        return str(path)
+    try:
+        location.write_bytes("evaluation.json", data)  # one object store write: all or nothing
+    except OSError as exc:
+        raise OutputError(f"{location.show('evaluation.json')}: cannot write: {one_line(exc)}") from None
+    return location.show("evaluation.json")

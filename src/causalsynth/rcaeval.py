@@ -39,8 +39,11 @@ FAULTS = {"REGRESSION": "delay", "PERFORMANCE": "delay", "ERROR_RATE": "loss", "
 def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: bool = False,
                   on_case=lambda path: None) -> Path:
     """Write every incident run of the dataset as an RCAEval case; return the output directory."""
-    cases = read_cases(directory)
-    out = Path(out) if out else Path(directory) / "rcaeval"
+    from causalsynth.ml import Dataset
+
+    ds = Dataset(directory)
+    cases = read_cases(ds)
+    out = Path(out) if out else ds.beside("rcaeval")
     columns = [f"{service}_{SUFFIXES[m]}" for service in cases.services for m in METRICS]
     n_ticks = cases.series.shape[-1]
     numbers: Counter[str] = Counter()
@@ -65,7 +68,7 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
                           "fault_onset_s": float(cases.onset_s[c]), "window_start": int(cases.started_at[c]),
                           "tick_s": cases.tick_s})
             on_case(folder)
-        (staging / "cases.json").write_text(json.dumps({"dataset": str(Path(directory).absolute()),
+        (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute,
                                                         "columns": ["time", *columns], "cases": truth},
                                                        indent=1) + "\n")
     return out

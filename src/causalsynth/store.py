@@ -54,6 +54,11 @@ class Location:
         return "file" in _protocols(self.fs)
 
     @property
+    def absolute(self) -> str:
+        """The location as recorded in manifests: an absolute path, or the URL."""
+        return self.root if self.local else self.url
+
+    @property
     def path(self) -> Path:
         """The local directory (only for a local location)."""
         return Path(self.root)
