@@ -156,7 +156,9 @@ CONFIG_CASES = [
     ("if-exists", ["--db", "sqlite:///{tmp}/x.db", "--if-exists", "sometimes"],
      ("--if-exists sometimes", "fail, replace, append")),
     ("schema-on-sqlite", ["--db", "sqlite:///{tmp}/x.db", "--schema", "s"], ("--schema s", "SQLite has no schemas")),
-    ("out-unknown-url", ["--out", "nosuchscheme://bucket/ds"], ("nosuchscheme://bucket/ds", "no filesystem for this URL")),
+    ("out-unknown-url", ["--out", "nosuchscheme://bucket/ds"],
+     ("nosuchscheme://bucket/ds", "no filesystem for this URL")),
+    ("out-not-an-object-store", ["--out", "memory://bucket/ds"], ("--out memory://bucket/ds", "an object store")),
     ("workers-zero", ["--workers", "0"], ("--workers: must be at least 1, got 0",)),
     ("workers-and-scheduler", ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], ("give one of them",)),
     # --do, before the model is compiled

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -78,7 +79,7 @@ def test_every_table_is_a_directory_of_parts_any_parquet_reader_reads(reference)
         assert dd.read_parquet(str(reference / table))[key].compute().tolist() == keys
 
 
-def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint, tmp_path, reference):
+def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint, tmp_path, reference, monkeypatch):
     import s3fs
 
     fs = s3fs.S3FileSystem()
@@ -120,6 +121,13 @@ def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint
 
     again = runner.invoke(app, ["sample", "--n-prs", "10", "--out", url, "--set", SMALL_BLOCKS])
     assert again.exit_code == 2 and "is not empty; pass --force" in again.output
+    whole = runner.invoke(app, ["sample", "--n-prs", "10", "--out", f"s3://{bucket}"])
+    assert whole.exit_code == 2 and "give a prefix inside the bucket" in whole.output
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "2s")
+    unreachable = runner.invoke(app, ["sample", "--n-prs", "10", "--out", url, "--force",
+                                      "--scheduler", "tcp://127.0.0.1:9"])
+    assert unreachable.exit_code == 2 and "cannot connect" in unreachable.output
+    assert read_manifest(url)["n_prs"] == N_PRS, "a --force job that failed before writing kept the old dataset"
     missing = runner.invoke(app, ["sample", "--n-prs", "10", "--out", "s3://no-such-bucket-here/ds"])
     assert missing.exit_code == 2 and "bucket no-such-bucket-here does not exist" in missing.output
     replaced = runner.invoke(app, ["sample", "--n-prs", "10", "--out", url, "--set", SMALL_BLOCKS, "--force"])
@@ -207,3 +215,16 @@ def test_parts_a_remote_worker_kept_on_its_own_disk_are_reported(tmp_path):
     with pytest.raises(OutputError, match="1 of the parts the workers wrote are not here .*every worker shares"):
         _check_parts_arrived(locate(tmp_path), "DIR", parts)
     _check_parts_arrived(locate(tmp_path), "DIR", {"flow_steps": parts["flow_steps"][:1]})
+
+
+def test_a_worker_running_other_code_is_refused(tmp_path, small_config):
+    """Another causalsynth, model or library on a worker would give other bytes for the same seed."""
+    from causalsynth.dataset import prepare_world
+    from causalsynth.engine import BlockJob, run_blocks, versions
+
+    world = prepare_world(small_config)
+    job = BlockJob(config=small_config.data, params=world.params, do=world.do, seed=0, n_prs=10, out=None,
+                   cache_dir=None, versions=versions(small_config.model) | {"causalsynth": "0.0.1"})
+    with pytest.raises(ClusterError, match="causalsynth .* here, 0.0.1 on the client"):
+        run_blocks(job, [0])
+    assert run_blocks(replace(job, versions=versions(small_config.model)), [0])[0].counts.rows["pull_requests"] == 10

@@ -53,8 +53,11 @@ def run() -> None:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a closed pipe (`causalsynth validate DIR | head`): nothing left to say
+            pass
     os._exit(code)
 
 

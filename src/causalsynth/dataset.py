@@ -23,7 +23,8 @@ import jax
 import pyarrow as pa
 
 from causalsynth.config import MAX_SEED, Config, load_config
-from causalsynth.engine import BlockJob, BlockResult, Counts, dask_client, run_local, run_on_dask, warm_up
+from causalsynth.engine import (BlockJob, BlockResult, Counts, dask_client, run_local, run_on_dask, versions,
+                                warm_up)
 from causalsynth.errors import ConfigError, OutputError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.interventions import Intervention, encode_do, soft_overrides
@@ -154,7 +155,8 @@ def sample_dataset(
     check_cluster(workers, scheduler, out, db)
     progress = progress or Progress()
     with ExitStack() as stack:
-        target = None if out is None else stack.enter_context(staged_location(out, force=force))
+        output = None if out is None else stack.enter_context(staged_location(out, force=force))
+        target = None if output is None else output.location
         client = None
         from causalsynth import cache
 
@@ -170,13 +172,14 @@ def sample_dataset(
             checkpoint()
             program = world.program
             specs = table_specs(program)
-            if target is not None:
+            if output is not None:
+                output.begin()  # from here on the job writes: a forced replacement removes the old dataset now
                 for spec in specs:
                     target.makedirs(spec.name)
             if sql is not None:
                 sql.open(specs)
             job = BlockJob(config=config.data, params=world.params, do=world.do, seed=seed, n_prs=n_prs,
-                           out=target, cache_dir=cache_dir)
+                           out=target, cache_dir=cache_dir, versions=versions(program.model))
             n_blocks = -(-n_prs // program.block_prs)
             indices = list(range(n_blocks)) if order is None else list(order)
             if sorted(indices) != list(range(n_blocks)):
@@ -550,6 +553,10 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise UnreadableDataset(f"{location.show(MANIFEST)}: cannot be read: is a directory") from None
     except OSError as exc:
         raise UnreadableDataset(f"{location.show(MANIFEST)}: cannot be read: {exc.strerror or one_line(exc)}") from None
+    except UnreadableDataset:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a store's own errors (unreachable, no credentials) are not OSError
+        raise UnreadableDataset(f"{location.show(MANIFEST)}: cannot be read: {one_line(exc)}") from None
     try:
         manifest = json.loads(data)
     except UnicodeDecodeError:

@@ -41,7 +41,7 @@ CONNECT_TIMEOUT = "30s"  # to reach a running scheduler
 # at least this many tasks per worker, so that the last tasks leave workers idle only briefly.
 BLOCKS_PER_TASK = 4
 TASKS_PER_WORKER = 4
-SETTLE_TIMEOUT = 60      # seconds to wait, after a failure, for blocks still running on workers
+SETTLE_TIMEOUT = 600     # seconds to wait, after a failure, for blocks still running on workers
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,17 @@ class BlockJob:
     n_prs: int
     out: Location | None    # where the parts go (None: no files, e.g. a database only)
     cache_dir: str | None   # the client's compilation cache, reused by workers on its machine
+    versions: dict[str, str] = field(default_factory=dict)  # what made the client's bytes (``versions``)
+
+
+def versions(model) -> dict[str, str]:
+    """What a block's bytes depend on besides the job: the package, the model's source, JAX and pyarrow."""
+    from importlib import metadata
+
+    from causalsynth import cache
+
+    return {"causalsynth": metadata.version("causalsynth"), "model source": cache.model_digest(model),
+            "jax": jax.__version__, "pyarrow": pa.__version__}
 
 
 @dataclass
@@ -162,6 +173,11 @@ def _worker_program(config_json: str, cache_dir: str | None) -> Program:
 def run_blocks(job: BlockJob, indices: list[int]) -> list[BlockResult]:
     """Consecutive blocks, pipelined as in one process, on whichever process runs them (a cluster's task)."""
     program = _worker_program(json.dumps(job.config, sort_keys=True), job.cache_dir)
+    here = versions(program.model)
+    differ = [f"{k} {here.get(k)} here, {v} on the client" for k, v in job.versions.items() if here.get(k) != v]
+    if differ:  # the same seed would give other bytes, or other rows: refuse instead
+        raise ClusterError(f"a worker runs other code than the client ({'; '.join(differ)}); install the same "
+                           f"causalsynth, model and libraries on every worker")
     return list(run_local(job, program, indices))
 
 
@@ -204,14 +220,18 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
             environ.pop("MALLOC_TRIM_THRESHOLD_", None)
             stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": environ}))
-            target = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                      dashboard_address=None))
+            try:
+                target = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                          processes=True, dashboard_address=None))
+            except Exception as exc:  # noqa: BLE001 - whatever kept the workers from starting
+                raise ClusterError(f"--workers {workers}: the local cluster did not start: {one_line(exc)}") from None
         else:
             target = scheduler
         try:
             client = stack.enter_context(Client(target, timeout=CONNECT_TIMEOUT))
         except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError(f"--scheduler {scheduler}: cannot connect: {one_line(exc)}") from None
+            where = f"--scheduler {scheduler}" if scheduler else f"--workers {workers}"
+            raise ConfigError(f"{where}: cannot connect: {one_line(exc)}") from None
         yield client
 
 
@@ -228,13 +248,15 @@ def run_on_dask(client, job: BlockJob, indices: list[int],
     from distributed import as_completed
 
     token = uuid.uuid4().hex
-    shipped = client.scatter(job, broadcast=True, hash=False)
-    n_workers = max(len(client.scheduler_info()["workers"]), 1)
-    size = max(1, min(BLOCKS_PER_TASK, len(indices) // (TASKS_PER_WORKER * n_workers)))
-    runs = [indices[i:i + size] for i in range(0, len(indices), size)]
-    futures = [client.submit(run_blocks, shipped, run, key=f"causalsynth-blocks-{run[0]}-{token}", pure=False)
-               for run in runs]
+    futures = []
     try:
+        shipped = client.scatter(job, broadcast=True, hash=False)
+        n_workers = max(len(client.scheduler_info()["workers"]), 1)
+        size = max(1, min(BLOCKS_PER_TASK, len(indices) // (TASKS_PER_WORKER * n_workers)))
+        for first in range(0, len(indices), size):
+            run = indices[first:first + size]
+            futures.append(client.submit(run_blocks, shipped, run, key=f"causalsynth-blocks-{run[0]}-{token}",
+                                         pure=False))
         for future in as_completed(futures):
             try:
                 results = future.result()
@@ -245,10 +267,21 @@ def run_on_dask(client, job: BlockJob, indices: list[int],
                                    f"{type(exc).__name__}: {one_line(exc)}") from None
             yield from results
             checkpoint()
+    except (OSError, TimeoutError) as exc:  # the scheduler went away
+        _abandon(client, futures, token)
+        raise ClusterError(f"the cluster was lost: {type(exc).__name__}: {one_line(exc)}") from None
     except BaseException:
-        client.cancel(futures)
-        _settle(client, token)
+        _abandon(client, futures, token)
         raise
+
+
+def _abandon(client, futures: list, token: str) -> None:
+    """Cancel the job's tasks and wait for those already running, whatever state the cluster is in."""
+    try:
+        client.cancel(futures)
+    except Exception:  # noqa: BLE001 - a cluster going away has nothing left to cancel
+        return
+    _settle(client, token)
 
 
 def _executing(token: str, dask_worker=None) -> int:

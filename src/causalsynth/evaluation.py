@@ -37,7 +37,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
                              mean_absolute_error, precision_score, recall_score, roc_auc_score)
 
-from causalsynth.errors import ConfigError, OutputError, one_line
+from causalsynth.errors import ConfigError
 from causalsynth.interventions import Intervention, soft_overrides
 from causalsynth.ml import Dataset, TaskView, probability_column, task_view, uniform_by_key
 from causalsynth.sampling import with_intercepts
@@ -226,8 +226,5 @@ def write_evaluation(results: dict[str, Any], directory: str | Path) -> str:
         with atomic_file(path) as partial:
             partial.write_bytes(data)
         return str(path)
-    try:
-        location.write_bytes("evaluation.json", data)  # one object store write: all or nothing
-    except OSError as exc:
-        raise OutputError(f"{location.show('evaluation.json')}: cannot write: {one_line(exc)}") from None
+    location.write_bytes("evaluation.json", data)  # one object in the store: all or nothing
     return location.show("evaluation.json")

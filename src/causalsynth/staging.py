@@ -18,10 +18,11 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from causalsynth.errors import OutputError, one_line
-from causalsynth.store import Location, locate
+from causalsynth.store import OBJECT_STORES, Location, locate
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -134,45 +135,83 @@ def _publish(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@dataclass
+class Output:
+    """Where a dataset's files go while it is written; ``begin()`` before writing the first one."""
+
+    location: Location
+    begin: Callable[[], None] = lambda: None
+
+
 @contextmanager
-def staged_location(out: str | Path, *, force: bool = False) -> Iterator[Location]:
+def staged_location(out: str | Path, *, force: bool = False) -> Iterator[Output]:
     """Yield where a dataset's files go; they become the dataset at ``out`` when the block exits cleanly.
 
-    ``out`` is a local path (staged, then renamed) or an fsspec URL. An
-    object-store prefix that holds anything is refused unless ``force``; with
-    ``force`` its old dataset is removed first, manifest before parts, since
-    an object store cannot swap two prefixes atomically.
+    ``out`` is a local path (staged, then renamed) or an object-store URL
+    (``OBJECT_STORES``). A prefix that holds anything is refused unless
+    ``force``. Object stores cannot swap two prefixes, so with ``force`` the
+    old dataset is removed, manifest first, only when writing begins: a job
+    that fails before (an unreachable cluster, a calibration error, Ctrl-C)
+    leaves it as it was. A failure after removes what the job wrote.
     """
     location = locate(out)
     if location.local:
         with staged_directory(location.path, force=force) as staging:
-            yield locate(staging)
+            yield Output(locate(staging))
         return
-    _clear_remote(location, force)
+    replace = _check_remote(location, force)
+    writing = []
+
+    def begin() -> None:
+        if replace:
+            _remove_dataset(location, quiet=False)
+        writing.append(True)
+
     try:
-        yield location
+        yield Output(location, begin)
     except BaseException:
-        try:
-            if location.exists():
-                location.fs.rm(location.root, recursive=True)
-        except OSError:
-            pass  # the failure that brought us here is the one to report
+        if writing:  # before that, nothing here is the job's: an old dataset stays as it was
+            _remove_dataset(location, quiet=True)
         raise
 
 
-def _clear_remote(location: Location, force: bool) -> None:
-    bucket = location.root.split("/", 1)[0]
+def _check_remote(location: Location, force: bool) -> bool:
+    """Refuse an object-store target that cannot take a dataset; True when an old one is to be replaced."""
+    protocol = location.fs.protocol if isinstance(location.fs.protocol, str) else location.fs.protocol[0]
+    if protocol not in OBJECT_STORES:
+        raise OutputError(f"--out {location.url}: datasets go to a local directory or an object store "
+                          f"({', '.join(sorted(OBJECT_STORES))}), not {protocol}://")
+    bucket, _, prefix = location.root.partition("/")
+    if not prefix.strip("/"):
+        raise OutputError(f"--out {location.url}: give a prefix inside the bucket (s3://{bucket}/name): a "
+                          f"dataset never takes a whole bucket")
     try:
-        if not location.fs.exists(bucket):
-            raise OutputError(f"--out {location.url}: bucket {bucket} does not exist")
-        if location.exists() and location.fs.ls(location.root):
-            if not force:
-                raise OutputError(f"--out {location.url}: is not empty; pass --force to replace it")
-            if location.exists("manifest.json"):
-                location.fs.rm(location.join("manifest.json"))
-            location.fs.rm(location.root, recursive=True)
-    except OSError as exc:
-        raise OutputError(f"--out {location.url}: cannot be written: {one_line(exc)}") from None
+        location.fs.info(bucket)
+        location.fs.invalidate_cache()
+        held = location.fs.find(location.root, maxdepth=1, withdirs=True)
+    except FileNotFoundError:
+        raise OutputError(f"--out {location.url}: bucket {bucket} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - botocore and other store errors are not OSError
+        raise OutputError(f"--out {location.url}: cannot be reached: {one_line(exc)}") from None
+    if held and not force:
+        raise OutputError(f"--out {location.url}: is not empty; pass --force to replace it")
+    return bool(held)
+
+
+def _remove_dataset(location: Location, quiet: bool) -> None:
+    """Remove everything under the prefix, its manifest first, so that no reader sees a manifest whose
+    parts are going. ``quiet``: on the way out of a failure, whose error is the one to report."""
+    try:
+        location.fs.invalidate_cache()  # the workers' writes are not in this process's listings
+        manifest = location.join("manifest.json")
+        if location.fs.exists(manifest):
+            location.fs.rm(manifest)
+        held = location.fs.find(location.root)
+        if held:
+            location.fs.rm(held)
+    except Exception as exc:  # noqa: BLE001 - botocore and other store errors are not OSError
+        if not quiet:
+            raise OutputError(f"--out {location.url}: cannot remove the old dataset: {one_line(exc)}") from None
 
 
 def check_output_file(path: str | Path, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:

@@ -11,7 +11,6 @@ fsspec client.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,8 @@ def writer_options(schema: pa.Schema) -> dict[str, Any]:
     return {"compression": COMPRESSION, "compression_level": COMPRESSION_LEVEL,
             "use_dictionary": [f.name for f in schema if pa.types.is_dictionary(f.type)]}
 
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-
-
-def is_url(where: str | Path) -> bool:
-    return isinstance(where, str) and bool(_URL.match(where))
+# Where a dataset may be written besides a local disk: stores whose keys are paths "bucket/prefix/...".
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 
 
 @dataclass(frozen=True)
@@ -83,8 +79,12 @@ class Location:
         return self.fs.cat_file(self.join(relative))
 
     def write_bytes(self, relative: str, data: bytes) -> None:
-        """Write a file whole; on a local disk its directory must exist (``makedirs``)."""
-        self.fs.pipe_file(self.join(relative), data)
+        """Write a file whole (one object on a store); on a local disk its directory must exist
+        (``makedirs``). Any failure of the store is one ``OutputError`` naming the file."""
+        try:
+            self.fs.pipe_file(self.join(relative), data)
+        except Exception as exc:  # noqa: BLE001 - botocore and other store errors are not OSError
+            raise OutputError(f"{self.show(relative)}: cannot write: {one_line(exc)}") from None
 
     def makedirs(self, relative: str) -> None:
         if self.local:  # object stores have no directories
@@ -149,10 +149,7 @@ def write_part(location: Location, table: str, index: int, batch: pa.RecordBatch
     """Write ``batch`` as part ``index`` of ``table``; return its manifest entry (file, rows, sha256)."""
     data = encode_part(batch)
     name = part_name(table, index)
-    try:
-        location.write_bytes(name, data)
-    except OSError as exc:
-        raise OutputError(f"{location.show(name)}: cannot write: {one_line(exc)}") from None
+    location.write_bytes(name, data)
     return {"file": name, "rows": batch.num_rows, "sha256": hashlib.sha256(data).hexdigest()}
 
 
