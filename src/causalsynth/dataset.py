@@ -318,8 +318,8 @@ def load_dataset(*, directory: str | Path, db: str, schema: str | None = None, i
     progress = progress or Progress()
     check_options(db, schema, if_exists)
     location = locate(directory)
-    manifest = read_manifest(directory)
-    data = location.read_bytes(MANIFEST)
+    data = manifest_bytes_at(location)
+    manifest = parse_manifest(location, data)
     # The files are checked before the database is touched: a dataset that cannot be loaded
     # leaves no trace there (not even a new SQLite file).
     specs, parts = _checked_specs(location, manifest, progress)
@@ -399,7 +399,8 @@ def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str
                 scheduler: str | None = None) -> dict[str, Any]:
     """The twin of a factual dataset under ``intervention``: same seed, config, size and keys."""
     factual = locate(factual_dir)
-    manifest = read_manifest(factual_dir)
+    data = manifest_bytes_at(factual)
+    manifest = parse_manifest(factual, data)
     model = manifest["model"]
     config = dataset_config(factual_dir, manifest)
     if (config.model.NAME, config.model.VERSION) != (model["name"], model["version"]):
@@ -410,7 +411,7 @@ def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str
     return sample_dataset(
         config=config, n_prs=manifest["n_prs"], seed=manifest["seed"], out=out, force=force,
         intervention=base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
-        factual={"path": factual.absolute, "manifest_sha256": factual.sha256(MANIFEST)},
+        factual={"path": factual.absolute, "manifest_sha256": hashlib.sha256(data).hexdigest()},
         progress=progress, workers=workers, scheduler=scheduler)
 
 
@@ -541,12 +542,17 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     version-1 manifest is returned in the current format.
     """
     location = locate(directory)
+    return parse_manifest(location, manifest_bytes_at(location))
+
+
+def manifest_bytes_at(location: Location) -> bytes:
+    """The manifest file's bytes, as written (what a load or a twin records the SHA-256 of)."""
     try:
         if not location.exists():
             raise UnreadableDataset(f"{location.url}: not a causalsynth dataset (no such directory)")
         if not location.is_dir():
             raise UnreadableDataset(f"{location.url}: not a causalsynth dataset (not a directory)")
-        data = location.read_bytes(MANIFEST)
+        return location.read_bytes(MANIFEST)
     except FileNotFoundError:
         raise UnreadableDataset(f"{location.url}: not a causalsynth dataset (no {MANIFEST})") from None
     except IsADirectoryError:
@@ -557,6 +563,10 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise
     except Exception as exc:  # noqa: BLE001 - a store's own errors (unreachable, no credentials) are not OSError
         raise UnreadableDataset(f"{location.show(MANIFEST)}: cannot be read: {one_line(exc)}") from None
+
+
+def parse_manifest(location: Location, data: bytes) -> dict[str, Any]:
+    """``data`` as a checked manifest of the dataset at ``location``, in the current format."""
     try:
         manifest = json.loads(data)
     except UnicodeDecodeError:

@@ -42,6 +42,7 @@ CONNECT_TIMEOUT = "30s"  # to reach a running scheduler
 BLOCKS_PER_TASK = 4
 TASKS_PER_WORKER = 4
 SETTLE_TIMEOUT = 600     # seconds to wait, after a failure, for blocks still running on workers
+POLL_S = 0.5             # how often the client looks up from waiting on a cluster (to hear Ctrl-C)
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ def run_on_dask(client, job: BlockJob, indices: list[int],
     those already running are waited for, so no part lands after the job has
     cleaned up.
     """
-    from distributed import as_completed
+    from distributed import wait
 
     token = uuid.uuid4().hex
     futures = []
@@ -257,15 +258,21 @@ def run_on_dask(client, job: BlockJob, indices: list[int],
             run = indices[first:first + size]
             futures.append(client.submit(run_blocks, shipped, run, key=f"causalsynth-blocks-{run[0]}-{token}",
                                          pure=False))
-        for future in as_completed(futures):
-            try:
-                results = future.result()
-            except CausalsynthError:
-                raise
-            except Exception as exc:
-                raise ClusterError(f"the task of blocks from {future.key.split('-')[2]} failed on the cluster: "
-                                   f"{type(exc).__name__}: {one_line(exc)}") from None
-            yield from results
+        pending = set(futures)
+        while pending:
+            try:  # a bounded wait, so that Ctrl-C is heard while no task finishes
+                done, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = set()
+            for future in done:
+                try:
+                    results = future.result()
+                except CausalsynthError:
+                    raise
+                except Exception as exc:
+                    raise ClusterError(f"the task of blocks from {future.key.split('-')[2]} failed on the "
+                                       f"cluster: {type(exc).__name__}: {one_line(exc)}") from None
+                yield from results
             checkpoint()
     except (OSError, TimeoutError) as exc:  # the scheduler went away
         _abandon(client, futures, token)
