@@ -46,12 +46,20 @@ def enable(directory: str | Path | None = None) -> Path:
 def _path(kind: str, program) -> Path | None:
     if DIRECTORY is None:
         return None
-    from importlib.metadata import version
-
     identity = {"config": program.config.data, "model": [program.model.NAME, program.model.VERSION],
-                "source": model_digest(program.model), "package": version("causalsynth")}
+                "source": model_digest(program.model), "package": package_version()}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
     return Path(DIRECTORY) / kind / f"{key}.json"
+
+
+def package_version() -> str:
+    """This installation's version ("0+unknown" when run from a tree that is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("causalsynth")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 @functools.cache

@@ -63,7 +63,7 @@ def run() -> None:
 
 def _version(value: bool) -> None:
     if value:
-        from causalsynth.dataset import package_version
+        from causalsynth.cache import package_version
 
         out.print(f"causalsynth {package_version()}")
         raise typer.Exit()

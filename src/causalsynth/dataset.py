@@ -15,20 +15,20 @@ import json
 from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import jax
 import pyarrow as pa
 
+from causalsynth.cache import package_version
 from causalsynth.config import MAX_SEED, Config, load_config
 from causalsynth.engine import (BlockJob, BlockResult, Counts, dask_client, run_local, run_on_dask, versions,
                                 warm_up)
 from causalsynth.errors import ConfigError, OutputError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.interventions import Intervention, encode_do, soft_overrides
-from causalsynth.marginals import levels
+from causalsynth.marginals import levels, tallies_to_json
 from causalsynth.params import Params
 from causalsynth.program import Program
 from causalsynth.sampling import calibrate, with_intercepts
@@ -63,13 +63,6 @@ def headlines(program: Program, counts: Counts) -> list[dict[str, Any]]:
             out.append({"title": m.headline, "column": m.column, "observed": hits.get(level, 0) / max(n, 1),
                         "target": target})
     return out
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("causalsynth")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def _schema_json(schema: pa.Schema, layout) -> list[dict[str, Any]]:
@@ -280,15 +273,9 @@ def _manifest(world, config, seed, n_prs, specs, counts: Counts, parts, factual)
             for spec in specs
         },
         "headlines": headlines(program, counts),
-        "marginals": {key: [hits, n] for key, (hits, n) in _json_tallies(counts).items()},
+        "marginals": tallies_to_json(counts.tallies),
         "graph": {"edges": [list(e) for e in model_graph(program).edges]},
     }
-
-
-def _json_tallies(counts: Counts) -> dict[str, tuple[dict[str, int], int]]:
-    """The marginals' tallies as JSON can hold them (a boolean column's hits under "true")."""
-    return {key: ({"true" if k is None else k: v for k, v in hits.items()}, n)
-            for key, (hits, n) in counts.tallies.items()}
 
 
 def stream_parts(location: Location, parts: dict[str, list[dict[str, Any]]], sink, progress: Progress,

@@ -61,11 +61,9 @@ class BlockJob:
 
 def versions(model) -> dict[str, str]:
     """What a block's bytes depend on besides the job: the package, the model's source, JAX and pyarrow."""
-    from importlib import metadata
-
     from causalsynth import cache
 
-    return {"causalsynth": metadata.version("causalsynth"), "model source": cache.model_digest(model),
+    return {"causalsynth": cache.package_version(), "model source": cache.model_digest(model),
             "jax": jax.__version__, "pyarrow": pa.__version__}
 
 

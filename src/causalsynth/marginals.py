@@ -118,9 +118,19 @@ def counted_checks(manifest: dict) -> list[Check]:
 
         moved = moved_columns(manifest, Program(config))
     tallies = manifest["marginals"]
+    return marginal_checks(config, moved, intervention["name"], lambda m: tally_from_json(tallies[tally_key(m)]),
+                           lambda name, expected, run: run())
 
-    def found(m) -> Tally:
-        hits, n = tallies[tally_key(m)]
-        return {None if k == "true" else k: v for k, v in hits.items()}, n
 
-    return marginal_checks(config, moved, intervention["name"], found, lambda name, expected, run: run())
+# In a manifest, a boolean column's hits (level None) are recorded under this key.
+TRUE = "true"
+
+
+def tallies_to_json(tallies: dict[str, Tally]) -> dict[str, list]:
+    """Tallies as a manifest records them: [hits by level, population]."""
+    return {key: [{TRUE if k is None else k: v for k, v in hits.items()}, n] for key, (hits, n) in tallies.items()}
+
+
+def tally_from_json(entry: list) -> Tally:
+    hits, n = entry
+    return {None if k == TRUE else k: v for k, v in hits.items()}, n
