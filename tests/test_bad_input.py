@@ -159,6 +159,15 @@ CONFIG_CASES = [
     ("out-unknown-url", ["--out", "nosuchscheme://bucket/ds"],
      ("nosuchscheme://bucket/ds", "no filesystem for this URL")),
     ("out-not-an-object-store", ["--out", "memory://bucket/ds"], ("--out memory://bucket/ds", "an object store")),
+    # the model a config names: a shipped name, or a model file of one's own
+    ("model-unknown-name", ["--set", "model=retail"], ("no model program named 'retail'", "delivery_commerce")),
+    ("model-missing-file", ["--set", "model={tmp}/nope.py"], ("model: {tmp}/nope.py", "not a Python file")),
+    ("model-missing-names", ["--set", "model={tmp}/m.py"], ("model {tmp}/m.py", "missing: VERSION, TABLES, model"),
+     _file("m.py", "NAME = 'm'\n")),
+    ("model-fails-to-import", ["--config", "{tmp}/c.yaml"],
+     ("model {tmp}/m.py", "importing it failed (line 2)", "ValueError: no priors"),
+     lambda tmp: (_file("m.py", "NAME = 'm'\nraise ValueError('no priors')\n")(tmp),
+                  _file("c.yaml", "model: m.py\n")(tmp))),
     ("workers-zero", ["--workers", "0"], ("--workers: must be at least 1, got 0",)),
     ("workers-and-scheduler", ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], ("give one of them",)),
     # --do, before the model is compiled

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
 import yaml
 
-from causalsynth.config import default_config_text, load_config
+from causalsynth.config import load_config
 from causalsynth.errors import ConfigError
 
 
@@ -37,10 +39,19 @@ def test_config_file_values_replace_defaults(tmp_path):
     assert config.get("run.anomaly.rate") == 0.10  # untouched keys keep their defaults
 
 
-def test_a_full_copy_of_the_defaults_is_accepted(tmp_path):
+def test_a_full_copy_of_the_defaults_is_accepted(tmp_path, default_config):
     path = tmp_path / "full.yaml"
-    path.write_text(default_config_text())
-    assert load_config(path).data == yaml.safe_load(default_config_text())
+    path.write_text(yaml.safe_dump(default_config.data, sort_keys=False))
+    assert load_config(path).data == default_config.data
+
+
+def test_the_defaults_are_the_engine_sections_and_the_model_file():
+    engine = yaml.safe_load(resources.files("causalsynth.configs").joinpath("engine.yaml").read_text())
+    model = yaml.safe_load(resources.files("causalsynth.configs").joinpath("default.yaml").read_text())
+    data = load_config().data
+    assert set(data) == set(engine) | set(model)
+    assert data["sampling"] == engine["sampling"] and data["calendar"] == model["calendar"]
+    assert data["quality"]["tolerances"] == engine["quality"]["tolerances"] | model["quality"]["tolerances"]
 
 
 def test_unknown_key_in_set_names_it_and_the_closest_key():

@@ -46,6 +46,8 @@ by stages and the posterior), ``dictionary`` (what each column means),
 
 from __future__ import annotations
 
+from importlib import resources
+
 from causalsynth.params import Params
 
 from .calendar import FREEZE, HOLIDAY, month_day, parse_start
@@ -56,8 +58,10 @@ from .tasks import CALIBRATION, IDENTITIES, MARGINALS, REPORT, ROLLUPS, SHAPES, 
 
 NAME = "delivery_commerce"
 VERSION = "2.0.0"
+# Its priors and targets: every number the story above uses.
+DEFAULTS = resources.files("causalsynth.configs").joinpath("default.yaml")
 
-__all__ = ["NAME", "VERSION", "TABLES", "CALIBRATION", "MARGINALS", "IDENTITIES", "ROLLUPS", "SHAPES", "SIGNATURES", "REPORT",
+__all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", "IDENTITIES", "ROLLUPS", "SHAPES", "SIGNATURES", "REPORT",
            "TASKS", "DESCRIPTIONS", "model", "validate", "anomaly_posterior"]
 
 

@@ -18,6 +18,7 @@ _EXPORTS = {
     "Intervention": "causalsynth.interventions", "load_variant": "causalsynth.interventions",
     "export": "causalsynth.ml",
     "Program": "causalsynth.program",
+    "validate_dataset": "causalsynth.quality",
     "calibrate": "causalsynth.sampling", "sample_blocks": "causalsynth.sampling",
 }
 
@@ -56,4 +57,5 @@ __all__ = [
     "sample_blocks",
     "sample_dataset",
     "sample_twin",
+    "validate_dataset",
 ]

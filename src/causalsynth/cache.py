@@ -64,11 +64,12 @@ def package_version() -> str:
 
 @functools.cache
 def model_digest(model) -> str:
-    """SHA-256 of a model package's Python files: a researcher's edit changes it."""
+    """SHA-256 of a model's Python source: a researcher's edit changes it."""
+    from causalsynth.plugins import source_files
+
     digest = hashlib.sha256()
-    root = Path(model.__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    for name, path in source_files(model):
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

@@ -1,10 +1,12 @@
 """Load, merge, override and validate a model config, once, at the edge.
 
-The model's ``configs/default.yaml`` is both the defaults and the schema: a
-user file (``--config``) or an override (``--set dotted.key=value``) may only
-name keys that exist there, and each value must have the default's type. The
-value rules (probabilities, shares, positive scales) are read from key names,
-as the header of ``default.yaml`` documents, and so are the relations
+The engine's ``configs/engine.yaml`` joined with the model's own defaults (its
+``DEFAULTS`` file: ``configs/default.yaml`` for the shipped model) are both the
+defaults and the schema: a user file (``--config``) or an override (``--set
+dotted.key=value``) may only name keys that exist there, and each value must
+have the default's type. The value rules (probabilities, shares, positive
+scales) are read from key names, as the header of ``engine.yaml`` documents,
+and so are the relations
 between keys (a ``min_X`` below its ``max_X``, ``*_thresholds`` in
 decreasing order). Every problem found is reported in one message of one
 line, each problem naming its YAML path.
@@ -13,7 +15,6 @@ line, each problem naming its YAML path.
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from causalsynth import plugins
 from causalsynth.errors import ConfigError, yaml_problem
 from causalsynth.params import Params
 
@@ -78,8 +80,29 @@ class Config:
         return node
 
 
-def default_config_text() -> str:
-    return resources.files("causalsynth.configs").joinpath("default.yaml").read_text()
+def engine_defaults() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("causalsynth.configs").joinpath("engine.yaml").read_text())
+
+
+def _union(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s keys added and its values in place of base's, section by section."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(out.get(key), Mapping) and isinstance(value, Mapping)
+        out[key] = _union(out[key], value) if both else value
+    return out
+
+
+def _model_spec(given: Any, overrides: Iterable[str], base: Path) -> str:
+    """The model a config names: its last ``--set model=``, else its own ``model``, else the engine's."""
+    spec = engine_defaults()["model"]
+    if isinstance(given, Mapping) and isinstance(given.get("model"), str):
+        spec = given["model"]
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if sep and key.strip() == "model":
+            spec, base = raw.strip(), Path.cwd()
+    return plugins.resolve(spec, base)
 
 
 def load_config(
@@ -96,22 +119,19 @@ def load_config(
     ``ConfigError`` naming every unknown key and every invalid value;
     ``source`` names the overrides' origin there (``--set``, a variant).
     """
-    defaults = yaml.safe_load(default_config_text())
     errors: list[str] = []
     given = _read_yaml(Path(path)) if path is not None else data
+    spec = _model_spec(given, overrides, Path(path).parent if path is not None else Path.cwd())
+    model = plugins.load(spec)
+    defaults = _union(engine_defaults(), plugins.defaults(model)) | {"model": spec}
     data = defaults if given is None else _merge(defaults, given, "", errors)
     for item in overrides:
         data = _apply_override(defaults, data, item, errors, source)
+    data["model"] = spec  # resolved: a model file's path made absolute, as the manifest records it
     if not errors:
         errors.extend(_check_values(data, ""))
     if not errors:
         errors.extend(_check_relations(data, ""))
-    model = None
-    if not errors:
-        try:
-            model = importlib.import_module(f"causalsynth.models.{data['model']}")
-        except ModuleNotFoundError:
-            errors.append(f"model: no model program named {data['model']!r} in models/")
     if not errors:
         errors.extend(model.validate(Params(_frozen(data))))
     if errors:
@@ -231,7 +251,7 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def _check_values(node: Any, path: str, parents: tuple[str, ...] = ()) -> list[str]:
-    """The value rules of the default.yaml header."""
+    """The value rules of the engine.yaml header."""
     errors: list[str] = []
     name = path.rsplit(".", 1)[-1]
     if isinstance(node, Mapping):

@@ -39,7 +39,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
 
 from causalsynth.errors import ConfigError
 from causalsynth.interventions import Intervention, soft_overrides
-from causalsynth.ml import Dataset, TaskView, probability_column, task_view, uniform_by_key
+from causalsynth.ml import Dataset, TaskView, no_tasks, probability_column, task_view, uniform_by_key
 from causalsynth.sampling import with_intercepts
 from causalsynth.staging import atomic_file
 from causalsynth.store import locate
@@ -191,6 +191,7 @@ def evaluate(directory: str | Path, *, test_dir: str | Path | None = None, tasks
     test_ds = Dataset(test_dir) if test_dir is not None else train_ds
     has_series = "service_timeseries" in test_ds.manifest["tables"]
     names = list(tasks or [*train_ds.tasks, *[ROOT_CAUSE] * has_series])
+    no_tasks(train_ds, names, "evaluate")
     for name in names:
         if name != ROOT_CAUSE:
             train_ds.task(name)

@@ -313,6 +313,13 @@ def write_view(view: TaskView, directory: Path, fmt: str) -> Path:
     return path
 
 
+def no_tasks(ds: Dataset, names: list[str], verb: str) -> None:
+    """Refuse a job with no task to run: a model may declare none."""
+    if not names:
+        raise ConfigError(f"{ds.directory}: its model {ds.config.model.NAME} declares no ML tasks (TASKS), "
+                          f"so there is nothing to {verb}")
+
+
 def export(directory: str | Path, *, tasks: list[str] | None = None, formats: list[str] | None = None,
            split_by: str = "pr", seed: int = 0, out: str | Path | None = None, force: bool = False,
            on_file=lambda path: None) -> list[Path]:
@@ -325,6 +332,7 @@ def export(directory: str | Path, *, tasks: list[str] | None = None, formats: li
     check_export_options(formats, split_by, seed)
     ds = Dataset(directory)
     names = list(tasks or ds.tasks)
+    no_tasks(ds, names, "export")
     for name in names:
         ds.task(name)
     written = []

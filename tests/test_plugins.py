@@ -1,0 +1,78 @@
+"""Models are plug-ins: a model file of one's own, named by its config, runs on the unchanged engine.
+
+The plug-in is the second scenario shipped in ``examples/ci_builds`` (a model
+file and its priors); the notebook ``second_scenario.ipynb`` tells its story.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from causalsynth.config import load_config
+from causalsynth.dataset import sample_dataset, sample_twin
+from causalsynth.interventions import Intervention
+from causalsynth.plugins import source_files
+from causalsynth.quality import validate_dataset
+from conftest import read_table
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "ci_builds"
+CONFIG = EXAMPLE / "ci_builds.yaml"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("plugin") / "ci"
+    sample_dataset(config=load_config(CONFIG, ["sampling.block_prs=1000"]), n_prs=3000, seed=4, out=out)
+    return out
+
+
+def test_the_plug_in_shares_no_file_with_the_shipped_model(default_config):
+    config = load_config(CONFIG)
+    ours = {path.resolve() for _, path in source_files(config.model)}
+    shipped = {path.resolve() for _, path in source_files(default_config.model)}
+    assert ours == {(EXAMPLE / "ci_builds.py").resolve()} and not ours & shipped
+    assert config.model.NAME == "ci_builds" and config.data["model"] == str((EXAMPLE / "ci_builds.py").resolve())
+    # its priors join the engine's sections, and none of the shipped model's
+    assert config.get("bug.rate") == 0.15 and config.get("sampling.block_prs") == 5000
+    assert "regression" not in config.data and "services" not in config.data
+
+
+def test_its_tables_are_linked_and_hold_its_calibrated_rates(dataset):
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert {name: t["rows"] for name, t in manifest["tables"].items()} == {"pull_requests": 3000, "builds": 12000}
+    prs = read_table(dataset, "pull_requests").to_pandas()
+    builds = read_table(dataset, "builds").to_pandas()
+    assert builds.pr_id.isin(prs.pr_id).all() and (builds.groupby("pr_id").size() == 4).all()
+    assert abs(prs.has_bug.mean() - 0.15) < 0.03 and abs(builds.failed.mean() - 0.12) < 0.02
+    checks = validate_dataset(dataset)
+    assert [c.check for c in checks if not c.passed] == []
+    assert {"marginal pull_requests.has_bug", "marginal builds.failed"} <= {c.check for c in checks}
+
+
+def test_a_relative_model_path_is_resolved_against_its_config_file(tmp_path, dataset):
+    """Read from another directory, the dataset's manifest still finds its model."""
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert [c.check for c in validate_dataset(dataset) if not c.passed] == []
+    finally:
+        os.chdir(here)
+
+
+def test_its_twin_intervenes_on_its_own_sites(dataset, tmp_path):
+    sample_twin(factual_dir=dataset, intervention=Intervention(name="clean", do={"has_bug": False}),
+                out=tmp_path / "clean")
+    factual = read_table(dataset, "builds").to_pandas()
+    twin = read_table(tmp_path / "clean", "builds").to_pandas()
+    prs = read_table(dataset, "pull_requests").to_pandas().set_index("pr_id")
+    buggy = factual.pr_id.map(prs.has_bug).to_numpy()
+    assert not read_table(tmp_path / "clean", "pull_requests").to_pandas().has_bug.any()
+    # Same keys and the same build times (the bug does not cause them); fewer failures, on buggy PRs only.
+    pd.testing.assert_series_equal(factual.duration_s, twin.duration_s)
+    assert twin.failed[buggy].mean() < factual.failed[buggy].mean() - 0.2
+    assert (twin.failed[~buggy] == factual.failed[~buggy]).all()
