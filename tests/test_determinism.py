@@ -121,6 +121,7 @@ def test_an_edited_model_never_reads_the_entries_of_its_previous_source(tmp_path
     shutil.copytree(source, tmp_path / "model")
     copy = types.ModuleType("copy_of_the_model")
     copy.__file__ = str(tmp_path / "model" / "__init__.py")
+    copy.__path__ = [str(tmp_path / "model")]  # a package, as the shipped model is
     before = cache.model_digest(copy)
     assert before == cache.model_digest(small_config.model)
     with open(tmp_path / "model" / "story.py", "a") as f:

@@ -1,6 +1,6 @@
 """The data dictionary: what each column means, with its unit, by site name.
 
-SQL column comments, ``ml/schema.json`` and the README's tables are read from here.
+SQL column comments, ``ml/schema.json`` and the docs' data dictionary are read from here.
 """
 
 DESCRIPTIONS = {

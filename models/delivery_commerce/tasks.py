@@ -66,7 +66,7 @@ ROLLUPS = (
     Rollup("ecommerce_flows", "steps_in_time_order", "flow_steps", "nondecreasing", "started_at"),
     Rollup("system_runs", "touched_services", "service_metrics", "count", "is_touched_by_pr"),
 )
-# Rules every row keeps by construction, in every world (README: "Identities every row keeps").
+# Rules every row keeps by construction, in every world (docs/guides/tables.md: "Identities every row keeps").
 # Rates are float32 counts over totals: they agree to 1e-6. Timestamps are in milliseconds.
 IDENTITIES = (
     Identity("rates sum to 1", "system_runs", "abs(success_rate + error_rate + timeout_rate - 1) <= 1e-6"),
