@@ -264,7 +264,7 @@ COMMAND_CASES = [
      ("--treatment nosite", "no such site")),
     ("effects-treatment-level", [EFFECTS[0], "--treatment", "device_type", "--levels", "MOBILE,PHONE", *EFFECTS[5:],
                                  "--out", "{tmp}/x.parquet"], ("--treatment device_type=PHONE", "one of MOBILE")),
-    ("graph-format", ["graph", "--format", "xml"], ("--format xml", "json, dot, png")),
+    ("graph-format", ["graph", "--format", "xml"], ("--format xml", "json, dot, svg, png")),
     ("graph-png-to-terminal", ["graph", "--format", "png"], ("--format png", "--out")),
     ("graph-out", ["graph", "--out", "{tmp}/nowhere/g.json"], ("--out {tmp}/nowhere/g.json", "does not exist")),
     ("graph-bad-set", ["graph", "--set", "shape.max_attempts=0"], ("shape.max_attempts", "> 0")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jax
 
@@ -184,20 +185,47 @@ def test_switch_do_matches_numpyro_do(default_config):
 
 @pytest.mark.parametrize("fmt", ["json", "dot"])
 def test_graph_command(fmt):
-    result = runner.invoke(app, ["graph", "--format", fmt])
-    assert result.exit_code == 0, result.output
+    """The full graph has every site; the default view only the story's columns, noise hidden."""
+    full = runner.invoke(app, ["graph", "--format", fmt, "--full"])
+    story = runner.invoke(app, ["graph", "--format", fmt])
+    assert full.exit_code == 0 and story.exit_code == 0, full.output + story.output
     if fmt == "json":
-        edges = json.loads(result.output)["edges"]
-        assert ["has_performance_regression", "regression_severity"] in edges
+        full_graph, story_graph = json.loads(full.output), json.loads(story.output)
+        assert ["has_performance_regression", "regression_severity"] in full_graph["edges"]
+        assert ["has_performance_regression", "regression_severity"] in story_graph["edges"]
+        sites = {n["site"] for n in story_graph["nodes"]}
+        assert not any(s.startswith("_") for s in sites) and len(sites) < len(full_graph["nodes"]) / 3
+        # an edge of the view is a path of the full graph through sites not shown
+        assert ["has_performance_regression", "converted"] in story_graph["edges"]
     else:
-        assert result.output.startswith("digraph") and '"has_performance_regression" -> ' in result.output
+        for result in (full, story):
+            assert result.output.startswith("digraph") and '"has_performance_regression" -> ' in result.output
+        assert '"_' in full.output and '"_' not in story.output
 
 
-def test_graph_png(tmp_path):
-    out = tmp_path / "graph.png"
-    result = runner.invoke(app, ["graph", "--format", "png", "--out", str(out)])
+@pytest.mark.parametrize("args", [["--format", "svg"], ["--format", "svg", "--full"], ["--format", "png"]])
+def test_graph_drawn_by_graphviz(tmp_path, args):
+    out = tmp_path / "graph"
+    result = runner.invoke(app, ["graph", *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.read_bytes().startswith(b"\x89PNG")
+    data = out.read_bytes()
+    if "png" in args:
+        assert data.startswith(b"\x89PNG")
+        return
+    svg = data.decode()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and ">has_performance_regression<" in svg
+    width_pt = float(re.search(r'<svg width="([\d.]+)pt"', svg).group(1))
+    if "--full" in args:
+        assert ">_merge_day<" in svg
+    else:  # the default view fits a 1400-pixel page at 96 dpi, labels at their own size
+        assert width_pt * 96 / 72 <= 1400 and ">_" not in svg
+
+
+def test_graph_without_graphviz_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on it
+    result = runner.invoke(app, ["graph", "--format", "svg"])
+    assert result.exit_code == 2 and result.output.startswith("error: Graphviz's dot program is not installed")
+    assert "Traceback" not in result.output
 
 
 def test_effects_command(tmp_path):

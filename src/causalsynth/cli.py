@@ -260,7 +260,10 @@ def _destination(out_dir: Path | None, db: str | None) -> str:
 
 @app.command()
 def graph(
-    fmt: Annotated[str, typer.Option("--format", help="json, dot or png.")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="json, dot, svg or png (svg and png are laid out by "
+                                                       "Graphviz).")] = "json",
+    full: Annotated[bool, typer.Option("--full", help="Every site of the model, noise and scaffolding "
+                                                      "included, instead of the story's columns by table.")] = False,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: standard "
                                                                    "output; required for png).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML whose values replace the defaults.")] = None,
@@ -272,22 +275,29 @@ def graph(
     latents: Annotated[bool, typer.Option("--latents", help="With --adjust: count the model's hidden causes "
                                                             "as observed (a dataset sampled with --latents).")] = False,
 ) -> None:
-    """The model's site-level causal graph, derived from the model program; or an adjustment set."""
+    """The model's causal graph, derived from the model program; or an adjustment set.
+
+    By default the story's view: the columns the model's checks and report name, in their
+    tables, an arrow meaning "causes, directly or through sites not shown". --full: every site.
+    """
     from causalsynth.config import load_config
-    from causalsynth.graph import model_graph
+    from causalsynth.graph import model_graph, story_sites
     from causalsynth.program import Program
     from causalsynth.staging import check_output_file
 
     try:
         if adjust is not None:
             raise typer.Exit(_print_adjustment(load_config(config, list(set_ or [])), *adjust, latents))
-        if fmt not in ("json", "dot", "png"):
-            raise ConfigError(f"--format {fmt}: allowed formats are json, dot, png")
+        if fmt not in ("json", "dot", "svg", "png"):
+            raise ConfigError(f"--format {fmt}: allowed formats are json, dot, svg, png")
         if fmt == "png" and out_file is None:
             raise ConfigError("--format png: give --out FILE.png (PNG is not written to a terminal)")
         if out_file is not None:
             check_output_file(out_file)
-        data = model_graph(Program(load_config(config, list(set_ or [])))).render(fmt)
+        program = Program(load_config(config, list(set_ or [])))
+        graph = model_graph(program)
+        data = (graph.render(fmt) if full
+                else graph.stage_view(story_sites(program)).render(fmt, labels="column"))
         if out_file is None:
             typer.echo(data.decode(), nl=False)
         else:

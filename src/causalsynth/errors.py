@@ -21,6 +21,10 @@ class ClusterError(CausalsynthError):
     exit_code = 1
 
 
+class MissingTool(CausalsynthError):
+    """An outside program a command needs is not installed (Graphviz's ``dot``)."""
+
+
 class UnreadableDataset(CausalsynthError):
     """A dataset cannot be read: its directory, its manifest, its config or one of its tables.
 

@@ -9,7 +9,6 @@ of the model (NumPyro's ``eval_provenance``, the machinery behind its
 
 from __future__ import annotations
 
-import io
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from numpyro import handlers
 from numpyro.ops.provenance import eval_provenance
 
 from causalsynth import cache
+from causalsynth.errors import MissingTool, one_line
 from causalsynth.program import Program
 
 CONFIG = "config:"
@@ -84,76 +84,104 @@ class Graph:
         return {site for site, deps in self.config_parents.items()
                 if any(d == p or d.startswith(p + ".") for d in deps for p in paths)}
 
+    # --- views ----------------------------------------------------------------
+    def contracted(self, shown: set[str]) -> set[tuple[str, str]]:
+        """Edges between ``shown`` sites: a → b when some path from a to b passes only
+        through sites not shown."""
+        edges = set()
+        for node in shown:
+            stack, seen = list(self.parents.get(node, ())), set()
+            while stack:
+                parent = stack.pop()
+                if parent in seen:
+                    continue
+                seen.add(parent)
+                if parent in shown:
+                    edges.add((parent, node))
+                else:
+                    stack.extend(self.parents.get(parent, ()))
+        return edges
+
+    def stage_view(self, shown) -> Graph:
+        """The graph of the ``shown`` sites alone, in their tables (stages): noise, scaffolding
+        and every other site hidden. An edge means "causes, directly or through sites not shown"."""
+        order = [n for n in self.nodes if n in set(shown)]
+        return Graph(nodes={n: self.nodes[n] for n in order}, edges=tuple(sorted(self.contracted(set(order)))),
+                     config_parents={n: self.config_parents.get(n, ()) for n in order})
+
     # --- renderings ----------------------------------------------------------
     def to_json(self) -> dict:
         return {"nodes": [{"site": n, **a} for n, a in self.nodes.items()],
                 "edges": [list(e) for e in self.edges]}
 
-    def to_dot(self) -> str:
+    def to_dot(self, highlight=frozenset(), labels: str = "site") -> str:
+        """Graphviz DOT: one cluster per table; ``highlight`` (an intervened site and its
+        descendants) filled. ``labels`` is "site" (qualified names) or "column" (short)."""
         by_table: dict[str, list[str]] = defaultdict(list)
         for name, attrs in self.nodes.items():
-            by_table[attrs["table"] or "latent"].append(name)
-        lines = ["digraph causalsynth {", "  rankdir=LR;", '  node [shape=box, fontsize=10];']
+            by_table[attrs["table"] or "not a column"].append(name)
+        lines = ["digraph causalsynth {", "  rankdir=LR; newrank=true; nodesep=0.12; ranksep=0.35;",
+                 '  node [shape=box, style="rounded,filled", fillcolor=white, fontname="Helvetica", fontsize=11,'
+                 ' height=0.3, margin="0.08,0.03"];',
+                 '  edge [color="#8a8a8a", arrowsize=0.6];',
+                 '  graph [fontname="Helvetica", fontsize=12, style="rounded", color="#c8c8c8"];']
         for i, (table, names) in enumerate(by_table.items()):
-            lines.append(f'  subgraph cluster_{i} {{ label="{table}";')
+            lines.append(f'  subgraph cluster_{i} {{ label="{table}"; labeljust=l;')
             for name in names:
-                style = ', style=dashed, fontcolor=gray40' if not self.nodes[name]["public"] else (
-                    ', style=rounded' if self.nodes[name]["kind"] == "deterministic" else '')
-                lines.append(f'    "{name}" [label="{name}"{style}];')
+                attrs = self.nodes[name]
+                label = (attrs["column"] or name) if labels == "column" else name
+                style = []
+                if not attrs["public"]:
+                    style.append('style="dashed,rounded", fontcolor=gray40')
+                if name in highlight:
+                    style.append('fillcolor="#fde2b8", color="#d9822b", penwidth=1.6')
+                lines.append(f'    "{name}" [label="{label}"{", " if style else ""}{", ".join(style)}];')
             lines.append("  }")
-        lines += [f'  "{a}" -> "{b}";' for a, b in self.edges]
+        for a, b in self.edges:
+            hot = ' [color="#d9822b", penwidth=1.4]' if a in highlight and b in highlight else ""
+            lines.append(f'  "{a}" -> "{b}"{hot};')
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    def to_png(self) -> bytes:
-        """A layered drawing: columns by causal depth, colours by table."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        depth: dict[str, int] = {}
-
-        def level(site: str) -> int:
-            if site not in depth:
-                depth[site] = 1 + max((level(p) for p in self.parents.get(site, ())), default=-1)
-            return depth[site]
-
-        columns: dict[int, list[str]] = defaultdict(list)
-        for name in self.nodes:
-            columns[level(name)].append(name)
-        pos = {name: (x, -y) for x, names in columns.items() for y, name in enumerate(names)}
-        tables = sorted({a["table"] or "latent" for a in self.nodes.values()})
-        colour = {t: plt.cm.tab10(i % 10) for i, t in enumerate(tables)}
-        height = max(len(v) for v in columns.values())
-        fig, ax = plt.subplots(figsize=(3.2 * len(columns), 0.28 * height + 1.5))
-        for a, b in self.edges:
-            (x0, y0), (x1, y1) = pos[a], pos[b]
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops=dict(arrowstyle="->", lw=0.3, color="0.6", shrinkA=4, shrinkB=4))
-        for name, (x, y) in pos.items():
-            table = self.nodes[name]["table"] or "latent"
-            ax.text(x, y, name, ha="center", va="center", fontsize=6,
-                    bbox=dict(boxstyle="round,pad=0.2", fc=colour[table], alpha=0.35, lw=0.3))
-        for t in tables:
-            ax.scatter([], [], color=colour[t], alpha=0.5, label=t)
-        ax.legend(loc="upper right", fontsize=7, frameon=False)
-        ax.set_xlim(-0.7, len(columns) - 0.3)
-        ax.set_ylim(-height, 1)
-        ax.axis("off")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        return buf.getvalue()
-
-    def render(self, fmt: str) -> bytes:
+    def render(self, fmt: str, highlight=frozenset(), labels: str = "site") -> bytes:
         if fmt == "json":
             return (json.dumps(self.to_json(), indent=2) + "\n").encode()
+        dot = self.to_dot(highlight, labels)
         if fmt == "dot":
-            return self.to_dot().encode()
-        if fmt == "png":
-            return self.to_png()
+            return dot.encode()
+        if fmt in ("svg", "png"):
+            return graphviz(dot, fmt)
         raise ValueError(fmt)
+
+
+GRAPHVIZ_HELP = ("Graphviz's dot program is not installed: install Graphviz (Debian/Ubuntu: apt-get install "
+                 "graphviz; macOS: brew install graphviz; conda: conda install graphviz)")
+
+
+def graphviz(dot: str, fmt: str) -> bytes:
+    """``dot`` laid out and drawn by Graphviz's ``dot`` program, as SVG or PNG."""
+    import shutil
+    import subprocess
+
+    program = shutil.which("dot")
+    if program is None:
+        raise MissingTool(GRAPHVIZ_HELP)
+    result = subprocess.run([program, f"-T{fmt}"], input=dot.encode(), capture_output=True, timeout=120)
+    if result.returncode != 0:
+        raise MissingTool(f"Graphviz's dot failed: {one_line(result.stderr.decode(errors='replace'))}")
+    return result.stdout
+
+
+def story_sites(program: Program) -> set[str]:
+    """The sites a reader of the model cares about: the columns its marginals, causal signatures
+    and report plots name (what ``validate`` and ``report`` hold the data to)."""
+    site = {(t.table.name, c.name): c.site for t in program.tables for c in t.columns}
+    model = program.model
+    refs = [m.column for m in model.MARGINALS] + [f"{p.table}.{p.column}" for p in model.REPORT]
+    refs += [ref for sig in model.SIGNATURES for ref in (sig.column, sig.by if "." in sig.by
+                                                          else f"{sig.column.partition('.')[0]}.{sig.by}")]
+    found = (site.get(tuple(ref.partition("=")[0].split(".", 1))) for ref in refs)
+    return {s for s in found if s is not None}
 
 
 def model_graph(program: Program) -> Graph:
