@@ -129,7 +129,15 @@ SIGNATURES = (
     Signature("system_runs.load_intensity", by="is_holiday_season", direction="higher"),
     Signature("pull_requests.has_performance_regression", by="is_end_of_quarter", direction="higher"),
 )
+_REGRESSED = ("pull_requests.has_performance_regression",)
 REPORT = (
+    # The causal story, first: a regression, through its runs and services, to shoppers.
+    Plot("Release pressure → regression", "effect", "pull_requests", "has_performance_regression",
+         by=("is_end_of_quarter",)),
+    Plot("Regression → run latency", "effect", "system_runs", "response_time_ms", by=_REGRESSED),
+    Plot("Regression → service health", "effect", "service_metrics", "health_score", by=_REGRESSED),
+    Plot("Regression → conversion", "effect", "ecommerce_flows", "converted", by=_REGRESSED),
+    # The details.
     Plot("Response time of runs, regressed vs clean PRs", "distribution", "system_runs", "response_time_ms",
          by=("pull_requests.has_performance_regression",)),
     Plot("Conversion probability of flows, regressed vs clean PRs", "distribution", "ecommerce_flows",

@@ -229,6 +229,9 @@ class Plot:
     """A section of ``causalsynth report``.
 
     ``kind`` is one of:
+    - "effect": the mean of ``column`` per level of the boolean cause ``by`` (its own or an
+      ancestor column), with 95 % intervals; beside a twin that intervened on ``by``, the
+      true effect. The report opens with these, in order: the model's causal story;
     - "distribution": ``column`` by the boolean ``by`` (an ancestor column), histograms;
     - "mix": the level shares of ``column`` (among rows where ``among`` is true);
     - "funnel": share of ``column``'s units (a parent key) reaching each level of

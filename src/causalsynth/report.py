@@ -1,168 +1,277 @@
-"""`causalsynth report`: one self-contained HTML file that shows a dataset.
+"""`causalsynth report`: one self-contained HTML file that reads top-down.
 
-Sections: the validation table; marginals against their targets; the model's
-``REPORT`` plots (distributions by a cause, mixes, funnels, a metric on a
-dependency graph); and the causal graph. With a comparison dataset (a
-counterfactual twin or a shifted variant) every plot is drawn for both, side
-by side. Images are PNG (matplotlib, Agg backend) embedded as data URIs: the
-file needs nothing else to open.
+First the verdict and the headline rates against their targets; then the causal story (the
+model's "effect" plots: a cause's effect on each stage, with the true effect where the second
+dataset is a twin that intervened on it); then the causal graph, laid out by Graphviz, the
+intervened site and its descendants highlighted in a twin's report; then the details (the other
+plots, every marginal); last the checks, failures first and open, the full table folded.
+
+Charts are Vega-Lite (``causalsynth.charts``): interactive offline, a static SVG without
+JavaScript. With a comparison dataset (a counterfactual twin or a shifted variant) every chart
+shows both. The file needs nothing else to open.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from causalsynth.graph import model_graph  # noqa: E402
-from causalsynth.ml import Dataset  # noqa: E402
-from causalsynth.modeling import Plot  # noqa: E402
-from causalsynth.quality import Check, validate_dataset  # noqa: E402
-from causalsynth.staging import atomic_file  # noqa: E402
+from causalsynth import charts
+from causalsynth.errors import MissingTool
+from causalsynth.graph import graphviz, model_graph, story_sites
+from causalsynth.ml import Dataset
+from causalsynth.modeling import Plot
+from causalsynth.quality import Check, validate_dataset
+from causalsynth.staging import atomic_file
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.85em; } td, th { padding: 2px 8px; border-bottom: 1px solid #eee; }
+body { font-family: system-ui, sans-serif; margin: 1.2em auto; max-width: 1320px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.45em; margin: 0 0 .2em; } h2 { font-size: 1.15em; margin: 1.4em 0 .5em;
+  border-bottom: 1px solid #ddd; } .meta { color: #555; font-size: .85em; margin: 0 0 .8em; }
+.verdict { padding: .5em .9em; border-radius: 6px; font-weight: 600; margin: .3em 0; }
+.verdict.ok { background: #e6f4ea; color: #176f2c; } .verdict.bad { background: #fde8e8; color: #b00020; }
+table { border-collapse: collapse; font-size: .85em; } td, th { padding: 3px 9px; border-bottom: 1px solid #eee;
+  text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { color: #176f2c; } .fail { color: #b00020; font-weight: bold; } .na { color: #777; }
-.pair { display: flex; gap: 1em; } .pair figure { flex: 1; margin: 0; } img { max-width: 100%; }
-figcaption { font-size: 0.85em; color: #555; }
+.top { display: grid; grid-template-columns: minmax(300px, 1fr) 2fr; gap: 1.5em; align-items: start; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(600px, 1fr)); gap: .8em 1.5em; }
+figure { margin: 0; } figcaption { font-size: .82em; color: #444; margin-top: .2em; }
+.graph svg { max-width: 100%; height: auto; } .note { background: #fff8e1; padding: .5em .8em; border-radius: 6px; }
+details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 """
+CLASSES = {"pass": "pass", "FAIL": "fail", "n/a": "na"}
+Z_95 = 1.959963984540054
 
 
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+class _Ids:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self) -> str:
+        self.n += 1
+        return f"chart{self.n}"
 
 
-def _img(uri: str, caption: str) -> str:
-    return f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-
+# --- data for the charts ---------------------------------------------------------------------
 
 def _frame(ds: Dataset, table: str, refs: list[str]) -> pd.DataFrame:
-    frame = ds.frame(table, refs)
-    return frame.rename(columns={r: r.replace(".", "_") for r in refs})
+    return ds.frame(table, refs).rename(columns={r: r.replace(".", "_") for r in refs})
 
 
-def _distribution(ds: Dataset, plot: Plot):
+def _group_means(ds: Dataset, plot: Plot, name: str) -> pd.DataFrame:
     by = plot.by[0]
     frame = _frame(ds, plot.table, [plot.column, by])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
     values = frame[plot.column].astype(float)
-    positive = bool((values > 0).all()) and values.max() / max(values.min(), 1e-12) > 20
-    bins = np.geomspace(values.min(), values.max(), 60) if positive else 60
-    for flag, group in frame.groupby(by.replace(".", "_")):
-        ax.hist(group[plot.column].astype(float), bins=bins, density=True, alpha=0.5,
-                label=f"{by.rpartition('.')[2]} = {flag} (mean {group[plot.column].astype(float).mean():.4g})")
-    if positive:
-        ax.set_xscale("log")
-    ax.set_xlabel(plot.column)
-    ax.legend(fontsize=7)
-    return fig
+    rows = []
+    for level, group in values.groupby(frame[by.replace(".", "_")].astype(bool)):
+        n, mean = len(group), float(group.mean())
+        se = float(group.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+        rows.append({"dataset": name, "level": str(level).lower(), "mean": mean, "low": mean - Z_95 * se,
+                     "high": mean + Z_95 * se, "n": n})
+    return pd.DataFrame(rows)
 
 
-def _mix(ds: Dataset, plot: Plot):
+def _true_effect(factual: Dataset, twin: Dataset, plot: Plot) -> str | None:
+    """The effect the twin measures, when it set the plot's cause: the mean, over the units whose
+    factual cause differs from the twin's value, of factual minus twin outcome (same keys, same noise)."""
+    by = plot.by[0]
+    site = next((c.site for t in factual.program.tables for c in t.columns
+                 if f"{t.table.name}.{c.name}" == (by if "." in by else f"{plot.table}.{by}")), None)
+    do = twin.manifest["intervention"]["do"]
+    if site not in do:
+        return None
+    key = factual.program.table(plot.table).table.key
+    a = _frame(factual, plot.table, [plot.column, by]).set_index(key)
+    b = _frame(twin, plot.table, [plot.column]).set_index(key)
+    cause = a[by.replace(".", "_")].astype(bool)
+    moved = cause != bool(do[site])
+    joined = a.loc[moved, [plot.column]].join(b[[plot.column]].add_suffix("_twin"), how="inner")
+    if joined.empty:
+        return None
+    diff = joined[plot.column].astype(float) - joined[plot.column + "_twin"].astype(float)
+    value = not bool(do[site])
+    return (f"true effect of {by} = {str(value).lower()} (from the twin, on the {len(joined):,} units "
+            f"where it holds): {diff.mean():+.4g}")
+
+
+def _histogram(ds: Dataset, plot: Plot, name: str, log_x: bool, edges: np.ndarray) -> pd.DataFrame:
+    by = plot.by[0]
+    frame = _frame(ds, plot.table, [plot.column, by])
+    rows = []
+    for level, group in frame[plot.column].astype(float).groupby(frame[by.replace(".", "_")].astype(bool)):
+        counts, _ = np.histogram(group.to_numpy(), bins=edges)
+        share = counts / max(len(group), 1)
+        label = f"{by.rpartition('.')[2]} = {str(level).lower()} (mean {group.mean():.4g})"
+        rows += [{"dataset": name, "group": label, "start": float(s), "end": float(e), "density": float(d)}
+                 for s, e, d in zip(edges[:-1], edges[1:], share)]
+    return pd.DataFrame(rows)
+
+
+def _bins(datasets: list[Dataset], plot: Plot) -> tuple[bool, np.ndarray]:
+    """Shared bins, linear where the mass is: log-spaced only for a positive column with a long
+    right tail (99th percentile over 20 times the median) and no long left one."""
+    values = np.concatenate([ds.frame(plot.table, [plot.column])[plot.column].astype(float).to_numpy()
+                             for ds in datasets])
+    p1, p50, p99 = np.quantile(values, [0.01, 0.5, 0.99])
+    log_x = bool(p1 > 0 and p99 / p50 > 20 and p50 / p1 < 20)
+    low, high = np.quantile(values, [0.001, 0.999])
+    return log_x, (np.geomspace(low, high, 61) if log_x else np.linspace(low, high, 61))
+
+
+def _shares(ds: Dataset, plot: Plot, name: str) -> pd.DataFrame:
     frame = _frame(ds, plot.table, [plot.column] + ([plot.among] if plot.among else []))
     if plot.among:
         frame = frame[frame[plot.among].astype(bool)]
     shares = frame[plot.column].astype(str).value_counts(normalize=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(shares.index, shares.to_numpy(), color="tab:orange")
-    for i, v in enumerate(shares.to_numpy()):
-        ax.text(i, v, f"{v:.1%}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("share" + (f" among {plot.among}" if plot.among else ""))
-    ax.tick_params(axis="x", labelsize=8)
-    return fig
+    return pd.DataFrame({"dataset": name, "level": shares.index, "share": shares.to_numpy()})
 
 
-def _funnel(ds: Dataset, plot: Plot):
+def _funnel(ds: Dataset, plot: Plot, name: str, by: str, levels: list[str]) -> pd.DataFrame:
     steps = _frame(ds, plot.table, [plot.column, plot.step])
-    levels = next(c.levels for c in ds.program.table(plot.table).columns if c.name == plot.step)
     reached = steps.groupby([plot.column, plot.step], observed=True).size().unstack(fill_value=0) > 0
-    reached = reached.reindex(columns=list(levels), fill_value=False)
-    unit_table = plot.by[0].partition(".")[0]
-    units = _frame(ds, unit_table, [b.partition(".")[2] for b in plot.by]).set_index(plot.column)
-    fig, axes = plt.subplots(1, len(plot.by), figsize=(6 * len(plot.by), 3.5), squeeze=False)
-    for ax, by in zip(axes[0], plot.by):
-        column = by.partition(".")[2]
-        joined = reached.join(units[column])
-        for level, group in joined.groupby(column, observed=True):
-            ax.plot(range(len(levels)), group[list(levels)].mean().to_numpy(), marker="o", label=str(level))
-        ax.set_xticks(range(len(levels)), [lv.replace("_", "\n") for lv in levels], fontsize=7)
-        ax.set_ylim(0, 1.02)
-        ax.set_ylabel("share of flows reaching the step")
-        ax.set_title(f"by {column}", fontsize=9)
-        ax.legend(fontsize=7)
-    return fig
+    reached = reached.reindex(columns=levels, fill_value=False)
+    table, _, column = by.partition(".")
+    units = _frame(ds, table, [column]).set_index(plot.column)[column]
+    joined = reached.join(units)
+    out = joined.groupby(column, observed=True)[levels].mean().stack().rename("share").reset_index()
+    return out.rename(columns={column: "group", "level_1": "step", plot.step: "step"}).assign(dataset=name)
 
 
-def _graph(ds: Dataset, plot: Plot):
-    frame = _frame(ds, plot.table, [plot.node, plot.column])
-    means = frame.groupby(plot.node, observed=True)[plot.column].mean()
-    edges = ds.config.get(plot.edges)
-    nodes = list(means.index.astype(str))
-    angle = {n: 2 * math.pi * i / len(nodes) for i, n in enumerate(nodes)}
-    pos = {n: (math.cos(a), math.sin(a)) for n, a in angle.items()}
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for caller, callees in edges.items():
-        for callee in callees:
-            (x0, y0), (x1, y1) = pos[caller], pos[callee]
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=22, shrinkB=22))
-    cmap = plt.cm.RdYlGn
+def _service_graph(ds: Dataset, plot: Plot) -> str:
+    """Mean ``plot.column`` per node, drawn on the config's dependency graph by Graphviz."""
+    means = _frame(ds, plot.table, [plot.node, plot.column]).groupby(plot.node, observed=True)[plot.column].mean()
     low, high = float(means.min()), float(means.max())
-    for n in nodes:
-        value = float(means[n])
-        shade = cmap((value - low) / max(high - low, 1e-9))
-        ax.scatter(*pos[n], s=2200, color=shade, edgecolor="0.3", zorder=2)
-        ax.text(*pos[n], f"{n}\n{value:.3f}", ha="center", va="center", fontsize=8, zorder=3)
-    ax.set_title(f"mean {plot.column} per {plot.node}; arrows: calls", fontsize=9)
-    ax.set_xlim(-1.5, 1.5)
-    ax.set_ylim(-1.5, 1.5)
-    ax.axis("off")
-    return fig
+    lines = ["digraph services {", "  rankdir=LR;",
+             '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];']
+    for node, value in means.items():
+        shade = 0.25 + 0.55 * (value - low) / max(high - low, 1e-9)  # HSV hue: red (low) to green (high)
+        lines.append(f'  "{node}" [label="{node}\\n{value:.3f}", fillcolor="{shade * 0.45:.3f} 0.35 0.97", '
+                     f'tooltip="mean {plot.column} of {node}: {value:.4f}"];')
+    for caller, callees in ds.config.get(plot.edges).items():
+        lines += [f'  "{caller}" -> "{callee}";' for callee in callees]
+    return graphviz("\n".join(lines + ["}"]), "svg").decode()
 
 
-DRAW = {"distribution": _distribution, "mix": _mix, "funnel": _funnel, "graph": _graph}
+# --- sections -------------------------------------------------------------------------------------
+
+def _verdict(checks: list[Check], name: str) -> str:
+    failed = [c for c in checks if not c.passed]
+    if not failed:
+        return f'<div class="verdict ok">{html.escape(name)}: valid, all {len(checks)} checks pass</div>'
+    return (f'<div class="verdict bad">{html.escape(name)}: {len(failed)} of {len(checks)} checks fail '
+            f'(first: {html.escape(failed[0].check)}; see <a href="#checks">the checks</a>)</div>')
 
 
-def _marginals_figure(checks: list[Check]):
-    marginal = [c for c in checks if c.value is not None]
-    fig, ax = plt.subplots(figsize=(6, 0.22 * len(marginal) + 1))
-    y = np.arange(len(marginal))
-    ax.barh(y, [c.target for c in marginal], color="0.8", label="target")
-    ax.scatter([c.value for c in marginal], y, color=["tab:green" if c.passed else "tab:red" for c in marginal],
-               zorder=3, s=14, label="observed")
-    ax.set_yticks(y, [c.check.removeprefix("marginal ") for c in marginal], fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlabel("share")
-    ax.legend(fontsize=7)
-    return fig
+def _headlines(datasets: list[Dataset], names: list[str], checks: list[list[Check]]) -> str:
+    model = datasets[0].config.model
+    rows = []
+    for m in (m for m in model.MARGINALS if m.headline):
+        cells = []
+        for found in checks:
+            check = next((c for c in found if c.check.startswith(f"marginal {m.column}")), None)
+            observed = "" if check is None or check.value is None else f"{check.value:.2%}"
+            verdict = "" if check is None else check.verdict
+            cells.append(f"<td class='num'>{observed}</td><td class='{CLASSES.get(verdict, '')}'>{verdict}</td>")
+        target = next((c.target for c in checks[0] if c.check.startswith(f"marginal {m.column}")
+                       and c.target is not None), None)
+        rows.append(f"<tr><td>{html.escape(m.headline)}</td>"
+                    f"<td class='num'>{'' if target is None else f'{target:.2%}'}</td>{''.join(cells)}</tr>")
+    heads = "".join(f"<th>{html.escape(n)}</th><th></th>" for n in names)
+    return (f"<table id='headlines'><tr><th>rate</th><th>target</th>{heads}</tr>{''.join(rows)}</table>")
 
 
-CLASSES = {"pass": "pass", "FAIL": "fail", "n/a": "na"}
+def _story(datasets: list[Dataset], names: list[str], ids: _Ids) -> list[str]:
+    figures = []
+    for plot in (p for p in datasets[0].config.model.REPORT if p.kind == "effect"):
+        frame = pd.concat([_group_means(ds, plot, n) for ds, n in zip(datasets, names)])
+        notes = []
+        for ds, n, part in zip(datasets, names, (frame[frame.dataset == n] for n in names)):
+            by_level = part.set_index("level")["mean"]
+            if {"true", "false"} <= set(by_level.index):
+                notes.append(f"{n}: naive difference {by_level['true'] - by_level['false']:+.4g}")
+        if len(datasets) > 1:
+            truth = _true_effect(datasets[0], datasets[1], plot)
+            notes += [truth] if truth else []
+        unit = f"{plot.table} rows"
+        spec = charts.effect_bars(frame, plot.column, plot.by[0], unit)
+        figures.append(charts.embed(spec, ids(), f"{plot.title}: mean {plot.column} by {plot.by[0]}, "
+                                                 f"with 95 % intervals. " + "; ".join(notes)))
+    return figures
 
 
-def _validation_table(checks: list[Check]) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(c.check)}</td><td>{html.escape(c.expected)}</td><td>{html.escape(c.observed)}</td>"
-        f"<td class='{CLASSES[c.verdict]}'>{c.verdict}</td></tr>"
-        for c in checks)
-    failed = sum(not c.passed for c in checks)
-    verdict = "all checks pass" if not failed else f"{failed} of {len(checks)} checks fail"
-    return (f"<p>{verdict}</p><table><tr><th>check</th><th>expected</th><th>observed</th><th>verdict</th></tr>"
-            f"{rows}</table>")
+def _graph(datasets: list[Dataset]) -> str:
+    program = datasets[-1].program
+    graph = model_graph(program)
+    do = datasets[-1].manifest["intervention"]["do"]
+    highlight = graph.descendants(set(do)) if do else set()
+    caption = ("The model's causal story: the columns its checks and plots name, by table; an arrow means "
+               "“causes, directly or through sites not shown”. Every site: <code>causalsynth graph --format svg "
+               "--full</code>.")
+    if do:
+        assignments = html.escape(", ".join(f"do({k}={v})" for k, v in do.items()))
+        caption += f" Highlighted: what the second dataset's {assignments} sets, and everything downstream of it."
+    try:
+        svg = graph.stage_view(story_sites(program) | set(do)).render("svg", highlight=highlight,
+                                                                       labels="column").decode()
+    except MissingTool as exc:
+        return f"<p class='note'>{html.escape(str(exc))}; the graph is left out.</p>"
+    return f"<figure class='graph'>{svg[svg.index('<svg'):]}<figcaption>{caption}</figcaption></figure>"
+
+
+def _details(datasets: list[Dataset], names: list[str], checks: list[list[Check]], ids: _Ids) -> list[str]:
+    figures = []
+    marginal = pd.DataFrame([{"dataset": n, "check": c.check.removeprefix("marginal "), "observed": c.value,
+                              "target": c.target, "verdict": c.verdict}
+                             for n, found in zip(names, checks) for c in found if c.value is not None])
+    if not marginal.empty:
+        figures.append(charts.embed(charts.marginals(marginal), ids(),
+                                    "Every configured rate and mix: realised (points) against its target (ticks)."))
+    for plot in datasets[0].config.model.REPORT:
+        if plot.kind == "distribution":
+            log_x, edges = _bins(datasets, plot)
+            frame = pd.concat([_histogram(ds, plot, n, log_x, edges) for ds, n in zip(datasets, names)])
+            figures.append(charts.embed(charts.histogram(frame, plot.column, log_x), ids(), plot.title))
+        elif plot.kind == "mix":
+            frame = pd.concat([_shares(ds, plot, n) for ds, n in zip(datasets, names)])
+            figures.append(charts.embed(charts.shares(frame, plot.column, plot.among), ids(), plot.title))
+        elif plot.kind == "funnel":
+            levels = list(next(c.levels for c in datasets[0].program.table(plot.table).columns
+                               if c.name == plot.step))
+            for by in plot.by:
+                frame = pd.concat([_funnel(ds, plot, n, by, levels) for ds, n in zip(datasets, names)])
+                figures.append(charts.embed(charts.funnel(frame, levels, by.partition(".")[2]), ids(),
+                                            f"{plot.title}: by {by.partition('.')[2]}"))
+        elif plot.kind == "graph":
+            for ds, n in zip(datasets, names):
+                try:
+                    body = _service_graph(ds, plot)
+                    figures.append(f"<figure class='graph'>{body[body.index('<svg'):]}"
+                                   f"<figcaption>{html.escape(plot.title)} ({html.escape(n)}): mean {plot.column} "
+                                   f"per {plot.node}; arrows: calls</figcaption></figure>")
+                except MissingTool as exc:
+                    figures.append(f"<p class='note'>{html.escape(str(exc))}; {html.escape(plot.title)} is left "
+                                   f"out.</p>")
+    return figures
+
+
+def _checks(checks: list[Check], name: str) -> str:
+    def rows(found):
+        return "".join(
+            f"<tr><td>{html.escape(c.check)}</td><td>{html.escape(c.expected)}</td><td>{html.escape(c.observed)}"
+            f"</td><td class='{CLASSES[c.verdict]}'>{c.verdict}</td></tr>" for c in found)
+
+    head = "<tr><th>check</th><th>expected</th><th>observed</th><th>verdict</th></tr>"
+    failed = [c for c in checks if not c.passed]
+    out = f"<h3>{html.escape(name)}</h3>"
+    if failed:
+        out += f"<details open class='failures'><summary>{len(failed)} failing</summary><table>{head}" \
+               f"{rows(failed)}</table></details>"
+    return out + (f"<details class='all'><summary>all {len(checks)} checks</summary><table>{head}{rows(checks)}"
+                  f"</table></details>")
 
 
 def build_report(directory: str | Path, compare: str | Path | None = None) -> str:
@@ -170,27 +279,28 @@ def build_report(directory: str | Path, compare: str | Path | None = None) -> st
     datasets = [Dataset(directory)] + ([Dataset(compare)] if compare is not None else [])
     names = [str(directory)] + ([str(compare)] if compare is not None else [])
     checks = [validate_dataset(ds.directory) for ds in datasets]
-
-    def section(title: str, figures: list[str]) -> str:
-        body = "".join(_img(uri, name) for uri, name in zip(figures, names))
-        return f"<section><h2>{html.escape(title)}</h2><div class='pair'>{body}</div></section>"
-
-    parts = ["<section><h2>Validation</h2><div class='pair'>"
-             + "".join(f"<div><h3>{html.escape(n)}</h3>{_validation_table(c)}</div>" for n, c in zip(names, checks))
-             + "</div></section>",
-             section("Marginals against their targets", [_png(_marginals_figure(c)) for c in checks])]
-    for plot in datasets[0].config.model.REPORT:
-        parts.append(section(plot.title, [_png(DRAW[plot.kind](ds, plot)) for ds in datasets]))
-    parts.append(section("Causal graph of the model", [
-        "data:image/png;base64," + base64.b64encode(model_graph(ds.program).to_png()).decode()
-        for ds in datasets]))
-    heads = "".join(
-        f"<li><b>{html.escape(n)}</b>: model {ds.manifest['model']['name']} {ds.manifest['model']['version']}, "
-        f"seed {ds.manifest['seed']}, {ds.manifest['n_prs']:,} PRs, intervention "
-        f"{html.escape(ds.manifest['intervention']['name'])}</li>" for n, ds in zip(names, datasets))
+    ids = _Ids()
+    meta = "; ".join(
+        f"<b>{html.escape(n)}</b>: {ds.manifest['model']['name']} {ds.manifest['model']['version']}, "
+        f"seed {ds.manifest['seed']}, {ds.manifest['n_prs']:,} PRs, "
+        f"{html.escape(ds.manifest['intervention']['name'])}" for n, ds in zip(names, datasets))
+    story = _story(datasets, names, ids)
+    body = [
+        "<h1>causalsynth report</h1>", f"<p class='meta'>{meta}</p>",
+        "<div class='top'><section id='verdict'>" + "".join(_verdict(c, n) for c, n in zip(checks, names))
+        + "<h2>Headline rates</h2>" + _headlines(datasets, names, checks) + "</section>"
+        + "<section id='story'><div class='grid'>" + "".join(story[:1]) + "</div></section></div>",
+        "<section id='story-more'><h2>The causal story</h2><div class='grid'>" + "".join(story[1:])
+        + "</div></section>",
+        "<section id='graph'><h2>Causal graph</h2>" + _graph(datasets) + "</section>",
+        "<section id='details'><h2>Details</h2><div class='grid'>"
+        + "".join(_details(datasets, names, checks, ids)) + "</div></section>",
+        "<section id='checks'><h2>Checks</h2>" + "".join(_checks(c, n) for c, n in zip(checks, names))
+        + "</section>",
+    ]
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>causalsynth report</title>"
-            f"<style>{STYLE}</style></head><body><h1>causalsynth report</h1><ul>{heads}</ul>"
-            + "".join(parts) + "</body></html>\n")
+            f"<style>{STYLE}</style><script>{charts.script()}</script></head><body>"
+            + "".join(body) + "</body></html>\n")
 
 
 def write_report(directory: str | Path, out: str | Path, compare: str | Path | None = None) -> Path:
