@@ -10,10 +10,14 @@ from __future__ import annotations
 import functools
 import html
 import json
+import re
 from typing import Any
 
 import pandas as pd
 
+# The Vega-Lite the page bundles and the static pictures are drawn with: one version for both.
+VL_VERSION = "6.4"
+SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"
 WIDTH = 520
 HEIGHT = 240
 # Two datasets (a factual one and its twin or variant) are told apart by colour.
@@ -25,7 +29,13 @@ def script() -> str:
     """Vega, Vega-Lite and Vega-Embed as one script, for the page's head (about 0.9 MB)."""
     import vl_convert
 
-    return vl_convert.javascript_bundle()
+    return _inline(vl_convert.javascript_bundle(vl_version=VL_VERSION))
+
+
+def _inline(script_text: str) -> str:
+    """Script text safe inside a <script> element: a literal "</script" would end it early
+    ("<\\/script" means the same in a JavaScript string or regular expression)."""
+    return re.sub(r"</(script)", r"<\\/\1", script_text, flags=re.IGNORECASE)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -47,7 +57,7 @@ def effect_bars(frame: pd.DataFrame, outcome: str, by: str, unit: str) -> dict[s
                {"field": "low", "format": ".4g", "title": "95% CI low"},
                {"field": "high", "format": ".4g", "title": "95% CI high"},
                {"field": "n", "format": ",", "title": unit}]
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    return {"$schema": SCHEMA,
             "width": WIDTH, "height": HEIGHT, "data": {"values": _records(frame)},
             "layer": [
                 {"mark": {"type": "bar", "opacity": 0.85},
@@ -61,7 +71,7 @@ def effect_bars(frame: pd.DataFrame, outcome: str, by: str, unit: str) -> dict[s
 def histogram(frame: pd.DataFrame, column: str, log_x: bool) -> dict[str, Any]:
     """Binned densities (columns: dataset, group, start, end, density), one line per group."""
     x_title = f"{column} (log scale)" if log_x else column
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    return {"$schema": SCHEMA,
             "width": WIDTH, "height": HEIGHT, "data": {"values": _records(frame)},
             "mark": {"type": "line", "interpolate": "step-after", "point": False},
             "params": _zoom(),
@@ -81,7 +91,7 @@ def histogram(frame: pd.DataFrame, column: str, log_x: bool) -> dict[str, Any]:
 def shares(frame: pd.DataFrame, column: str, among: str | None) -> dict[str, Any]:
     """Level shares (columns: dataset, level, share)."""
     title = "share" + (f" among {among}" if among else "")
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    return {"$schema": SCHEMA,
             "width": WIDTH, "height": HEIGHT, "data": {"values": _records(frame)},
             "mark": "bar",
             "encoding": {"x": {"field": "level", "type": "nominal", "title": column, "axis": {"labelAngle": 0}},
@@ -95,7 +105,7 @@ def shares(frame: pd.DataFrame, column: str, among: str | None) -> dict[str, Any
 
 def funnel(frame: pd.DataFrame, steps: list[str], by: str) -> dict[str, Any]:
     """Share of units reaching each step (columns: dataset, group, step, share), one line per group."""
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    return {"$schema": SCHEMA,
             "width": WIDTH, "height": HEIGHT, "data": {"values": _records(frame)},
             "mark": {"type": "line", "point": True},
             "encoding": {"x": {"field": "step", "type": "ordinal", "sort": steps, "title": None,
@@ -114,7 +124,7 @@ def marginals(frame: pd.DataFrame) -> dict[str, Any]:
     """Realised rates against their targets (columns: dataset, check, observed, target, verdict)."""
     height = max(120, 16 * frame["check"].nunique())
     y = {"field": "check", "type": "nominal", "title": None, "sort": None}
-    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    return {"$schema": SCHEMA,
             "width": WIDTH, "height": height, "data": {"values": _records(frame)},
             "layer": [
                 {"mark": {"type": "tick", "color": "#888", "thickness": 2},
@@ -136,9 +146,9 @@ def embed(spec: dict[str, Any], chart_id: str, caption: str) -> str:
     """The chart as a figure: interactive with JavaScript, its static SVG without."""
     import vl_convert
 
-    static = vl_convert.vegalite_to_svg(spec)
+    static = vl_convert.vegalite_to_svg(spec, vl_version=VL_VERSION)
     return (f'<figure class="chart"><div id="{chart_id}" class="vega"></div>'
             f"<noscript>{static}</noscript>"
-            f"<script>vegaEmbed('#{chart_id}', {json.dumps(spec)}, "
+            f"<script>vegaEmbed('#{chart_id}', {_inline(json.dumps(spec))}, "
             "{actions: false, renderer: 'svg'}).catch(e => console.error(e));</script>"
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")

@@ -39,7 +39,7 @@ table { border-collapse: collapse; font-size: .85em; } td, th { padding: 3px 9px
 .pass { color: #176f2c; } .fail { color: #b00020; font-weight: bold; } .na { color: #777; }
 .top { display: grid; grid-template-columns: minmax(300px, 1fr) 2fr; gap: 1.5em; align-items: start; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(600px, 1fr)); gap: .8em 1.5em; }
-figure { margin: 0; } figcaption { font-size: .82em; color: #444; margin-top: .2em; }
+figure { margin: 0; min-width: 0; overflow-x: auto; } .top > *, .grid > * { min-width: 0; } figcaption { font-size: .82em; color: #444; margin-top: .2em; }
 .graph svg { max-width: 100%; height: auto; } .note { background: #fff8e1; padding: .5em .8em; border-radius: 6px; }
 details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 """
@@ -274,16 +274,24 @@ def _checks(checks: list[Check], name: str) -> str:
                   f"</table></details>")
 
 
+def _short_names(paths: list[str]) -> list[str]:
+    """Each dataset by its last path component, unless two share one: charts and tables stay narrow."""
+    short = [p.rstrip("/").rpartition("/")[2] or p for p in paths]
+    return short if len(set(short)) == len(short) else paths
+
+
 def build_report(directory: str | Path, compare: str | Path | None = None) -> str:
     """The report of ``directory`` (beside ``compare``'s, when given) as one HTML string."""
     datasets = [Dataset(directory)] + ([Dataset(compare)] if compare is not None else [])
-    names = [str(directory)] + ([str(compare)] if compare is not None else [])
+    paths = [str(directory)] + ([str(compare)] if compare is not None else [])
+    names = _short_names(paths)
     checks = [validate_dataset(ds.directory) for ds in datasets]
     ids = _Ids()
     meta = "; ".join(
-        f"<b>{html.escape(n)}</b>: {ds.manifest['model']['name']} {ds.manifest['model']['version']}, "
+        f"<b>{html.escape(n)}</b> ({html.escape(path)}): {ds.manifest['model']['name']} "
+        f"{ds.manifest['model']['version']}, "
         f"seed {ds.manifest['seed']}, {ds.manifest['n_prs']:,} PRs, "
-        f"{html.escape(ds.manifest['intervention']['name'])}" for n, ds in zip(names, datasets))
+        f"{html.escape(ds.manifest['intervention']['name'])}" for n, path, ds in zip(names, paths, datasets))
     story = _story(datasets, names, ids)
     body = [
         "<h1>causalsynth report</h1>", f"<p class='meta'>{meta}</p>",
