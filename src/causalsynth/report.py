@@ -288,7 +288,7 @@ def build_report(directory: str | Path, compare: str | Path | None = None) -> st
     checks = [validate_dataset(ds.directory) for ds in datasets]
     ids = _Ids()
     meta = "; ".join(
-        f"<b>{html.escape(n)}</b> ({html.escape(path)}): {ds.manifest['model']['name']} "
+        f"<b>{html.escape(n)}</b>{f' ({html.escape(path)})' if path != n else ''}: {ds.manifest['model']['name']} "
         f"{ds.manifest['model']['version']}, "
         f"seed {ds.manifest['seed']}, {ds.manifest['n_prs']:,} PRs, "
         f"{html.escape(ds.manifest['intervention']['name'])}" for n, path, ds in zip(names, paths, datasets))
