@@ -54,7 +54,8 @@ def main() -> None:
              f"{machine()}; {datetime.date.today()}; {args.n_prs:,} PRs; median of {args.repeats} whole-process "
              f"runs each, alternated with the baseline installation (causalsynth {version}, the report before its "
              "rewrite: PNG charts, no Graphviz), warm caches.", "",
-             "| report | time | baseline | ratio | size | baseline | ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+             "| report | time | baseline | ratio | size | baseline | ratio |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
              *rows]
     print(write_section("report", lines))
 

@@ -30,7 +30,8 @@ window.addEventListener("load", () => setTimeout(() => {
   const firstChart = document.querySelector("#story .vega svg");
   document.body.setAttribute("data-layout", JSON.stringify({
     verdict: box("verdict"), headlines: box("headlines"),
-    chart: firstChart ? (r => ({top: r.top, bottom: r.bottom, right: r.right}))(firstChart.getBoundingClientRect()) : null,
+    chart: firstChart ? (r => ({top: r.top, bottom: r.bottom, right: r.right}))(firstChart.getBoundingClientRect())
+                      : null,
     drawn: document.querySelectorAll(".vega svg").length, charts: document.querySelectorAll(".vega").length,
     width: document.documentElement.scrollWidth}));
 }, 1500));

@@ -39,7 +39,8 @@ table { border-collapse: collapse; font-size: .85em; } td, th { padding: 3px 9px
 .pass { color: #176f2c; } .fail { color: #b00020; font-weight: bold; } .na { color: #777; }
 .top { display: grid; grid-template-columns: minmax(300px, 1fr) 2fr; gap: 1.5em; align-items: start; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(600px, 1fr)); gap: .8em 1.5em; }
-figure { margin: 0; min-width: 0; overflow-x: auto; } .top > *, .grid > * { min-width: 0; } figcaption { font-size: .82em; color: #444; margin-top: .2em; }
+figure { margin: 0; min-width: 0; overflow-x: auto; }
+.top > *, .grid > * { min-width: 0; } figcaption { font-size: .82em; color: #444; margin-top: .2em; }
 .graph svg { max-width: 100%; height: auto; } .note { background: #fff8e1; padding: .5em .8em; border-radius: 6px; }
 details { margin: .4em 0; } summary { cursor: pointer; font-weight: 600; }
 """
