@@ -416,3 +416,14 @@ def test_report_reads_top_down_and_is_self_contained(small, tmp_path, default_co
     # a twin's report highlights what its intervention set, and gives the true effects beside the naive ones
     assert ("fill=\"#fde2b8\"" in graph) == compare
     assert ("true effect of pull_requests.has_performance_regression = true" in text) == compare
+
+
+def test_report_without_graphviz_says_so_where_the_graphs_would_be(small, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on it
+    result = runner.invoke(app, ["report", str(small), "--out", str(tmp_path / "report.html")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "report.html").read_text()
+    graph = text[text.index("<section id='graph'>"):text.index("<section id='details'>")]
+    assert "Graphviz's dot program is not installed" in graph and "<svg" not in graph
+    assert "vegaEmbed('#chart1'" in text  # everything else is there
+
