@@ -424,6 +424,6 @@ def test_report_without_graphviz_says_so_where_the_graphs_would_be(small, tmp_pa
     assert result.exit_code == 0, result.output
     text = (tmp_path / "report.html").read_text()
     graph = text[text.index("<section id='graph'>"):text.index("<section id='details'>")]
-    assert "Graphviz's dot program is not installed" in graph and "<svg" not in graph
+    assert "Graphviz&#x27;s dot program is not installed" in graph and "<svg" not in graph
     assert "vegaEmbed('#chart1'" in text  # everything else is there
 
