@@ -93,9 +93,9 @@ def _union(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model_spec(given: Any, overrides: Iterable[str], base: Path) -> str:
-    """The model a config names: its last ``--set model=``, else its own ``model``, else the engine's."""
-    spec = engine_defaults()["model"]
+def _model_spec(given: Any, overrides: Iterable[str], base: Path, default: str) -> str:
+    """The model a config names: its last ``--set model=``, else its own ``model``, else ``default``."""
+    spec = default
     if isinstance(given, Mapping) and isinstance(given.get("model"), str):
         spec = given["model"]
     for item in overrides:
@@ -121,9 +121,10 @@ def load_config(
     """
     errors: list[str] = []
     given = _read_yaml(Path(path)) if path is not None else data
-    spec = _model_spec(given, overrides, Path(path).parent if path is not None else Path.cwd())
+    engine = engine_defaults()
+    spec = _model_spec(given, overrides, Path(path).parent if path is not None else Path.cwd(), engine["model"])
     model = plugins.load(spec)
-    defaults = _union(engine_defaults(), plugins.defaults(model)) | {"model": spec}
+    defaults = _union(engine, plugins.defaults(model)) | {"model": spec}
     data = defaults if given is None else _merge(defaults, given, "", errors)
     for item in overrides:
         data = _apply_override(defaults, data, item, errors, source)

@@ -105,7 +105,8 @@ class Graph:
     def stage_view(self, shown) -> Graph:
         """The graph of the ``shown`` sites alone, in their tables (stages): noise, scaffolding
         and every other site hidden. An edge means "causes, directly or through sites not shown"."""
-        order = [n for n in self.nodes if n in set(shown)]
+        shown = set(shown)
+        order = [n for n in self.nodes if n in shown]
         return Graph(nodes={n: self.nodes[n] for n in order}, edges=tuple(sorted(self.contracted(set(order)))),
                      config_parents={n: self.config_parents.get(n, ()) for n in order})
 

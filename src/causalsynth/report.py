@@ -63,12 +63,17 @@ def _frame(ds: Dataset, table: str, refs: list[str]) -> pd.DataFrame:
     return ds.frame(table, refs).rename(columns={r: r.replace(".", "_") for r in refs})
 
 
-def _group_means(ds: Dataset, plot: Plot, name: str) -> pd.DataFrame:
+def _cause_frames(datasets: list[Dataset], plot: Plot) -> list[pd.DataFrame]:
+    """Each dataset's rows of ``plot.table``: its key, ``plot.column`` as float and the cause as bool."""
     by = plot.by[0]
-    frame = _frame(ds, plot.table, [plot.column, by])
-    values = frame[plot.column].astype(float)
+    frames = [_frame(ds, plot.table, [plot.column, by]) for ds in datasets]
+    return [f.assign(**{plot.column: f[plot.column].astype(float), "cause": f[by.replace(".", "_")].astype(bool)})
+            for f in frames]
+
+
+def _group_means(frame: pd.DataFrame, plot: Plot, name: str) -> pd.DataFrame:
     rows = []
-    for level, group in values.groupby(frame[by.replace(".", "_")].astype(bool)):
+    for level, group in frame[plot.column].groupby(frame["cause"]):
         n, mean = len(group), float(group.mean())
         se = float(group.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
         rows.append({"dataset": name, "level": str(level).lower(), "mean": mean, "low": mean - Z_95 * se,
@@ -76,47 +81,40 @@ def _group_means(ds: Dataset, plot: Plot, name: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _true_effect(factual: Dataset, twin: Dataset, plot: Plot) -> str | None:
+def _true_effect(factual: Dataset, twin: Dataset, frames: list[pd.DataFrame], plot: Plot) -> str | None:
     """The effect the twin measures, when it set the plot's cause: the mean, over the units whose
     factual cause differs from the twin's value, of factual minus twin outcome (same keys, same noise)."""
     by = plot.by[0]
-    site = next((c.site for t in factual.program.tables for c in t.columns
-                 if f"{t.table.name}.{c.name}" == (by if "." in by else f"{plot.table}.{by}")), None)
+    site = factual.site(*(by if "." in by else f"{plot.table}.{by}").split(".", 1))
     do = twin.manifest["intervention"]["do"]
     if site not in do:
         return None
     key = factual.program.table(plot.table).table.key
-    a = _frame(factual, plot.table, [plot.column, by]).set_index(key)
-    b = _frame(twin, plot.table, [plot.column]).set_index(key)
-    cause = a[by.replace(".", "_")].astype(bool)
-    moved = cause != bool(do[site])
-    joined = a.loc[moved, [plot.column]].join(b[[plot.column]].add_suffix("_twin"), how="inner")
+    a, b = (f.set_index(key)[[plot.column, "cause"]] for f in frames)
+    joined = a[a["cause"] != bool(do[site])].join(b[[plot.column]].add_suffix("_twin"), how="inner")
     if joined.empty:
         return None
-    diff = joined[plot.column].astype(float) - joined[plot.column + "_twin"].astype(float)
+    diff = joined[plot.column] - joined[plot.column + "_twin"]
     value = not bool(do[site])
     return (f"true effect of {by} = {str(value).lower()} (from the twin, on the {len(joined):,} units "
             f"where it holds): {diff.mean():+.4g}")
 
 
-def _histogram(ds: Dataset, plot: Plot, name: str, log_x: bool, edges: np.ndarray) -> pd.DataFrame:
-    by = plot.by[0]
-    frame = _frame(ds, plot.table, [plot.column, by])
+def _histogram(frame: pd.DataFrame, plot: Plot, name: str, log_x: bool, edges: np.ndarray) -> pd.DataFrame:
     rows = []
-    for level, group in frame[plot.column].astype(float).groupby(frame[by.replace(".", "_")].astype(bool)):
+    for level, group in frame[plot.column].groupby(frame["cause"]):
         counts, _ = np.histogram(group.to_numpy(), bins=edges)
         share = counts / max(len(group), 1)
-        label = f"{by.rpartition('.')[2]} = {str(level).lower()} (mean {group.mean():.4g})"
+        label = f"{plot.by[0].rpartition('.')[2]} = {str(level).lower()} (mean {group.mean():.4g})"
         rows += [{"dataset": name, "group": label, "start": float(s), "end": float(e), "density": float(d)}
                  for s, e, d in zip(edges[:-1], edges[1:], share)]
     return pd.DataFrame(rows)
 
 
-def _bins(datasets: list[Dataset], plot: Plot) -> tuple[bool, np.ndarray]:
+def _bins(frames: list[pd.DataFrame], column: str) -> tuple[bool, np.ndarray]:
     """Shared bins, linear where the mass is: log-spaced only for a positive column with a long
     right tail (99th percentile over 20 times the median) and no long left one."""
-    values = np.concatenate([ds.frame(plot.table, [plot.column])[plot.column].astype(float).to_numpy()
-                             for ds in datasets])
+    values = np.concatenate([f[column].to_numpy() for f in frames])
     p1, p50, p99 = np.quantile(values, [0.01, 0.5, 0.99])
     log_x = bool(p1 > 0 and p99 / p50 > 20 and p50 / p1 < 20)
     low, high = np.quantile(values, [0.001, 0.999])
@@ -188,14 +186,15 @@ def _headlines(datasets: list[Dataset], names: list[str], checks: list[list[Chec
 def _story(datasets: list[Dataset], names: list[str], ids: _Ids) -> list[str]:
     figures = []
     for plot in (p for p in datasets[0].config.model.REPORT if p.kind == "effect"):
-        frame = pd.concat([_group_means(ds, plot, n) for ds, n in zip(datasets, names)])
+        frames = _cause_frames(datasets, plot)
+        frame = pd.concat([_group_means(f, plot, n) for f, n in zip(frames, names)])
         notes = []
-        for ds, n, part in zip(datasets, names, (frame[frame.dataset == n] for n in names)):
+        for n, part in zip(names, (frame[frame.dataset == n] for n in names)):
             by_level = part.set_index("level")["mean"]
             if {"true", "false"} <= set(by_level.index):
                 notes.append(f"{n}: naive difference {by_level['true'] - by_level['false']:+.4g}")
         if len(datasets) > 1:
-            truth = _true_effect(datasets[0], datasets[1], plot)
+            truth = _true_effect(datasets[0], datasets[1], frames, plot)
             notes += [truth] if truth else []
         unit = f"{plot.table} rows"
         spec = charts.effect_bars(frame, plot.column, plot.by[0], unit)
@@ -233,8 +232,9 @@ def _details(datasets: list[Dataset], names: list[str], checks: list[list[Check]
                                     "Every configured rate and mix: realised (points) against its target (ticks)."))
     for plot in datasets[0].config.model.REPORT:
         if plot.kind == "distribution":
-            log_x, edges = _bins(datasets, plot)
-            frame = pd.concat([_histogram(ds, plot, n, log_x, edges) for ds, n in zip(datasets, names)])
+            frames = _cause_frames(datasets, plot)
+            log_x, edges = _bins(frames, plot.column)
+            frame = pd.concat([_histogram(f, plot, n, log_x, edges) for f, n in zip(frames, names)])
             figures.append(charts.embed(charts.histogram(frame, plot.column, log_x), ids(), plot.title))
         elif plot.kind == "mix":
             frame = pd.concat([_shares(ds, plot, n) for ds, n in zip(datasets, names)])
