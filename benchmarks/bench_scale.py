@@ -5,8 +5,8 @@ Every run is a fresh process, timed by wall clock, with its peak RSS from
 
 - the floor (vectorized numpy + pyarrow, same tables; ``references.py``) at
   --n-prs (500,000) and at --small (50,000);
-- causalsynth in one process at both sizes, warm (the compilation cache and
-  config cache filled by a first run, not timed): the 500,000-PR run against
+- causalsynth in one process at both sizes, warm (the caches filled by a
+  first run, not timed): the 500,000-PR run against
   its floor, and its peak RSS against the 50,000-PR run's;
 - causalsynth with ``--workers 1, 2, 4`` (a local Dask cluster started by the
   command) at --cluster-prs (1,000,000), against one process at that size:

@@ -78,7 +78,7 @@ def main(
 
 
 def _enable_compilation_cache() -> None:
-    """Reuse compiled samplers (JAX's persistent cache), solved intercepts and the graph across processes."""
+    """Reuse compiled samplers, traced structures, solved intercepts and the graph across processes."""
     from causalsynth import cache
 
     cache.enable()

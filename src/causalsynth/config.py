@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from causalsynth import plugins
+from causalsynth import plugins, yamltext
 from causalsynth.errors import ConfigError, yaml_problem
 from causalsynth.params import Params
 
@@ -81,7 +81,7 @@ class Config:
 
 
 def engine_defaults() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("causalsynth.configs").joinpath("engine.yaml").read_text())
+    return yamltext.safe_load(resources.files("causalsynth.configs").joinpath("engine.yaml").read_text())
 
 
 def _union(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,7 +146,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        return yaml.safe_load(text) or {}
+        return yamltext.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
 
@@ -236,7 +236,7 @@ def _apply_override(defaults: dict, data: dict, item: str, errors: list[str], so
                       f"{', '.join(f'{key}.{k}' for k in node)}")
         return data
     try:
-        value = yaml.safe_load(raw)
+        value = yamltext.safe_load(raw)
     except yaml.YAMLError:
         value = raw
     if isinstance(node, str) and not isinstance(value, str):

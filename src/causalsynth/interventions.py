@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 from numpyro.primitives import Messenger
 
+from causalsynth import yamltext
 from causalsynth.errors import ConfigError, yaml_problem
 
 
@@ -160,7 +161,7 @@ def load_variant(name_or_path: str) -> Intervention:
                               f"{', '.join(variant_names())} (or give a path to a .yaml file)")
         text, name = entry.read_text(), name_or_path
     try:
-        data = yaml.safe_load(text) or {}
+        data = yamltext.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"--variant {name_or_path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):

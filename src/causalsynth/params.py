@@ -25,7 +25,7 @@ def _is_leaf(value: Any) -> bool:
 class Params(Mapping):
     """A frozen nested mapping with attribute access; floats are pytree leaves."""
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_dynamic")
 
     def __init__(self, data: Mapping[str, Any]):
         object.__setattr__(
@@ -34,6 +34,7 @@ class Params(Mapping):
             {k: Params(v) if isinstance(v, Mapping) and not isinstance(v, Params) else v
              for k, v in data.items()},
         )
+        object.__setattr__(self, "_dynamic", None)
 
     # Mapping protocol -----------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -62,7 +63,12 @@ class Params(Mapping):
 
     # Pytree protocol ------------------------------------------------------
     def tree_flatten(self):
-        dynamic = tuple(k for k, v in self._data.items() if isinstance(v, Params) or _is_leaf(v))
+        # A rebuilt tree keeps its leaf positions whatever they now hold: JAX maps
+        # trees to other leaf types (shapes, argument info) and expects the same
+        # structure back.
+        dynamic = self._dynamic
+        if dynamic is None:
+            dynamic = tuple(k for k, v in self._data.items() if isinstance(v, Params) or _is_leaf(v))
         static = tuple((k, v) for k, v in self._data.items() if k not in dynamic)
         return tuple(self._data[k] for k in dynamic), (tuple(self._data), dynamic, static)
 
@@ -72,6 +78,7 @@ class Params(Mapping):
         values = dict(zip(dynamic, children)) | dict(static)
         obj = object.__new__(cls)
         object.__setattr__(obj, "_data", {k: values[k] for k in order})
+        object.__setattr__(obj, "_dynamic", dynamic)
         return obj
 
     # Helpers --------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from causalsynth import yamltext
 from causalsynth.errors import ConfigError, yaml_problem
 
 BUILT_IN = "causalsynth.models"
@@ -108,7 +109,7 @@ def defaults(module: ModuleType) -> dict[str, Any]:
     if isinstance(path, (str, Path)):
         path = Path(module.__file__).parent / path
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamltext.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"model {module.NAME}: cannot read its DEFAULTS {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

@@ -19,6 +19,8 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import constraints
 
+from causalsynth import cache
+from causalsynth.compiled import CachedJit
 from causalsynth.config import Config
 from causalsynth.domains import Domain, domain_of
 from causalsynth.errors import ConfigError
@@ -130,8 +132,19 @@ class Program:
         with switch_do(data=do):
             return handlers.trace(handlers.seed(self.model.model, key)).get_trace(params, n_prs)
 
-    def _derive(self) -> tuple[tuple[TableLayout, ...], dict[str, Site]]:
-        captured: dict[str, Any] = {}
+    def _abstract_sites(self) -> dict[str, dict[str, Any]]:
+        """Each sample and deterministic site's plates, shape and column metadata, from an abstract trace.
+
+        The trace depends on the model's code and the params' tree and types
+        only (never on a float's value), so it is kept in the cache under those.
+        """
+        args = (jax.random.key(0), self.initial_params())
+        identity = cache.model_identity(self.model) | {"block_prs": self.block_prs,
+                                                        "signature": cache.signature(args)}
+        captured = cache.load_object("structure", identity)
+        if captured is not None:
+            return captured
+        captured = {}
 
         def abstract(key, params):
             trace = self._trace(key, params, self.block_prs)
@@ -152,7 +165,12 @@ class Program:
                 )
             return 0
 
-        jax.eval_shape(abstract, jax.random.key(0), self.initial_params())
+        jax.eval_shape(abstract, *args)
+        cache.store_object("structure", identity, captured)
+        return captured
+
+    def _derive(self) -> tuple[tuple[TableLayout, ...], dict[str, Site]]:
+        captured = self._abstract_sites()
         latents = bool(self.config.sampling["latents"])
         n_dims = max(-dim for site in captured.values() for _, dim, _ in site["frames"])
         by_plates = {t.plates: t for t in self.model.TABLES}
@@ -234,7 +252,8 @@ class Program:
         """``(key, params, switches) -> {site: array}``, jitted once for this config's shapes.
 
         ``switches`` comes from ``interventions()``: the factual world and every
-        hard intervention run the same compiled function.
+        hard intervention run the same compiled function. Its executable is
+        kept in the cache (``CachedJit``), so a later process loads it untraced.
         """
         wanted = self.output_sites
 
@@ -242,4 +261,5 @@ class Program:
             trace = self._trace(key, params, self.block_prs, switches)
             return {name: trace[name]["value"] for name in wanted}
 
-        return jax.jit(block)
+        identity = cache.model_identity(self.model) | {"block_prs": self.block_prs, "outputs": wanted}
+        return CachedJit(block, "sampler", identity)

@@ -65,18 +65,43 @@ def _timestamp_ms(program: Program, block: Block, site: str, grid: tuple[int, ..
     return base + offset
 
 
+# Arrays are built over numpy's buffers with ``from_buffers``: no copy, and no
+# pandas import, which ``pa.array`` costs on its first call (0.3 s a process).
+
+def _fixed_width(values: np.ndarray, type_: pa.DataType, dtype: type) -> pa.Array:
+    """A non-null array of a fixed-width ``type_`` whose values are ``values`` as ``dtype``."""
+    data = np.ascontiguousarray(values, dtype=dtype)
+    return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
+
+
+def _booleans(values: np.ndarray) -> pa.Array:
+    bits = np.packbits(np.asarray(values, dtype=bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+
+
+def _strings(values) -> pa.Array:
+    """A non-null string array of ``values`` (str)."""
+    encoded = np.char.encode(np.asarray(values, dtype=str), "utf-8")
+    lengths = np.char.str_len(encoded)
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    width = encoded.dtype.itemsize
+    data = encoded.view(np.uint8).reshape(len(encoded), width)[np.arange(width) < lengths[:, None]]
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
 def _column_array(column: Column, values: np.ndarray) -> pa.Array:
     if column.kind == "category":
-        levels = pa.array(column.levels, pa.string())
-        indices = pa.array(values.astype(np.int8 if len(column.levels) < 128 else np.int32))
-        return pa.DictionaryArray.from_arrays(indices, levels)
+        index_type = _index_type(column.levels)
+        return pa.DictionaryArray.from_arrays(_fixed_width(values, index_type, index_type.to_pandas_dtype()),
+                                              _strings(column.levels))
     if column.kind == "timestamp":
-        return pa.array(values, pa.timestamp("ms", tz="UTC"))
+        return _fixed_width(values, pa.timestamp("ms", tz="UTC"), np.int64)
     if column.kind == "bool":
-        return pa.array(values.astype(bool))
+        return _booleans(values)
     if column.kind == "int":
-        return pa.array(values.astype(np.int32))
-    return pa.array(values.astype(np.float32))
+        return _fixed_width(values, pa.int32(), np.int32)
+    return _fixed_width(values, pa.float32(), np.float32)
 
 
 def tabulate(program: Program, block: Block, start_ms: int,
@@ -95,9 +120,9 @@ def tabulate(program: Program, block: Block, start_ms: int,
             mask = np.broadcast_to(block.values[layout.mask_site], layout.grid).reshape(-1)[:n_cells]
             keep = np.flatnonzero(mask)
             cells = cells[keep]
-        arrays = [pa.array(cells + 1, KEY_TYPE)]
+        arrays = [_fixed_width(cells + 1, KEY_TYPE, np.int64)]
         if layout.parent is not None:
-            arrays.append(pa.array(cells // layout.inner_size + 1, KEY_TYPE))
+            arrays.append(_fixed_width(cells // layout.inner_size + 1, KEY_TYPE, np.int64))
         if layout.table.number is not None:
             arrays.append(_numbers(layout.table.number[1], cells + 1))
         for column in layout.columns:
@@ -113,4 +138,4 @@ def tabulate(program: Program, block: Block, start_ms: int,
 
 
 def _numbers(template: str, keys: np.ndarray) -> pa.Array:
-    return pa.array(np.char.mod(template, keys), pa.string())
+    return _strings(np.char.mod(template, keys))
