@@ -63,6 +63,26 @@ def test_a_later_process_loads_the_structure_and_sampler_untraced(own_cache, sma
     assert len(list((own_cache / "sampler").iterdir())) == 1
 
 
+def test_intercepts_solved_by_the_loaded_executable_are_reused_unevaluated(own_cache, small_config, monkeypatch):
+    """Its runs are deterministic, so evaluating again would give the same means; any other entry is
+    checked by one evaluation."""
+    from causalsynth import sampling
+
+    evaluations = []
+    solve = sampling.block_means
+    monkeypatch.setattr(sampling, "block_means", lambda *a, **k: evaluations.append(1) or solve(*a, **k))
+    solved = sampling.calibrate(Program(small_config))
+    assert len(evaluations) > 1
+    evaluations.clear()
+    later = Program(small_config)
+    assert sampling.calibrate(later) == solved and evaluations == []
+    identity = cache.config_identity(later)
+    entry = cache.load_object("calibration", identity)
+    assert entry["sampler"] == later.sample_block.digest(*block_args(later))
+    cache.store_object("calibration", identity, entry | {"sampler": "another executable"})
+    assert sampling.calibrate(Program(small_config)) == solved and len(evaluations) == 1
+
+
 def test_a_changed_structure_or_machine_is_another_entry(own_cache, small_config):
     program = Program(small_config)
     args = block_args(program)

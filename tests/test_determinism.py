@@ -65,9 +65,10 @@ def test_block_order_does_not_change_the_data(small_config):
 
 
 def test_cached_intercepts_are_verified_then_reused(tmp_path, small_config, monkeypatch):
-    """A cached solution costs one evaluation and gives the same intercepts; a stale one is re-solved."""
-    import json
+    """A cached solution costs one evaluation and gives the same intercepts; a stale one is re-solved.
 
+    (With JAX's own persistent cache configured, as in this session, no executable is kept, so every
+    cached solution is checked by evaluation; ``test_cache`` covers the kept executable.)"""
     from causalsynth import cache, sampling
 
     program = Program(small_config)
@@ -77,16 +78,18 @@ def test_cached_intercepts_are_verified_then_reused(tmp_path, small_config, monk
     monkeypatch.setattr(cache, "DIRECTORY", tmp_path)
     first = calibrate(program)
     solving = len(evaluations)
-    assert solving > 1 and len(list(tmp_path.glob("calibration/*.json"))) == 1
+    assert solving > 1 and len(list(tmp_path.glob("calibration/*"))) == 1
     assert calibrate(program) == first and len(evaluations) == solving + 1
-    entry = next(tmp_path.glob("calibration/*.json"))
-    entry.write_text(json.dumps({name: value + 0.5 for name, value in first.items()}))  # stale
+    identity = cache.config_identity(program)
+    stale = {"intercepts": {name: value + 0.5 for name, value in first.items()}, "sampler": None}
+    cache.store_object("calibration", identity, stale)
     assert calibrate(program) == first and len(evaluations) == 2 * solving + 2
-    entry.write_text("{not json")
+    entry = next(tmp_path.glob("calibration/*"))
+    entry.write_bytes(entry.read_bytes()[:-3])  # damaged
     assert calibrate(program) == first
     other = Program(small_config.with_overrides(["regression.rate=0.3"]))
     assert calibrate(other)["regression"] != first["regression"]  # another config, another entry
-    assert len(list(tmp_path.glob("calibration/*.json"))) == 2
+    assert len(list(tmp_path.glob("calibration/*"))) == 2
 
 
 def test_the_cached_graph_is_the_derived_one(tmp_path, small_config, monkeypatch):
@@ -130,6 +133,6 @@ def test_an_edited_model_never_reads_the_entries_of_its_previous_source(tmp_path
     assert cache.model_digest(copy) != before
     monkeypatch.setattr(cache, "DIRECTORY", tmp_path / "cache")
     program = Program(small_config)
-    key = cache._path("graph", program)
+    key = cache._path("graph", cache.config_identity(program))
     monkeypatch.setattr(cache, "model_digest", lambda model: "edited")
-    assert cache._path("graph", program) != key
+    assert cache._path("graph", cache.config_identity(program)) != key

@@ -2,15 +2,15 @@
 model's causal graph, its traced structure and its compiled block sampler.
 
 Each entry is keyed by everything it depends on (the resolved config, the
-model's name, version and source files, the package version; for traced and
-compiled entries, the arguments' tree and types instead of the config's
-numbers, and the JAX installation and machine), so a changed config, an
-edited model (even without a new version) or another release never reads
-another's entry. The CLI sets ``DIRECTORY``; with it None (the library's
-default) nothing is kept. A
-cache is never worth a failed run: an entry that cannot be read is treated as
-absent, one that cannot be written is skipped, and the caller verifies what
-it reads before using it.
+model's name, version and source files, the package's version and source;
+for traced and compiled entries, the arguments' tree and types instead of
+the config's numbers, and the JAX installation and machine), so a changed
+config, an edited model or package (even without a new version) or another
+release never reads another's entry. Each is pickled behind its SHA-256. The
+CLI sets ``DIRECTORY``; with it None (the library's default) nothing is
+kept. A cache is never worth a failed run: an entry that cannot be read or
+is not intact is treated as absent, one that cannot be written is skipped,
+and the caller verifies what it reads before using it.
 """
 
 from __future__ import annotations
@@ -41,19 +41,22 @@ def enable(directory: str | Path | None = None) -> Path:
     return directory
 
 
-def _path(kind: str, identity: dict, suffix: str = ".json") -> Path | None:
+def _path(kind: str, identity: dict) -> Path | None:
     if DIRECTORY is None:
         return None
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    return Path(DIRECTORY) / kind / f"{key}{suffix}"
+    return Path(DIRECTORY) / kind / f"{key}.pickle"
 
 
 def model_identity(model) -> dict:
-    """What a model's code is: its name, version, source and the package that runs it."""
-    return {"model": [model.NAME, model.VERSION], "source": model_digest(model), "package": package_version()}
+    """What a model's code is: its name, version, source, and the package that runs it (its version and
+    its own source, so an edited installation never reads what the code before the edit kept)."""
+    return {"model": [model.NAME, model.VERSION], "source": model_digest(model), "package": package_version(),
+            "engine": engine_digest()}
 
 
-def _config_identity(program) -> dict:
+def config_identity(program) -> dict:
+    """What a result derived from a config depends on: the model's code and the resolved config."""
     return model_identity(program.model) | {"config": program.config.data}
 
 
@@ -100,6 +103,16 @@ def package_version() -> str:
 
 
 @functools.cache
+def engine_digest() -> str:
+    """SHA-256 of this package's Python source."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
 def model_digest(model) -> str:
     """SHA-256 of a model's Python source: a researcher's edit changes it."""
     from causalsynth.plugins import source_files
@@ -108,20 +121,6 @@ def model_digest(model) -> str:
     for name, path in source_files(model):
         digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
-
-
-def load(kind: str, program) -> Any | None:
-    """The ``kind`` entry for ``program``'s config, or None (no cache, no entry, or unreadable)."""
-    path = _path(kind, _config_identity(program))
-    try:
-        return None if path is None else json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def store(kind: str, program, value: Any) -> None:
-    """Write the entry whole (a temporary file renamed into place) or not at all."""
-    _write(_path(kind, _config_identity(program)), json.dumps(value).encode())
 
 
 def load_object(kind: str, identity: dict) -> Any | None:
@@ -133,7 +132,7 @@ def load_object(kind: str, identity: dict) -> Any | None:
     """
     import pickle
 
-    path = _path(kind, identity, ".pickle")
+    path = _path(kind, identity)
     try:
         data = None if path is None else path.read_bytes()
     except OSError:
@@ -151,7 +150,7 @@ def store_object(kind: str, identity: dict, value: Any) -> None:
     import pickle
 
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    _write(_path(kind, identity, ".pickle"), hashlib.sha256(data).digest() + data)
+    _write(_path(kind, identity), hashlib.sha256(data).digest() + data)
 
 
 def _write(path: Path | None, data: bytes) -> None:

@@ -164,7 +164,6 @@ def sample(
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
     from causalsynth.config import load_config
     from causalsynth.dataset import check_cluster, check_size, sample_dataset
-    from causalsynth.sinks.sql import check_options
 
     overrides = list(set_ or []) + ["sampling.latents=true"] * latents + ["telemetry.enabled=true"] * series
     if runs_per_pr is not None:
@@ -175,6 +174,8 @@ def sample(
     def job(progress):
         check_size(n_prs, seed)
         if db is not None:
+            from causalsynth.sinks.sql import check_options  # SQLAlchemy only when a database is asked for
+
             check_options(db, db_schema, if_exists)
         check_cluster(workers, scheduler, out_dir, db)
         intervention = _intervention(variant, do)

@@ -14,6 +14,7 @@ cache on serializes without its kernels, so the two do not mix.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -34,34 +35,63 @@ class CachedJit:
         self._lock = threading.Lock()
 
     def __call__(self, *args: Any) -> Any:
-        if cache.DIRECTORY is None or _jax_cache_configured():
-            return self._jitted(*args)
-        key = cache.signature(args)
-        fn = self._loaded.get(key)
-        if fn is None:
-            with self._lock:  # a cluster worker's threads load it once
-                fn = self._loaded.get(key) or self._load_or_compile(args, key)
-                self._loaded[key] = fn
-        return fn(*args)
+        found = self._executable(args)
+        return self._jitted(*args) if found is None else found[0](*args)
 
-    def _load_or_compile(self, args: tuple, key: str) -> Callable:
+    def digest(self, *args: Any) -> str | None:
+        """SHA-256 of the kept executable for ``args``; None where none is kept.
+
+        Its runs are deterministic, so a result recorded with this digest is
+        what running it again would give. A kept entry is hashed, not loaded:
+        a cluster's client, which samples nothing, never loads it.
+        """
+        if not self._keeps():
+            return None
+        key = cache.signature(args)
+        found = self._loaded.get(key)
+        if found is not None:
+            return found[1]
+        entry = cache.load_object(self._kind, self._entry_identity(key))
+        if entry is not None:
+            return hashlib.sha256(entry["executable"]).hexdigest()
+        return self._executable(args)[1]
+
+    def _keeps(self) -> bool:
+        return cache.DIRECTORY is not None and not _jax_cache_configured()
+
+    def _entry_identity(self, key: str) -> dict:
+        return self._identity | cache.machine_identity() | {"signature": key}
+
+    def _executable(self, args: tuple) -> tuple[Callable, str | None] | None:
+        if not self._keeps():
+            return None
+        key = cache.signature(args)
+        found = self._loaded.get(key)
+        if found is None:
+            with self._lock:  # a cluster worker's threads load it once
+                found = self._loaded.get(key) or self._load_or_compile(args, key)
+                self._loaded[key] = found
+        return found
+
+    def _load_or_compile(self, args: tuple, key: str) -> tuple[Callable, str | None]:
         from jax.experimental import serialize_executable
 
-        identity = self._identity | cache.machine_identity() | {"signature": key}
+        identity = self._entry_identity(key)
         entry = cache.load_object(self._kind, identity)
         if entry is not None:
             try:
-                return serialize_executable.deserialize_and_load(
+                loaded = serialize_executable.deserialize_and_load(
                     entry["executable"], jax.tree.structure((args, {})), entry["out_tree"])
+                return loaded, hashlib.sha256(entry["executable"]).hexdigest()
             except Exception:  # intact but not loadable by this runtime: compile afresh
                 pass
         compiled = self._jitted.lower(*args).compile()
         try:
             executable, _, out_tree = serialize_executable.serialize(compiled)
         except (ValueError, NotImplementedError):  # a backend that cannot serialize: this process only
-            return compiled
+            return compiled, None
         cache.store_object(self._kind, identity, {"executable": executable, "out_tree": out_tree})
-        return compiled
+        return compiled, hashlib.sha256(executable).hexdigest()
 
 
 def _jax_cache_configured() -> bool:

@@ -190,13 +190,12 @@ def model_graph(program: Program) -> Graph:
 
     Derived once per config, model and package (``causalsynth.cache``): a cached
     graph is used when its sites are exactly the program's."""
-    cached = cache.load("graph", program)
-    if cached is not None and set(cached.get("nodes", ())) == set(program.sites):
-        return Graph(nodes=cached["nodes"], edges=tuple(tuple(e) for e in cached["edges"]),
-                     config_parents={k: tuple(v) for k, v in cached["config_parents"].items()})
+    identity = cache.config_identity(program)
+    cached = cache.load_object("graph", identity)
+    if isinstance(cached, Graph) and set(cached.nodes) == set(program.sites):
+        return cached
     graph = _derive_graph(program)
-    cache.store("graph", program, {"nodes": graph.nodes, "edges": graph.edges, "config_parents":
-                                   graph.config_parents})
+    cache.store_object("graph", identity, graph)
     return graph
 
 

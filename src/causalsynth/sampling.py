@@ -98,7 +98,9 @@ def calibrate(program: Program) -> dict[str, float]:
     sample is ``sampling.calibration_prs`` PRs in whole blocks, so smaller
     blocks do not make the solution noisier. A solution in the cache
     (``causalsynth.cache``) for the same config, model and package is reused
-    once one evaluation confirms it still solves the equations.
+    as it is when the executable that checked it is the one loaded now (its
+    runs are deterministic: evaluating again would give the same means), and
+    otherwise once one evaluation confirms it still solves the equations.
 
     Returns ``{name: intercept}``.
     """
@@ -115,13 +117,17 @@ def calibrate(program: Program) -> dict[str, float]:
         means = block_means(program, params, sites, seed, n_blocks)
         return _logit(means) - _logit(targets), means
 
-    cached = cache.load("calibration", program)
+    made_by = program.sample_block.digest(block_key(seed, 0), with_intercepts(base, {c.name: 0.0 for c in cals}),
+                                          program.interventions())
+    cached = cache.load_object("calibration", cache.config_identity(program))
     try:
-        x = np.array([float(cached[c.name]) for c in cals])
+        x = np.array([float(cached["intercepts"][c.name]) for c in cals])
+        if made_by is not None and cached["sampler"] == made_by:  # solved by this very executable
+            return {c.name: float(v) for c, v in zip(cals, x)}
         means = block_means(program, with_intercepts(base, {c.name: v for c, v in zip(cals, x)}), sites, seed,
                             n_blocks)
         if np.all(np.abs(means - targets) < CALIBRATION_TOLERANCE):  # verified: still a solution
-            return {c.name: float(v) for c, v in zip(cals, x)}
+            return _kept(program, cals, x, made_by)
     except (KeyError, TypeError, ValueError):
         pass  # none, or not this config's: solve afresh
     x_prev = _logit(targets)
@@ -140,6 +146,11 @@ def calibrate(program: Program) -> dict[str, float]:
         raise ConfigError(f"{cals[i].target}: {targets[i]:g} is out of reach of its mechanism: solving "
                           f"{cals[i].name}'s intercept got no closer than {means[i]:.4g}; choose a rate the "
                           f"mechanism can produce, or change its coefficients")
+    return _kept(program, cals, x, made_by)
+
+
+def _kept(program: Program, cals, x: np.ndarray, made_by: str | None) -> dict[str, float]:
+    """The intercepts ``x`` by name, kept in the cache with the executable that checked them."""
     solved = {c.name: float(v) for c, v in zip(cals, x)}
-    cache.store("calibration", program, solved)
+    cache.store_object("calibration", cache.config_identity(program), {"intercepts": solved, "sampler": made_by})
     return solved
