@@ -37,7 +37,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results import machine, measure, write_section  # noqa: E402
+from results import machine, measure, median_run, write_section  # noqa: E402
 
 COMPILE_PROBE = """
 import time, jax
@@ -134,10 +134,6 @@ def main() -> None:
                      f"{np.median(theirs):.1f} s, {np.median(ours) / np.median(theirs):.2f}x "
                      f"(runs: {', '.join(f'{x:.1f}' for x in ours)} vs {', '.join(f'{x:.1f}' for x in theirs)}).")
     print(write_section("bench_sample", lines))
-
-
-def median_run(runs: list[dict]) -> dict:
-    return sorted(runs, key=lambda run: run["wall_s"])[len(runs) // 2]
 
 
 def compare(args, work: Path) -> tuple[list[float], list[float], str]:

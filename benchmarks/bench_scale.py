@@ -9,7 +9,8 @@ Every run is a fresh process, timed by wall clock, with its peak RSS from
   first run, not timed): the 500,000-PR run against
   its floor, and its peak RSS against the 50,000-PR run's;
 - causalsynth with ``--workers 1, 2, 4`` (a local Dask cluster started by the
-  command) at --cluster-prs (1,000,000), against one process at that size:
+  command) at --cluster-prs (1,000,000), against one process at that size
+  (``--pair`` workers, 2, alternated with one process ``--repeats`` times):
   each worker process pays its own start (imports, compile from the cache),
   a fixed cost that larger jobs amortize;
 - the parts of a block's cost, in one process: sampling (XLA), tabulating,
@@ -18,6 +19,7 @@ Every run is a fresh process, timed by wall clock, with its peak RSS from
   these, what a cluster of many machines should take.
 
 Usage: python benchmarks/bench_scale.py [--n-prs 500000] [--small 50000] [--cluster-prs 1000000] [--workers 1,2,4]
+       [--pair 2] [--repeats 3]
 Writes its section of benchmarks/RESULTS.md and prints it.
 """
 
@@ -34,7 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results import machine, measure, write_section  # noqa: E402
+from results import machine, measure, median_run, write_section  # noqa: E402
 
 BLOCK_COSTS = """
 import json, sys, tempfile, time
@@ -85,6 +87,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=50_000)
     parser.add_argument("--cluster-prs", type=int, default=1_000_000)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--pair", type=int, default=2, help="the worker count alternated with one process")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
 
@@ -110,8 +114,13 @@ def main() -> None:
         ours(args.small)  # fills the caches: every later run is warm
         small, small_floor = ours(args.small), floor(args.small)
         big, big_floor = ours(args.n_prs), floor(args.n_prs)
-        alone = ours(args.cluster_prs)
-        clusters = {w: ours(args.cluster_prs, "--workers", str(w)) for w in workers}
+        alones, paired = [], []
+        for _ in range(args.repeats):  # alternated, so each ratio compares runs under the same load
+            alones.append(ours(args.cluster_prs))
+            paired.append(ours(args.cluster_prs, "--workers", str(args.pair)))
+        alone = median_run(alones)
+        clusters = {w: median_run(paired) if w == args.pair else ours(args.cluster_prs, "--workers", str(w))
+                    for w in workers}
         costs = json.loads(measure([sys.executable, "-c", BLOCK_COSTS, "10"], env)["stdout"])
         overhead = json.loads(measure([sys.executable, "-c", TASK_OVERHEAD])["stdout"])["per_task"]
     finally:
@@ -156,7 +165,9 @@ def main() -> None:
         f"both linear in N).",
         f"- Workers against one process at {args.cluster_prs:,} PRs (same machine, same 2 cores, so no speed-up "
         "is possible; this is the cost of the cluster): "
-        + ", ".join(f"{w}: {run['wall_s'] / alone['wall_s']:.2f}x" for w, run in clusters.items()) + ".",
+        + ", ".join(f"{w}: {run['wall_s'] / alone['wall_s']:.2f}x" for w, run in clusters.items())
+        + f" (one process and `--workers {args.pair}` alternated {args.repeats} times, medians; each pair: "
+        + ", ".join(f"{p['wall_s'] / a['wall_s']:.2f}x" for a, p in zip(alones, paired)) + ").",
         f"- One block of {costs['block_prs']:,} PRs, one thread: sampling {costs['sample']:.3f} s, tabulating and "
         f"counting {costs['tabulate']:.3f} s, encoding and writing its parts {costs['write']:.3f} s "
         f"(the writer's share: {costs['write'] / block:.0%}); {block:.3f} s in all, "

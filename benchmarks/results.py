@@ -39,6 +39,11 @@ def write_section(name: str, lines: list[str]) -> str:
     return section
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time."""
+    return sorted(runs, key=lambda run: run["wall_s"])[len(runs) // 2]
+
+
 def measure(cmd: list[str], env: dict | None = None) -> dict:
     """Wall seconds, peak RSS (GB) and stdout of one fresh child process."""
     started = time.perf_counter()

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pyarrow as pa
@@ -11,6 +17,7 @@ from causalsynth import cache
 from causalsynth.program import Column, Program
 from causalsynth.sampling import block_key, with_intercepts
 from causalsynth.tabulate import _column_array, _strings
+from conftest import SMALL_BLOCKS
 
 
 @pytest.fixture
@@ -28,13 +35,6 @@ def block_args(program: Program, seed: int = 3):
     return block_key(seed, 0), params, program.interventions()
 
 
-def untraced(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was traced")
-
-    monkeypatch.setattr(Program, "_trace", refuse)
-
-
 def test_params_keep_their_tree_when_jax_maps_their_leaves(small_config):
     """JAX maps a tree to other leaf types (argument info, shapes) and expects its structure back."""
     params = small_config.params
@@ -43,44 +43,64 @@ def test_params_keep_their_tree_when_jax_maps_their_leaves(small_config):
     assert len(jax.tree.leaves(mapped)) == len(jax.tree.leaves(params)) > 100
 
 
-def test_a_later_process_loads_the_structure_and_sampler_untraced(own_cache, small_config, monkeypatch):
-    first = Program(small_config)
-    expected = jax.device_get(first.sample_block(*block_args(first)))
-    assert len(list((own_cache / "sampler").iterdir())) == 1
-    assert len(list((own_cache / "structure").iterdir())) == 1
+# A process of its own, as every command is: it counts the model's traces and the calibration's
+# evaluations, and prints a checksum of one block.
+PROCESS = """
+import hashlib, json, sys
+import jax, numpy as np
+from causalsynth import cache, sampling
+from causalsynth.config import load_config
+from causalsynth.program import Program
+cache.enable(sys.argv[1])
+traced, evaluations = [], []
+trace, means = Program._trace, sampling.block_means
+Program._trace = lambda self, *a, **k: traced.append(1) or trace(self, *a, **k)
+sampling.block_means = lambda *a, **k: evaluations.append(1) or means(*a, **k)
+program = Program(load_config(overrides=sys.argv[2:]))
+intercepts = sampling.calibrate(program)
+args = (sampling.block_key(3, 0), sampling.with_intercepts(program.config.params, intercepts),
+        program.interventions())
+out = jax.device_get(program.sample_block(*args))
+digest = hashlib.sha256(b"".join(np.ascontiguousarray(out[k]).tobytes() for k in sorted(out))).hexdigest()
+print(json.dumps({"traced": len(traced), "evaluations": len(evaluations), "intercepts": intercepts,
+                  "block": digest, "sampler": program.sample_block.digest(*args)}))
+"""
 
-    untraced(monkeypatch)
-    later = Program(small_config)  # structure from the cache
-    assert later.tables == first.tables and later.sites == first.sites
-    loaded = jax.device_get(later.sample_block(*block_args(later)))
-    assert loaded.keys() == expected.keys()
-    assert all(np.array_equal(loaded[k], expected[k]) for k in expected)
 
-    # a changed prior (a float) is an argument: the same executable serves it, untraced
-    moved = Program(small_config.with_overrides(["pull_request.added_logit_mean=0.2"]))
-    other = jax.device_get(moved.sample_block(*block_args(moved)))
-    assert not np.array_equal(other["lines_added"], expected["lines_added"])
-    assert len(list((own_cache / "sampler").iterdir())) == 1
+def run_process(directory, *overrides) -> dict:
+    done = subprocess.run([sys.executable, "-c", PROCESS, str(directory), SMALL_BLOCKS, *overrides],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_intercepts_solved_by_the_loaded_executable_are_reused_unevaluated(own_cache, small_config, monkeypatch):
-    """Its runs are deterministic, so evaluating again would give the same means; any other entry is
-    checked by one evaluation."""
-    from causalsynth import sampling
+def test_a_later_process_loads_the_structure_sampler_and_intercepts_untraced(tmp_path):
+    first = run_process(tmp_path)
+    assert first["traced"] >= 2 and first["evaluations"] > 1  # traced, compiled and solved
+    assert {p.name for p in tmp_path.iterdir()} >= {"sampler", "structure", "calibration"}
 
-    evaluations = []
-    solve = sampling.block_means
-    monkeypatch.setattr(sampling, "block_means", lambda *a, **k: evaluations.append(1) or solve(*a, **k))
-    solved = sampling.calibrate(Program(small_config))
-    assert len(evaluations) > 1
-    evaluations.clear()
-    later = Program(small_config)
-    assert sampling.calibrate(later) == solved and evaluations == []
-    identity = cache.config_identity(later)
-    entry = cache.load_object("calibration", identity)
-    assert entry["sampler"] == later.sample_block.digest(*block_args(later))
-    cache.store_object("calibration", identity, entry | {"sampler": "another executable"})
-    assert sampling.calibrate(Program(small_config)) == solved and len(evaluations) == 1
+    later = run_process(tmp_path)
+    assert later["traced"] == 0 and later["evaluations"] == 0  # all loaded; intercepts checked by provenance
+    assert later["block"] == first["block"] and later["intercepts"] == first["intercepts"]
+    assert later["sampler"] == first["sampler"] is not None
+
+    # a changed prior (a float) is an argument: the same structure and executable serve it, untraced
+    moved = run_process(tmp_path, "pull_request.added_logit_mean=0.2")
+    assert moved["traced"] == 0 and moved["sampler"] == first["sampler"]
+    assert moved["evaluations"] > 1 and moved["block"] != first["block"]  # its own calibration, other data
+    assert len(list((tmp_path / "sampler").iterdir())) == 1
+
+
+def test_intercepts_kept_by_another_executable_are_evaluated_once(tmp_path):
+    """The sampler's runs are deterministic, so intercepts kept with the loaded executable's digest are
+    what evaluating them again would give; any other entry is checked by one evaluation."""
+    solved = run_process(tmp_path)
+    (entry,) = (tmp_path / "calibration").iterdir()
+    kept = pickle.loads(entry.read_bytes()[32:])
+    assert kept == {"intercepts": solved["intercepts"], "sampler": solved["sampler"]}
+    data = pickle.dumps(kept | {"sampler": "another executable"})
+    entry.write_bytes(hashlib.sha256(data).digest() + data)
+    checked = run_process(tmp_path)
+    assert checked["evaluations"] == 1 and checked["intercepts"] == solved["intercepts"]
 
 
 def test_a_changed_structure_or_machine_is_another_entry(own_cache, small_config):

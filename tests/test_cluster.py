@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from causalsynth import engine
+import causalsynth.cluster
 from causalsynth.cli import app
 from causalsynth.dataset import load_dataset, read_manifest, sample_dataset
 from causalsynth.errors import ClusterError
@@ -123,7 +123,7 @@ def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint
     assert again.exit_code == 2 and "is not empty; pass --force" in again.output
     whole = runner.invoke(app, ["sample", "--n-prs", "10", "--out", f"s3://{bucket}"])
     assert whole.exit_code == 2 and "give a prefix inside the bucket" in whole.output
-    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(causalsynth.cluster, "CONNECT_TIMEOUT", "2s")
     unreachable = runner.invoke(app, ["sample", "--n-prs", "10", "--out", url, "--force",
                                       "--scheduler", "tcp://127.0.0.1:9"])
     assert unreachable.exit_code == 2 and "cannot connect" in unreachable.output
@@ -175,13 +175,27 @@ def test_a_killed_worker_leaves_no_dataset_and_a_rerun_completes(tmp_path, small
 
 
 def test_an_unreachable_scheduler_is_refused_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(causalsynth.cluster, "CONNECT_TIMEOUT", "2s")
     started = time.monotonic()
     result = runner.invoke(app, ["sample", "--n-prs", "10", "--out", str(tmp_path / "ds"),
                                  "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 2 and "--scheduler tcp://127.0.0.1:9: cannot connect" in result.output
     assert time.monotonic() - started < 30, "refused before compiling or calibrating"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_local_workers_import_the_engine_as_they_start():
+    """So that, started in the background by the command, they import JAX while it loads its config."""
+    import sys
+
+    from causalsynth.cluster import ClusterStart
+
+    start = ClusterStart(workers=1, scheduler=None)
+    try:
+        loaded = start.client().run(lambda: "causalsynth.engine" in sys.modules)
+    finally:
+        start.close()
+    assert list(loaded.values()) == [True]
 
 
 def test_format_version_1_datasets_are_still_read(tmp_path, reference):

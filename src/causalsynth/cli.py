@@ -162,8 +162,9 @@ def sample(
                                                                          "(tcp://host:8786).")] = None,
 ) -> None:
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
+    cluster = _start_cluster(workers, scheduler, out_dir, db)
     from causalsynth.config import load_config
-    from causalsynth.dataset import check_cluster, check_size, sample_dataset
+    from causalsynth.dataset import check_size, sample_dataset
 
     overrides = list(set_ or []) + ["sampling.latents=true"] * latents + ["telemetry.enabled=true"] * series
     if runs_per_pr is not None:
@@ -177,13 +178,13 @@ def sample(
             from causalsynth.sinks.sql import check_options  # SQLAlchemy only when a database is asked for
 
             check_options(db, db_schema, if_exists)
-        check_cluster(workers, scheduler, out_dir, db)
         intervention = _intervention(variant, do)
         return sample_dataset(config=load_config(config, overrides), n_prs=n_prs, seed=seed, out=out_dir,
                               force=force, db=db, db_schema=db_schema, if_exists=if_exists,
-                              intervention=intervention, progress=progress, workers=workers, scheduler=scheduler)
+                              intervention=intervention, progress=progress, workers=workers, scheduler=scheduler,
+                              cluster=cluster)
 
-    manifest = _run_dataset_job(job, _destination(out_dir, db))
+    manifest = _run_dataset_job(job, _destination(out_dir, db), cluster)
     if out_dir is not None and full_validation:
         from causalsynth.quality import validate_dataset
 
@@ -211,17 +212,17 @@ def variant_cmd(
                                                                          "(its scheduler's address).")] = None,
 ) -> None:
     """Write the twin of a factual dataset under an intervention: same seed, size, keys and noise."""
-    from causalsynth.dataset import check_cluster, sample_twin
+    cluster = _start_cluster(workers, scheduler, out_dir, None)
+    from causalsynth.dataset import sample_twin
 
     def job(progress):
-        check_cluster(workers, scheduler, out_dir, None)
         intervention = _intervention(variant, do)
         if intervention.is_factual:
             raise ConfigError("variant: give --variant NAME and/or --do SITE=VALUE")
         return sample_twin(factual_dir=factual_dir, intervention=intervention, out=out_dir, force=force,
-                           progress=progress, workers=workers, scheduler=scheduler)
+                           progress=progress, workers=workers, scheduler=scheduler, cluster=cluster)
 
-    _run_dataset_job(job, _destination(out_dir, None))
+    _run_dataset_job(job, _destination(out_dir, None), cluster)
 
 
 @app.command()
@@ -547,13 +548,28 @@ def _with_progress(job, bar: _RichProgress, interrupted: str):
         bar.stop()
 
 
-def _run_dataset_job(job, destination: str) -> dict:
-    """Run a dataset-writing job with progress, clear errors and a closing summary."""
+def _run_dataset_job(job, destination: str, cluster=None) -> dict:
+    """Run a dataset-writing job with progress, clear errors and a closing summary; close its ``cluster``."""
     started = time.perf_counter()
     _enable_compilation_cache()
-    manifest = _with_progress(job, _RichProgress(), f"nothing was written to {destination}")
+    try:
+        manifest = _with_progress(job, _RichProgress(), f"nothing was written to {destination}")
+    finally:
+        if cluster is not None:
+            cluster.close()
     _print_summary(manifest, destination, time.perf_counter() - started)
     return manifest
+
+
+def _start_cluster(workers: int | None, scheduler: str | None, out_dir: str | None, db: str | None):
+    """The job's cluster, its start begun now, before this process imports JAX and loads the config,
+    so both proceed at once (None: no cluster asked for). Bad options exit here."""
+    from causalsynth.cluster import start_cluster
+
+    try:
+        return start_cluster(workers, scheduler, out_dir, db)
+    except CausalsynthError as exc:
+        raise _fail(exc) from None
 
 
 def _print_summary(manifest: dict, destination: str, seconds: float) -> None:

@@ -8,8 +8,9 @@ identity, its arguments' signature and the machine (``cache.machine_identity``),
 and loaded without tracing.
 
 With no cache directory it is plain ``jax.jit``; so it is where the caller has
-configured JAX's persistent cache itself: an executable compiled with that
-cache on serializes without its kernels, so the two do not mix.
+configured JAX's persistent cache itself: an executable loaded from that
+cache serializes without its kernels, so the two do not mix, and a new entry
+is kept only after it has been loaded back and run.
 """
 
 from __future__ import annotations
@@ -88,10 +89,14 @@ class CachedJit:
         compiled = self._jitted.lower(*args).compile()
         try:
             executable, _, out_tree = serialize_executable.serialize(compiled)
-        except (ValueError, NotImplementedError):  # a backend that cannot serialize: this process only
+            # Kept only once it has been loaded back and run: an executable JAX itself loaded from a
+            # cache (here, or earlier in this process) serializes without its kernels.
+            loaded = serialize_executable.deserialize_and_load(executable, jax.tree.structure((args, {})), out_tree)
+            jax.block_until_ready(loaded(*args))
+        except (ValueError, NotImplementedError, jax.errors.JaxRuntimeError):  # this process only
             return compiled, None
         cache.store_object(self._kind, identity, {"executable": executable, "out_tree": out_tree})
-        return compiled, hashlib.sha256(executable).hexdigest()
+        return loaded, hashlib.sha256(executable).hexdigest()
 
 
 def _jax_cache_configured() -> bool:

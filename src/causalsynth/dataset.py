@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from causalsynth.cache import package_version
 from causalsynth.config import MAX_SEED, Config, load_config
-from causalsynth.engine import (BlockJob, BlockResult, Counts, dask_client, run_local, run_on_dask, versions,
-                                warm_up)
+from causalsynth.cluster import ClusterStart, check_cluster, start_cluster
+from causalsynth.engine import BlockJob, BlockResult, Counts, run_local, run_on_dask, versions, warm_up
 from causalsynth.errors import ConfigError, OutputError, UnreadableDataset, one_line
 from causalsynth.graph import model_graph
 from causalsynth.interventions import Intervention, encode_do, soft_overrides
@@ -95,17 +95,6 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2) + "\n").encode()
 
 
-def check_cluster(workers: int | None, scheduler: str | None, out, db) -> None:
-    """Refuse a cluster request that cannot work, before any work."""
-    if workers is not None and scheduler is not None:
-        raise ConfigError("--workers starts a local cluster and --scheduler uses a running one: give one of them")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers: must be at least 1, got {workers}")
-    if (workers is not None or scheduler is not None) and db is not None and out is None:
-        raise ConfigError("--db with --workers/--scheduler needs --out too: the workers write the parts, then "
-                          "this process loads them in one transaction")
-
-
 def sample_dataset(
     *,
     config: Config,
@@ -123,6 +112,7 @@ def sample_dataset(
     workers: int | None = None,
     scheduler: str | None = None,
     order: list[int] | None = None,
+    cluster: ClusterStart | None = None,
 ) -> dict[str, Any]:
     """Sample ``n_prs`` PRs and all their child rows; return the manifest.
 
@@ -134,7 +124,8 @@ def sample_dataset(
     on a Dask cluster: ``workers`` starts a local one, ``scheduler`` is the
     address of a running one. The dataset is a function of (config, seed,
     n_prs, intervention): byte-identical on every run, whatever the engine,
-    the number of workers or the ``order`` blocks run in. ``intercepts``
+    the number of workers or the ``order`` blocks run in (``cluster``: that
+    cluster's start, begun by the caller for these options). ``intercepts``
     reuses solved calibration intercepts (a twin takes its factual dataset's);
     ``factual`` names that dataset in the manifest.
     """
@@ -154,9 +145,14 @@ def sample_dataset(
         from causalsynth import cache
 
         cache_dir = None if cache.DIRECTORY is None else str(cache.DIRECTORY)
-        if workers is not None or scheduler is not None:
+        if cluster is None:
+            cluster = start_cluster(workers, scheduler, out, db)
+            if cluster is not None:
+                stack.callback(cluster.close)
+        if cluster is not None:
             progress.on_stage(f"connecting to {scheduler}" if scheduler else f"starting {workers} workers")
-            client = stack.enter_context(dask_client(workers, scheduler))
+            client = cluster.client()
+            stack.enter_context(client.as_current())  # the client Dask's helpers (``wait``) find, in this thread
             warming = warm_up(client, config.data, cache_dir)  # noqa: F841 - held until the job ends
         sql = None if db is None else SqlSink(db, schema=db_schema, if_exists=if_exists)
         checkpoint = stack.enter_context(deferred_interrupts())
@@ -383,7 +379,7 @@ def prepare_world(config: Config, intervention: Intervention | None = None,
 
 def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str | Path,
                 force: bool = False, progress: Progress | None = None, workers: int | None = None,
-                scheduler: str | None = None) -> dict[str, Any]:
+                scheduler: str | None = None, cluster: ClusterStart | None = None) -> dict[str, Any]:
     """The twin of a factual dataset under ``intervention``: same seed, config, size and keys."""
     factual = locate(factual_dir)
     data = manifest_bytes_at(factual)
@@ -399,7 +395,7 @@ def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str
         config=config, n_prs=manifest["n_prs"], seed=manifest["seed"], out=out, force=force,
         intervention=base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
         factual={"path": factual.absolute, "manifest_sha256": hashlib.sha256(data).hexdigest()},
-        progress=progress, workers=workers, scheduler=scheduler)
+        progress=progress, workers=workers, scheduler=scheduler, cluster=cluster)
 
 
 # What a manifest must hold for the code that reads it: key -> (type, what it is).

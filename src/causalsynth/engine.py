@@ -18,7 +18,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import jax
 import pyarrow as pa
 
-from causalsynth.errors import CausalsynthError, ClusterError, ConfigError, one_line
+from causalsynth.errors import CausalsynthError, ClusterError, one_line
 from causalsynth.marginals import Tally, parse_column, tally
 from causalsynth.params import Params
 from causalsynth.program import Program
@@ -36,7 +35,6 @@ from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
 
 # Blocks tabulated but not yet written, at most: bounds memory to a few blocks whatever N.
 WRITE_AHEAD = 2
-CONNECT_TIMEOUT = "30s"  # to reach a running scheduler
 # A cluster's task is a run of consecutive blocks, pipelined like one process: at most this many, and
 # at least this many tasks per worker, so that the last tasks leave workers idle only briefly.
 BLOCKS_PER_TASK = 4
@@ -194,44 +192,6 @@ def _warm(config: dict[str, Any], cache_dir: str | None) -> None:
     program = _worker_program(json.dumps(config, sort_keys=True), cache_dir)
     params = with_intercepts(program.config.params, {c.name: 0.0 for c in program.model.CALIBRATION})
     jax.block_until_ready(program.sample_block(block_key(0, 0), params, program.interventions()))
-
-
-@contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
-    """A client of a Dask cluster: a local one of ``workers`` single-threaded processes started for
-    the job (and closed after it), or the running one at ``scheduler``.
-
-    Connecting comes first, before any sampling, so an unreachable scheduler
-    fails at once; a local cluster's workers start while the model compiles.
-    """
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ConfigError("--workers/--scheduler need Dask's distributed scheduler: "
-                          "pip install 'causalsynth[cluster]'") from None
-    with ExitStack() as stack:
-        if scheduler is None:
-            import dask
-
-            # Dask sets MALLOC_TRIM_THRESHOLD_ on the workers it spawns, which turns off glibc's adaptive
-            # mmap threshold: each block's large arrays are then mapped and unmapped afresh, tripling
-            # system time (measured: 20 % slower). The workers started here keep the default allocator.
-            environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-            environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-            stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": environ}))
-            try:
-                target = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1,
-                                                          processes=True, dashboard_address=None))
-            except Exception as exc:  # noqa: BLE001 - whatever kept the workers from starting
-                raise ClusterError(f"--workers {workers}: the local cluster did not start: {one_line(exc)}") from None
-        else:
-            target = scheduler
-        try:
-            client = stack.enter_context(Client(target, timeout=CONNECT_TIMEOUT))
-        except (OSError, TimeoutError, ValueError) as exc:
-            where = f"--scheduler {scheduler}" if scheduler else f"--workers {workers}"
-            raise ConfigError(f"{where}: cannot connect: {one_line(exc)}") from None
-        yield client
 
 
 def run_on_dask(client, job: BlockJob, indices: list[int],
