@@ -6,7 +6,8 @@ Every run is a fresh process, timed by wall clock, with its peak RSS from
 - the floor (vectorized numpy + pyarrow, same tables; ``references.py``) at
   --n-prs (500,000) and at --small (50,000);
 - causalsynth in one process at both sizes, warm (the caches filled by a
-  first run, not timed): the 500,000-PR run against
+  first run, not timed), each alternated ``--repeats`` times with its floor:
+  the 500,000-PR run against
   its floor, and its peak RSS against the 50,000-PR run's;
 - causalsynth with ``--workers 1, 2, 4`` (a local Dask cluster started by the
   command) at --cluster-prs (1,000,000), against one process at that size
@@ -112,8 +113,12 @@ def main() -> None:
 
     try:
         ours(args.small)  # fills the caches: every later run is warm
-        small, small_floor = ours(args.small), floor(args.small)
-        big, big_floor = ours(args.n_prs), floor(args.n_prs)
+        sizes = {}
+        for n in (args.small, args.n_prs):
+            runs = [(ours(n), floor(n)) for _ in range(args.repeats)]  # alternated, like the pairs below
+            sizes[n] = (median_run([r for r, _ in runs]), median_run([f for _, f in runs]),
+                        sorted(r["wall_s"] / f["wall_s"] for r, f in runs))
+        (small, small_floor, _), (big, big_floor, big_ratios) = sizes[args.small], sizes[args.n_prs]
         alones, paired = [], []
         for _ in range(args.repeats):  # alternated, so each ratio compares runs under the same load
             alones.append(ours(args.cluster_prs))
@@ -158,6 +163,8 @@ def main() -> None:
                      f"(client) {run['peak_rss_gb']:.2f} | |")
     lines += [
         "",
+        f"- Each size alternated with its floor {args.repeats} times (the rows above are the median runs); "
+        f"{args.n_prs:,} PRs against the floor, each pair: {', '.join(f'{r:.2f}x' for r in big_ratios)}.",
         f"- Memory is flat in N: peak RSS at {args.n_prs:,} PRs is {big['peak_rss_gb']:.2f} GB, "
         f"{big['peak_rss_gb'] / small['peak_rss_gb']:.2f}x that at {args.small:,}.",
         f"- Output: {big['size_gb']:.2f} GB of Parquet at {args.n_prs:,} PRs "
