@@ -36,8 +36,9 @@ class CachedJit:
         self._lock = threading.Lock()
 
     def __call__(self, *args: Any) -> Any:
-        found = self._executable(args)
-        return self._jitted(*args) if found is None else found[0](*args)
+        if not self._keeps():
+            return self._jitted(*args)
+        return self._executable(args, cache.signature(args))[0](*args)
 
     def digest(self, *args: Any) -> str | None:
         """SHA-256 of the kept executable for ``args``; None where none is kept.
@@ -55,7 +56,7 @@ class CachedJit:
         entry = cache.load_object(self._kind, self._entry_identity(key))
         if entry is not None:
             return hashlib.sha256(entry["executable"]).hexdigest()
-        return self._executable(args)[1]
+        return self._executable(args, key)[1]
 
     def _keeps(self) -> bool:
         return cache.DIRECTORY is not None and not _jax_cache_configured()
@@ -63,10 +64,7 @@ class CachedJit:
     def _entry_identity(self, key: str) -> dict:
         return self._identity | cache.machine_identity() | {"signature": key}
 
-    def _executable(self, args: tuple) -> tuple[Callable, str | None] | None:
-        if not self._keeps():
-            return None
-        key = cache.signature(args)
+    def _executable(self, args: tuple, key: str) -> tuple[Callable, str | None]:
         found = self._loaded.get(key)
         if found is None:
             with self._lock:  # a cluster worker's threads load it once
