@@ -90,6 +90,43 @@ def test_a_later_process_loads_the_structure_sampler_and_intercepts_untraced(tmp
     assert len(list((tmp_path / "sampler").iterdir())) == 1
 
 
+# Keeps, under the sampler's own entry, what serializing an executable that JAX loaded from its own
+# persistent cache gives: an executable without its kernels (run twice: the first fills JAX's cache).
+WITHOUT_KERNELS = """
+import sys
+import jax
+from jax.experimental import serialize_executable
+from causalsynth import cache, sampling
+from causalsynth.config import load_config
+from causalsynth.program import Program
+jax.config.update("jax_compilation_cache_dir", sys.argv[2])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+cache.enable(sys.argv[1])
+program = Program(load_config(overrides=sys.argv[3:]))
+params = sampling.with_intercepts(program.config.params, {c.name: 0.0 for c in program.model.CALIBRATION})
+args = (sampling.block_key(3, 0), params, program.interventions())
+executable, _, out_tree = serialize_executable.serialize(program.sample_block._jitted.lower(*args).compile())
+cache.store_object("sampler", program.sample_block._entry_identity(cache.signature(args)),
+                   {"executable": executable, "out_tree": out_tree})
+"""
+
+
+def test_a_kept_executable_without_its_kernels_is_compiled_afresh(tmp_path):
+    fresh = run_process(tmp_path / "fresh")
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", WITHOUT_KERNELS, str(tmp_path / "ours"), str(tmp_path / "jax"),
+                        SMALL_BLOCKS], capture_output=True, text=True, check=True)
+    (entry,) = (tmp_path / "ours" / "sampler").iterdir()
+    broken = hashlib.sha256(pickle.loads(entry.read_bytes()[32:])["executable"]).hexdigest()
+
+    replaced = run_process(tmp_path / "ours")  # its first run fails: compiled afresh, and kept
+    assert replaced["block"] == fresh["block"] and replaced["intercepts"] == fresh["intercepts"]
+    assert replaced["sampler"] not in (broken, None)
+    assert [p.name for p in (tmp_path / "ours" / "sampler").iterdir()] == [entry.name]  # the same entry, replaced
+    assert run_process(tmp_path / "ours")["traced"] == 0
+
+
 def test_intercepts_kept_by_another_executable_are_evaluated_once(tmp_path):
     """The sampler's runs are deterministic, so intercepts kept with the loaded executable's digest are
     what evaluating them again would give; any other entry is checked by one evaluation."""
