@@ -3,7 +3,7 @@
 Every measurement is a fresh process (import, compile, sample, write,
 manifest), timed by wall clock, with its peak RSS from ``wait4``:
 
-- causalsynth cold (empty caches) and warm, at --n-prs (50,000), the warm run
+- causalsynth cold (empty caches) and warm, at --n-prs (50,000), both
   alternated --repeats times with the floor;
 - `causalsynth variant` writing the no_regressions twin of that dataset (warm);
 - causalsynth warm at 4x --n-prs, to show memory stays flat as N grows;
@@ -68,16 +68,19 @@ def main() -> None:
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / "jax-cache"))
     cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample"]
     try:
-        cold = measure(cli + ["--n-prs", str(args.n_prs), "--out", str(work / "cs")], env)
-        rows = sum(t["rows"] for t in json.loads((work / "cs" / "manifest.json").read_text())["tables"].values())
         refs = [sys.executable, str(HERE / "references.py")]
-        warms, floors = [], []
-        for _ in range(args.repeats):  # alternated, so each ratio compares runs under the same load
+        measure(cli + ["--n-prs", str(args.n_prs), "--out", str(work / "cs")], env)  # fills the warm runs' cache
+        colds, warms, floors = [], [], []
+        for i in range(args.repeats):  # alternated, so each ratio compares runs under the same load
+            empty = dict(env, CAUSALSYNTH_CACHE_DIR=str(work / f"empty-cache-{i}"))
+            colds.append(measure(cli + ["--n-prs", str(args.n_prs), "--out", str(work / "cs"), "--force"], empty))
             warms.append(measure(cli + ["--n-prs", str(args.n_prs), "--out", str(work / "cs"), "--force"], env))
             shutil.rmtree(work / "floor", ignore_errors=True)
             floors.append(measure(refs + ["floor", str(args.n_prs), str(work / "floor")]))
-        warm, floor = median_run(warms), median_run(floors)
+        rows = sum(t["rows"] for t in json.loads((work / "cs" / "manifest.json").read_text())["tables"].values())
+        cold, warm, floor = median_run(colds), median_run(warms), median_run(floors)
         ratios = sorted(w["wall_s"] / f["wall_s"] for w, f in zip(warms, floors))
+        cold_ratios = sorted(c["wall_s"] / f["wall_s"] for c, f in zip(colds, floors))
         twin = measure(cli[:-1] + ["variant", str(work / "cs"), "--variant", "no_regressions",
                                    "--out", str(work / "twin")], env)
         big = measure(cli + ["--n-prs", str(4 * args.n_prs), "--out", str(work / "big")], env)
@@ -97,7 +100,8 @@ def main() -> None:
         f"Measured {dt.date.today().isoformat()} by `python benchmarks/bench_sample.py` on {machine()};",
         f"jax {jax.__version__}, numpyro {numpyro.__version__}, backend {jax.default_backend()}.",
         "Each row is a fresh process: import, compile, calibrate, sample, write Parquet, manifest.",
-        f"The warm run and the floor alternate {args.repeats} times; their rows are the median runs.",
+        f"The cold run, the warm run and the floor alternate {args.repeats} times (each cold run with a cache "
+        "of its own); their rows are the median runs.",
         "",
         "| run | wall (s) | rows/s | peak RSS (GB) | vs floor (wall) |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -115,6 +119,8 @@ def main() -> None:
         "",
         f"- Warm against the floor, each alternated pair: {', '.join(f'{r:.2f}x' for r in ratios)} "
         f"(median {np.median(ratios):.2f}x).",
+        f"- Cold against the floor, each alternated pair: {', '.join(f'{r:.2f}x' for r in cold_ratios)} "
+        f"(median {np.median(cold_ratios):.2f}x).",
         f"- A counterfactual twin costs {twin['wall_s'] / warm['wall_s']:.2f}x its factual run (both warm; "
         "the twin reuses the factual calibration).",
         f"- XLA compile of the block sampler: {compile_s:.1f} s (in the cold run; when warm, its executable is "
