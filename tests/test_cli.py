@@ -71,6 +71,20 @@ def test_help_and_import_load_no_heavy_library():
         assert getattr(causalsynth, name).__name__ == name
 
 
+def test_sample_to_parquet_loads_no_library_it_does_not_use(tmp_path):
+    """A Parquet-only `sample` in one process imports no database, learning, plotting or cluster library."""
+    import subprocess
+    import sys
+
+    unused = ("sqlalchemy", "sklearn", "matplotlib", "dask", "distributed")
+    probe = ("import sys; from causalsynth.cli import app; from typer.testing import CliRunner; "
+             f"result = CliRunner().invoke(app, ['sample', '--n-prs', '10', '--out', {str(tmp_path / 'ds')!r}, "
+             f"'--set', {SMALL_BLOCKS!r}]); assert result.exit_code == 0, result.output; "
+             f"print(sorted(m for m in {unused!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip().splitlines()[-1] == "[]", loaded
+
+
 def test_non_empty_out_needs_force(tmp_path):
     out = tmp_path / "ds"
     out.mkdir()

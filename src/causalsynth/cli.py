@@ -255,9 +255,12 @@ def load(
 
 
 def _destination(out_dir: Path | None, db: str | None) -> str:
-    from causalsynth.sinks.sql import masked
+    where = [] if out_dir is None else [str(out_dir)]
+    if db is not None:
+        from causalsynth.sinks.sql import masked  # SQLAlchemy only when a database is asked for
 
-    return " and ".join([str(out_dir)] * (out_dir is not None) + [masked(db)] * (db is not None)) or "-"
+        where.append(masked(db))
+    return " and ".join(where) or "-"
 
 
 @app.command()
