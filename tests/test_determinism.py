@@ -136,3 +136,43 @@ def test_an_edited_model_never_reads_the_entries_of_its_previous_source(tmp_path
     key = cache._path("graph", cache.config_identity(program))
     monkeypatch.setattr(cache, "model_digest", lambda model: "edited")
     assert cache._path("graph", cache.config_identity(program)) != key
+
+
+
+def test_models_traced_in_two_threads_at_once_are_what_one_thread_traces(small_config):
+    """NumPyro's handler stack is one per process: models are traced under a lock, so a Dask worker's
+    threads (or a library user's) each get their own model's trace."""
+    import hashlib
+    import sys
+    import threading
+
+    import jax
+    import numpy as np
+
+    from causalsynth import graph
+    from causalsynth.sampling import block_key
+
+    def run(results, i):
+        try:
+            program = Program(small_config)
+            params = with_intercepts(program.config.params, {c.name: 0.1 for c in program.model.CALIBRATION})
+            out = jax.device_get(program.sample_block(block_key(3, 0), params, program.interventions()))
+            block = hashlib.sha256(b"".join(np.ascontiguousarray(out[k]).tobytes() for k in sorted(out)))
+            results[i] = (program.tables, graph._derive_graph(program).edges, block.hexdigest())
+        except Exception as exc:  # a trace under the other's handlers fails, or gives other values
+            results[i] = repr(exc)
+
+    alone: dict = {}
+    run(alone, 0)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the threads switch often, as on a busy worker
+    try:
+        together: dict = {}
+        threads = [threading.Thread(target=run, args=(together, i)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert together == {0: alone[0], 1: alone[0]}

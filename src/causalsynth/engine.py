@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
 import uuid
 from collections import deque
@@ -157,9 +158,18 @@ def _finished(entry) -> BlockResult:
 
 # --- on a cluster -------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=4)
+_WORKER_PROGRAMS = threading.Lock()
+
+
 def _worker_program(config_json: str, cache_dir: str | None) -> Program:
-    """This worker's compiled program for a config: traced and compiled once per process."""
+    """This worker's compiled program for a config: traced and compiled once per process, whichever
+    of its threads asks first."""
+    with _WORKER_PROGRAMS:
+        return _program(config_json, cache_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _program(config_json: str, cache_dir: str | None) -> Program:
     from causalsynth import cache
     from causalsynth.config import load_config
 

@@ -20,7 +20,7 @@ from numpyro.ops.provenance import eval_provenance
 
 from causalsynth import cache
 from causalsynth.errors import MissingTool, one_line
-from causalsynth.program import Program
+from causalsynth.program import TRACING, Program
 
 CONFIG = "config:"
 TRACE_PRS = 2  # plate sizes do not change the graph; a tiny one is cheapest
@@ -205,7 +205,8 @@ def _derive_graph(program: Program) -> Graph:
     param_leaves = params.leaves()
 
     def site_values():
-        trace = handlers.trace(handlers.seed(model, 0)).get_trace(params, TRACE_PRS)
+        with TRACING:
+            trace = handlers.trace(handlers.seed(model, 0)).get_trace(params, TRACE_PRS)
         return {n: s["value"] for n, s in trace.items() if s["type"] in ("sample", "deterministic")}
 
     values = jax.eval_shape(site_values)
@@ -213,7 +214,7 @@ def _derive_graph(program: Program) -> Graph:
     def provenance(**inputs):
         p = params.with_leaves({k[len(CONFIG):]: v for k, v in inputs.items() if k.startswith(CONFIG)})
         data = {k: v for k, v in inputs.items() if not k.startswith(CONFIG)}
-        with handlers.trace() as trace, handlers.seed(rng_seed=0):
+        with TRACING, handlers.trace() as trace, handlers.seed(rng_seed=0):
             with handlers.substitute(data=data), _substitute_deterministic(data=data):
                 model(p, TRACE_PRS)
         return {name: site["fn"].log_prob(site["value"]) if site["type"] == "sample" else site["args"][0]

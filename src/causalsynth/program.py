@@ -8,6 +8,7 @@ support or ``infer`` metadata chooses the column's type.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,6 +29,11 @@ from causalsynth.interventions import Support, switch_do
 from causalsynth.modeling import DAYS, LATENT, LEVELS, ROW_MASK, SUPPORT, TIMESTAMP, Table
 from causalsynth.params import Params
 
+
+# NumPyro keeps its effect handlers on one stack per process, not per thread, so models traced in two
+# threads at once (a Dask worker's threads) would each run under the other's handlers. Every trace of
+# a model holds this lock; running a compiled sampler traces nothing.
+TRACING = threading.RLock()
 
 @dataclass(frozen=True)
 class Column:
@@ -129,7 +135,7 @@ class Program:
         return self.config.params.with_leaves({f"intercepts.{c.name}": 0.0 for c in self.model.CALIBRATION})
 
     def _trace(self, key, params: Params, n_prs: int, do: dict | None = None):
-        with switch_do(data=do):
+        with TRACING, switch_do(data=do):
             return handlers.trace(handlers.seed(self.model.model, key)).get_trace(params, n_prs)
 
     def _abstract_sites(self) -> dict[str, dict[str, Any]]:
