@@ -30,8 +30,10 @@ def compiler_options() -> dict[str, Any]:
     """XLA's options for the default backend.
 
     On CPU, LLVM's optimization level 1 instead of XLA's default 3: the block
-    sampler compiles in about 60 % of the time, while its kernels run as fast
-    and give the same bits (``benchmarks/bench_sample.py`` measures both).
+    sampler compiles in about 60 % of the time and its kernels run as fast
+    (``benchmarks/bench_sample.py``). A float rounding at a boundary can
+    differ between levels (one PR in 50,000 of the default dataset), so every
+    jit of a ``CachedJit``, kept or not, uses these options.
     """
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
 
