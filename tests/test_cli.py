@@ -51,6 +51,16 @@ def test_version():
     assert result.exit_code == 0 and result.output.startswith("causalsynth ")
 
 
+@pytest.mark.parametrize("command", ["sample", "variant", "validate", "report", "export", "load", "graph"])
+def test_help_shows_every_option_as_written(command):
+    """Flags take no value, so their help shows none; help text is printed as written (Rich markup off)."""
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    if command == "sample":
+        assert "System runs per PR (config: shape.runs_per_pr)." in result.output
+
+
 HEAVY = ("jax", "numpyro", "numpy", "pandas", "pyarrow", "scipy", "sklearn", "sqlalchemy", "matplotlib", "dask")
 
 

@@ -422,6 +422,7 @@ def test_report_without_graphviz_says_so_where_the_graphs_would_be(small, tmp_pa
     monkeypatch.setenv("PATH", str(tmp_path))  # no dot on it
     result = runner.invoke(app, ["report", str(small), "--out", str(tmp_path / "report.html")])
     assert result.exit_code == 0, result.output
+    assert "warning: Graphviz's dot program is not installed" in result.output  # said on the terminal too
     text = (tmp_path / "report.html").read_text()
     graph = text[text.index("<section id='graph'>"):text.index("<section id='details'>")]
     assert "Graphviz&#x27;s dot program is not installed" in graph and "<svg" not in graph

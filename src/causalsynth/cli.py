@@ -133,8 +133,8 @@ def sample(
     out_dir: Annotated[Optional[str], typer.Option("--out", help="Output directory for Parquet, or an fsspec "
                                                                  "URL such as s3://bucket/prefix (written "
                                                                  "atomically).")] = None,
-    runs_per_pr: Annotated[Optional[int], typer.Option(help="System runs per PR [config: shape.runs_per_pr].")] = None,
-    flows_per_run: Annotated[Optional[int], typer.Option(help="Flows per run [config: shape.flows_per_run].")] = None,
+    runs_per_pr: Annotated[Optional[int], typer.Option(help="System runs per PR (config: shape.runs_per_pr).")] = None,
+    flows_per_run: Annotated[Optional[int], typer.Option(help="Flows per run (config: shape.flows_per_run).")] = None,
     seed: Annotated[int, typer.Option(help="Root random seed; same seed and config, same bytes.")] = 0,
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML whose values replace the defaults.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override one value: dotted.key=value "
@@ -396,11 +396,15 @@ def report(
                                                                      "drawn side by side.")] = None,
 ) -> None:
     """One self-contained HTML report: validation, marginals, distributions, funnel, graphs."""
+    from causalsynth.graph import GRAPHVIZ_HELP, graphviz_program
     from causalsynth.report import write_report
     from causalsynth.staging import check_output_file
 
     try:
         check_output_file(out_file)
+        if graphviz_program() is None:
+            err.print(f"[yellow]warning:[/yellow] {GRAPHVIZ_HELP}; the report leaves its graphs out",
+                      highlight=False, soft_wrap=True)
         path = write_report(dataset_dir, out_file, compare)
     except CausalsynthError as exc:
         raise _fail(exc) from None

@@ -159,12 +159,18 @@ GRAPHVIZ_HELP = ("Graphviz's dot program is not installed: install Graphviz (Deb
                  "graphviz; macOS: brew install graphviz; conda: conda install graphviz)")
 
 
+def graphviz_program() -> str | None:
+    """The path of Graphviz's ``dot`` program, or None where it is not installed."""
+    import shutil
+
+    return shutil.which("dot")
+
+
 def graphviz(dot: str, fmt: str) -> bytes:
     """``dot`` laid out and drawn by Graphviz's ``dot`` program, as SVG or PNG."""
-    import shutil
     import subprocess
 
-    program = shutil.which("dot")
+    program = graphviz_program()
     if program is None:
         raise MissingTool(GRAPHVIZ_HELP)
     result = subprocess.run([program, f"-T{fmt}"], input=dot.encode(), capture_output=True, timeout=120)
