@@ -115,12 +115,10 @@ def engine_digest() -> str:
 @functools.cache
 def model_digest(model) -> str:
     """SHA-256 of a model's Python source: a researcher's edit changes it."""
-    from causalsynth.plugins import source_files
+    from causalsynth.plugins import source_digest
 
-    digest = hashlib.sha256()
-    for name, path in source_files(model):
-        digest.update(name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    path = Path(model.__file__)
+    return source_digest(path.parent if hasattr(model, "__path__") else path)
 
 
 def load_object(kind: str, identity: dict) -> Any | None:

@@ -126,6 +126,24 @@ def _fail(exc: CausalsynthError) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
+def _trust_model(path: Optional[Path]) -> Optional[Path]:
+    if path is not None:
+        from causalsynth import plugins
+
+        try:
+            plugins.trust(path)
+        except CausalsynthError as exc:
+            raise _fail(exc) from None
+    return path
+
+
+# Reading commands: a dataset's manifest names its model, but only a model the user names is imported.
+ModelOption = Annotated[Optional[Path], typer.Option(
+    "--model", callback=_trust_model, help="The plug-in model (its .py file or package directory) the dataset "
+    "was sampled from, where it is not a shipped one: a dataset never imports the code it names; this is "
+    "loaded if its source is the one the manifest records.")]
+
+
 @app.command()
 def sample(
     n_prs: Annotated[int, typer.Option("--n-prs", help="Number of pull requests (each brings its runs, "
@@ -210,6 +228,7 @@ def variant_cmd(
                                                                      "many worker processes.")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Sample on a running Dask cluster "
                                                                          "(its scheduler's address).")] = None,
+    model: ModelOption = None,
 ) -> None:
     """Write the twin of a factual dataset under an intervention: same seed, size, keys and noise."""
     cluster = _start_cluster(workers, scheduler, out_dir, None)
@@ -233,6 +252,7 @@ def load(
     db_schema: Annotated[Optional[str], typer.Option("--schema", help="PostgreSQL schema (created if "
                                                                       "missing).")] = None,
     if_exists: Annotated[str, typer.Option("--if-exists", help="fail, replace or append.")] = "fail",
+    model: ModelOption = None,
 ) -> None:
     """Load a dataset into SQLite or PostgreSQL in one transaction: all of it, or nothing."""
     from causalsynth.dataset import load_dataset
@@ -371,6 +391,7 @@ def effects(
 def validate(
     dataset_dir: Annotated[str, typer.Argument(help=DATASET_HELP)],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    model: ModelOption = None,
 ) -> None:
     """Check a dataset against its manifest and config. Exit 0: all pass; 1: a check fails; 2: unreadable."""
     from causalsynth.quality import as_json, validate_dataset
@@ -394,6 +415,7 @@ def report(
     out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
     compare: Annotated[Optional[str], typer.Option("--compare", help="Another dataset (e.g. a twin), "
                                                                      "drawn side by side.")] = None,
+    model: ModelOption = None,
 ) -> None:
     """One self-contained HTML report: validation, marginals, distributions, funnel, graphs."""
     from causalsynth.graph import GRAPHVIZ_HELP, graphviz_program
@@ -442,6 +464,7 @@ def export(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: "
                                                                   "DATASET_DIR/ml).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    model: ModelOption = None,
 ) -> None:
     """Write ML task datasets (features, labels, split) and ml/schema.json, the data dictionary."""
     from causalsynth.ml import export as export_tasks
@@ -486,6 +509,7 @@ def evaluate(
     test_dir: Annotated[Optional[str], typer.Option("--test", help="Dataset to test on (its test split); "
                                                                    "default: DATASET_DIR.")] = None,
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
+    model: ModelOption = None,
 ) -> None:
     """Baselines per task against the seed's targets, the Bayes ceiling and a constant; writes evaluation.json."""
     from causalsynth.evaluation import evaluate as run_evaluation, verdict, write_evaluation

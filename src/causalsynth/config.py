@@ -93,16 +93,22 @@ def _union(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model_spec(given: Any, overrides: Iterable[str], base: Path, default: str) -> str:
-    """The model a config names: its last ``--set model=``, else its own ``model``, else ``default``."""
+def _model_spec(given: Any, overrides: Iterable[str], base: Path, default: str, own: bool) -> str:
+    """The model a config names: its last ``--set model=``, else its own ``model``, else ``default``.
+
+    A plug-in named by the user (``own``: their config file; or a ``--set``) is trusted to run
+    (``plugins.trust``); one named by other data (a manifest) is not."""
     spec = default
     if isinstance(given, Mapping) and isinstance(given.get("model"), str):
         spec = given["model"]
     for item in overrides:
         key, sep, raw = item.partition("=")
         if sep and key.strip() == "model":
-            spec, base = raw.strip(), Path.cwd()
-    return plugins.resolve(spec, base)
+            spec, base, own = raw.strip(), Path.cwd(), True
+    spec = plugins.resolve(spec, base)
+    if own and plugins.is_path(spec):
+        plugins.trust(spec)
+    return spec
 
 
 def load_config(
@@ -122,7 +128,8 @@ def load_config(
     errors: list[str] = []
     given = _read_yaml(Path(path)) if path is not None else data
     engine = engine_defaults()
-    spec = _model_spec(given, overrides, Path(path).parent if path is not None else Path.cwd(), engine["model"])
+    spec = _model_spec(given, overrides, Path(path).parent if path is not None else Path.cwd(), engine["model"],
+                       own=path is not None)
     model = plugins.load(spec)
     defaults = _union(engine, plugins.defaults(model)) | {"model": spec}
     data = defaults if given is None else _merge(defaults, given, "", errors)

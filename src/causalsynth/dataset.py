@@ -21,7 +21,8 @@ from typing import Any
 import jax
 import pyarrow as pa
 
-from causalsynth.cache import package_version
+from causalsynth import plugins
+from causalsynth.cache import model_digest, package_version
 from causalsynth.config import MAX_SEED, Config, load_config
 from causalsynth.cluster import ClusterStart, check_cluster, start_cluster
 from causalsynth.engine import BlockJob, BlockResult, Counts, run_local, run_on_dask, versions, warm_up
@@ -249,7 +250,8 @@ def _manifest(world, config, seed, n_prs, specs, counts: Counts, parts, factual)
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": package_version(),
-        "model": {"name": config.model.NAME, "version": config.model.VERSION},
+        "model": {"name": config.model.NAME, "version": config.model.VERSION,
+                  "sha256": model_digest(config.model)},
         "seed": seed,
         "n_prs": n_prs,
         "block_prs": program.block_prs,
@@ -564,9 +566,16 @@ def parse_manifest(location: Location, data: bytes) -> dict[str, Any]:
 
 
 def dataset_config(directory: str | Path, manifest: dict[str, Any]) -> Config:
-    """The dataset's resolved config, validated; a bad one is the manifest's fault."""
+    """The dataset's resolved config, validated; a bad one is the manifest's fault.
+
+    A plug-in model is loaded only where the user named it (``plugins.trusted_model``):
+    reading a dataset never imports the code its manifest names."""
+    data = manifest["config"]
     try:
-        return load_config(data=manifest["config"])
+        spec = data.get("model") if isinstance(data, dict) else None
+        if isinstance(spec, str) and plugins.is_path(spec):
+            data = data | {"model": plugins.trusted_model(spec, manifest["model"].get("sha256"))}
+        return load_config(data=data)
     except ConfigError as exc:
         raise UnreadableDataset(f"{locate(directory).show(MANIFEST)}: {exc}") from None
 

@@ -6,6 +6,13 @@ package directory, relative to the config file that names it. The engine
 reads nothing from a model but the names below, so a new scenario is one
 file (``NAME``, ``VERSION``, ``TABLES``, ``model``) and its priors in YAML
 (``DEFAULTS``); the rest it may leave out.
+
+A plug-in is code, so it runs only where the user named it: in their own config
+(a file they pass, a ``--set model=``) or on the command line (``--model``),
+which registers it here (``trust``). A dataset's manifest records its model's
+name, version and source SHA-256; reading a dataset loads a plug-in only when
+the user named it, and only when its source is the one recorded
+(``trusted_model``). A shipped model is one of ``models/``, by name.
 """
 
 from __future__ import annotations
@@ -48,6 +55,53 @@ def resolve(spec: str, base: Path) -> str:
     return str((base / Path(spec).expanduser()).resolve()) if is_path(spec) else spec
 
 
+# The plug-in files and package directories the user named in this process.
+_TRUSTED: set[str] = set()
+
+
+def trust(path: str | Path) -> str:
+    """Record that the user named the plug-in at ``path``; return it resolved.
+
+    Raises ``ConfigError`` when ``path`` is not a Python file or a package directory."""
+    resolved = str(Path(path).expanduser().resolve())
+    if not Path(resolved).is_file() and not (Path(resolved) / "__init__.py").is_file():
+        raise ConfigError(f"model {path}: not a Python file or a package directory")
+    _TRUSTED.add(resolved)
+    return resolved
+
+
+def source_digest(path: str | Path) -> str:
+    """SHA-256 of a model's Python source (a file, or a package directory's files), read, not imported."""
+    digest = hashlib.sha256()
+    for name, file in _files(Path(path)):
+        digest.update(name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def trusted_model(spec: str, recorded: str | None) -> str:
+    """The plug-in to load for a dataset whose manifest names ``spec`` with source SHA-256 ``recorded``.
+
+    ``spec`` itself where the user named it, or another path the user named whose
+    source is the recorded one (the dataset moved). Raises ``ConfigError`` where the
+    user named none, or where the one they named is not the recorded source."""
+    named = sorted(_TRUSTED)
+    recorded = recorded if isinstance(recorded, str) else None
+    if recorded is None:
+        if spec in _TRUSTED:
+            return spec
+    else:
+        digests = {path: source_digest(path) for path in named}
+        match = [p for p in ([spec] if spec in digests else []) + named if digests[p] == recorded]
+        if match:
+            return match[0]
+        if named:
+            raise ConfigError(f"--model {named[-1]}: its source (SHA-256 {digests[named[-1]][:12]}…) is not the "
+                              f"model this dataset was sampled from ({recorded[:12]}…)")
+    raise ConfigError(f"sampled from the plug-in model {spec}: reading a dataset never imports the code it "
+                      f"names; name the model yourself with --model PATH" + ("" if recorded is None else
+                      f" (its source has SHA-256 {recorded[:12]}…)"))
+
+
 def built_in() -> list[str]:
     package = importlib.import_module(BUILT_IN)
     return sorted(m.name for m in pkgutil.iter_modules(package.__path__))
@@ -72,6 +126,9 @@ def load(spec: str) -> ModuleType:
 
 
 def _import_built_in(name: str) -> ModuleType:
+    if not name.isidentifier():  # a dotted or odd name would import something else than a shipped model
+        raise ConfigError(f"model: {name!r} is neither a shipped model ({', '.join(built_in())}) nor a path "
+                          f"to a model file")
     try:
         return importlib.import_module(f"{BUILT_IN}.{name}")
     except ModuleNotFoundError as exc:
@@ -123,7 +180,10 @@ def defaults(module: ModuleType) -> dict[str, Any]:
 def source_files(module: ModuleType) -> list[tuple[str, Path]]:
     """The model's Python source, as (name, path): its package's files, or its one file."""
     path = Path(module.__file__)
-    if not hasattr(module, "__path__"):
+    return _files(path.parent if hasattr(module, "__path__") else path)
+
+
+def _files(path: Path) -> list[tuple[str, Path]]:
+    if path.is_file():
         return [(path.name, path)]
-    root = path.parent
-    return [(str(p.relative_to(root)), p) for p in sorted(root.rglob("*.py"))]
+    return [(str(p.relative_to(path)), p) for p in sorted(path.rglob("*.py"))]

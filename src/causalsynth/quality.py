@@ -33,9 +33,8 @@ import pyarrow.compute as pc
 from scipy import stats
 
 from causalsynth.checks import Check, not_applicable
-from causalsynth.config import load_config
 from causalsynth.consistency import guarded, row_checks, schema_check
-from causalsynth.dataset import read_manifest
+from causalsynth.dataset import dataset_config, read_manifest
 from causalsynth.errors import CausalsynthError, UnreadableDataset
 from causalsynth.program import Program
 from causalsynth.marginals import Tally, marginal_checks, moved_columns, parse_column, tally
@@ -56,7 +55,7 @@ def validate_dataset(directory: str | Path) -> list[Check]:
     """
     try:
         manifest = read_manifest(directory)
-        config = load_config(data=manifest["config"])
+        config = dataset_config(directory, manifest)
         program = Program(config)
     except UnreadableDataset:
         raise
