@@ -97,3 +97,65 @@ def test_a_plugin_dataset_is_read_with_the_model_its_reader_names(plugin_dataset
     moved.write_text(moved.read_text() + "\n# edited\n")
     edited = validate("--model", str(moved))
     assert edited.returncode == 2 and "is not the model this dataset was sampled from" in edited.stderr
+
+
+def test_force_never_replaces_what_is_not_a_dataset(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    result = runner.invoke(app, ["sample", "--n-prs", "20", "--out", str(precious), "--force"])
+    assert result.exit_code == 2 and "--force replaces only a causalsynth dataset" in result.output, result.output
+    assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
+
+
+@pytest.mark.parametrize("out", ["", ".", "/", "~"])
+def test_an_empty_or_root_like_out_is_refused(tmp_path, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "mine.txt").write_text("keep")
+    result = runner.invoke(app, ["sample", "--n-prs", "20", "--out", str(Path(out).expanduser()) if out else out,
+                                 "--force"])
+    assert result.exit_code == 2 and result.output.startswith("error: --out "), result.output
+    assert "give a directory of its own" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "mine.txt"]
+
+
+def test_two_writers_into_one_out_give_one_dataset_and_one_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ds"
+    command = [str(Path(sys.executable).parent / "causalsynth"), "sample", "--n-prs", "4000", "--out", str(out),
+               "--set", "sampling.block_prs=1000"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):  # the first holds its claim from before its first block
+        if (tmp_path / ".ds.lock").exists():
+            break
+        import time
+
+        time.sleep(0.05)
+    second = subprocess.run(command, capture_output=True, text=True)
+    first_out, first_err = first.communicate(timeout=600)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2 and "another causalsynth run is writing it now" in second.stderr
+    assert second.stderr.count("\n") == 1, second.stderr
+    result = runner.invoke(app, ["validate", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_a_dead_runs_leftovers_are_removed_or_restored_and_said(small, tmp_path):
+    out = tmp_path / "ds"
+    staging = tmp_path / ".ds.abc123.partial"  # a run killed while writing
+    (staging / "flow_steps").mkdir(parents=True)
+    (staging / "flow_steps" / "part-000000.parquet").write_bytes(b"x" * 1000)
+    old = tmp_path / ".ds.def456.old"  # a run killed between the two renames of a --force replacement
+    old.mkdir()
+    shutil.copytree(small, old / "previous")
+    result = runner.invoke(app, ["sample", "--n-prs", "20", "--out", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert "note: restored" in result.output and "note: removed .ds.abc123.partial" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    assert json.loads((out / "manifest.json").read_text())["n_prs"] == 20  # the restored one, then replaced

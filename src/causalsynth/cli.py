@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -42,7 +43,6 @@ def run() -> None:
     returns, every file it wrote is complete and closed, and its output is
     flushed here. Library use (and ``CliRunner``) goes through ``app``.
     """
-    import logging
     import sys
 
     try:
@@ -75,6 +75,19 @@ def main(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Synthetic software-delivery and e-commerce telemetry from a structural causal model."""
+    logger = logging.getLogger("causalsynth")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler())
+        logger.setLevel(logging.INFO)
+
+
+class _NoteHandler(logging.Handler):
+    """What the library says in passing (a dead run's leftovers removed), as one ``note:`` line each."""
+
+    def emit(self, record) -> None:
+        from rich.markup import escape
+
+        err.print(f"[yellow]note:[/yellow] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
 
 
 def _enable_compilation_cache() -> None:

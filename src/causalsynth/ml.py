@@ -28,7 +28,7 @@ from causalsynth.graph import model_graph
 from causalsynth.modeling import Task
 from causalsynth.program import Program
 from causalsynth.store import locate
-from causalsynth.staging import staged_directory
+from causalsynth.staging import json_marker, staged_directory
 
 FORMATS = ("parquet", "csv", "jsonl", "json")
 SPLITS = ("train", "valid", "test")
@@ -336,7 +336,8 @@ def export(directory: str | Path, *, tasks: list[str] | None = None, formats: li
     for name in names:
         ds.task(name)
     written = []
-    with staged_directory(Path(out) if out else ds.beside("ml"), force=force) as staging:
+    with staged_directory(Path(out) if out else ds.beside("ml"), force=force, what="a causalsynth export",
+                          owned=json_marker("schema.json", "tasks")) as staging:
         for name in names:
             view = task_view(ds, name, split_by=split_by, seed=seed)
             for fmt in formats:

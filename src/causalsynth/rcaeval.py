@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from causalsynth.rca import METRICS, read_cases
-from causalsynth.staging import staged_directory
+from causalsynth.staging import json_marker, staged_directory
 
 SUFFIXES = {"latency_ms": "latency", "p95_latency_ms": "latency-95", "request_rate": "workload",
             "error_rate": "error", "cpu_usage": "cpu", "memory_usage": "mem"}
@@ -48,7 +48,8 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
     n_ticks = cases.series.shape[-1]
     numbers: Counter[str] = Counter()
     truth = []
-    with staged_directory(out, force=force) as staging:
+    with staged_directory(out, force=force, what="causalsynth's RCAEval cases",
+                          owned=json_marker("cases.json", "cases")) as staging:
         for c in range(len(cases)):
             service = cases.services[cases.root[c]]
             fault = FAULTS[cases.kind[c]]

@@ -5,6 +5,14 @@ and renamed into place only when complete (a rename within one filesystem is
 atomic). Any failure, Ctrl-C included, removes the staging directory and any
 parent directories this run created, so nothing half-written is ever left.
 
+``--force`` replaces only what causalsynth wrote (a directory its ``owned``
+test recognises: a dataset's manifest, an export's own index) or an empty
+directory, never a user's files, the working directory or a root. A writer
+holds an exclusive claim on its target (a lock beside it) from before its
+first block to its publish, so a second writer fails at once rather than
+replacing the first; the claim also tells whether hidden leftovers beside the
+target are a dead run's, which are then restored or removed, and said so.
+
 Object stores have no rename. There a dataset is its manifest: the parts are
 written to their final keys, the manifest last, so nothing is a dataset until
 it is complete; a failure removes what the job wrote.
@@ -12,6 +20,9 @@ it is complete; a failure removes what the job wrote.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import logging
 import os
 import shutil
 import signal
@@ -24,12 +35,76 @@ from pathlib import Path
 from causalsynth.errors import OutputError, one_line
 from causalsynth.store import OBJECT_STORES, Location, locate
 
+log = logging.getLogger(__name__)
 
-def _check_target(out: Path, force: bool) -> None:
+
+def json_marker(name: str, key: str, value: object = None) -> Callable[[Path], bool]:
+    """An ``owned`` test: the directory holds file ``name``, a JSON object with ``key`` (equal to ``value``)."""
+    def owned(directory: Path) -> bool:
+        try:
+            data = json.loads((directory / name).read_bytes())
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and key in data and (value is None or data[key] == value)
+
+    return owned
+
+
+def _check_target(out: Path, force: bool, owned: Callable[[Path], bool], what: str) -> None:
+    resolved = out.resolve()
+    refused = {Path.cwd().resolve(): "the working directory", Path.home().resolve(): "your home directory"}
+    if resolved.parent == resolved or resolved in refused:
+        raise OutputError(f"--out {out}: is {refused.get(resolved, 'a root directory')}; give a directory of "
+                          f"its own (an empty --out means the working directory)")
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputError(f"--out {out}: directory is not empty; pass --force to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise OutputError(f"--out {out}: directory is not empty; pass --force to replace it")
+        if not owned(out):
+            raise OutputError(f"--out {out}: holds files that are not {what}; --force replaces only {what} or "
+                              f"an empty directory")
+
+
+@contextmanager
+def _claim(out: Path) -> Iterator[None]:
+    """Hold the exclusive claim on ``out`` (a lock file beside it) for the block; refuse a held one."""
+    lock = out.parent / f".{out.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"--out {out}: cannot write in {out.parent}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"--out {out}: another causalsynth run is writing it now; wait for it to end, "
+                              f"or choose another --out") from None
+        try:  # a run that ended between our open and our lock unlinked that file: claim the new one
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _clear_leftovers(out: Path) -> None:
+    """Restore or remove what dead runs left beside ``out`` (under its claim, none is a live run's)."""
+    stale = sorted(out.parent.glob(f".{out.name}.*.partial")) + sorted(out.parent.glob(f".{out.name}.*.old"))
+    for path in stale:
+        previous = path / "previous"
+        if path.suffix == ".old" and previous.is_dir() and not out.exists():
+            os.rename(previous, out)
+            log.warning("restored %s, which a run interrupted while replacing it had left in %s", out, path.name)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+        log.warning("removed %s beside %s, left by an interrupted run (%.1f MB)", path.name, out, size / 1e6)
 
 
 def _make_parents(directory: Path) -> list[Path]:
@@ -90,33 +165,47 @@ def deferred_interrupts() -> Iterator[Callable[[], None]]:
 
 
 @contextmanager
-def staged_directory(out: Path, *, force: bool = False) -> Iterator[Path]:
+def staged_directory(out: str | Path, *, force: bool = False, owned: Callable[[Path], bool],
+                     what: str) -> Iterator[Path]:
     """Yield an empty staging directory that becomes ``out`` when the block exits cleanly.
 
-    Refuses a non-empty ``out`` unless ``force``; with ``force`` the old
-    contents are replaced only after the new ones are complete.
+    Refuses an empty, root-like or non-empty ``out`` unless ``force``, and with
+    ``force`` one that ``owned`` does not recognise as ``what`` (a causalsynth
+    dataset, …); the old contents are replaced only after the new ones are
+    complete. The claim on ``out`` is held throughout.
     """
     out = Path(out).absolute()
-    _check_target(out, force)
+    _check_target(out, force, owned, what)
     created = _make_parents(out.parent)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    except OSError as exc:
-        _remove_dirs(created)
-        raise OutputError(f"--out {out}: cannot write in {out.parent}: {exc.strerror}") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a dataset gets the usual permissions
-    try:
-        yield staging
-        _publish(staging, out)
+        with _claim(out):
+            _clear_leftovers(out)
+            _check_target(out, force, owned, what)  # again: what a dead run left may have been restored
+            replacing = out.is_dir() and any(out.iterdir())
+            try:
+                staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+            except OSError as exc:
+                raise OutputError(f"--out {out}: cannot write in {out.parent}: {exc.strerror}") from None
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a dataset gets the usual permissions
+            try:
+                yield staging
+                _publish(staging, out, replacing, owned, what)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         _remove_dirs(created)
         raise
 
 
-def _publish(staging: Path, out: Path) -> None:
+def _publish(staging: Path, out: Path, replacing: bool, owned: Callable[[Path], bool], what: str) -> None:
+    """Rename ``staging`` to ``out``; what appeared at ``out`` meanwhile (not through a causalsynth run,
+    which the claim keeps out) is never replaced unless it is what ``force`` was given for."""
+    if out.is_dir() and any(out.iterdir()) and not (replacing and owned(out)):
+        raise OutputError(f"--out {out}: files appeared there while this run was writing; they are left as "
+                          f"they are, and nothing was written")
     if not out.exists():
         os.rename(staging, out)
         return
@@ -156,7 +245,8 @@ def staged_location(out: str | Path, *, force: bool = False) -> Iterator[Output]
     """
     location = locate(out)
     if location.local:
-        with staged_directory(location.path, force=force) as staging:
+        with staged_directory(location.path, force=force, owned=json_marker("manifest.json", "format", "causalsynth-dataset"),
+                              what="a causalsynth dataset") as staging:
             yield Output(locate(staging))
         return
     replace = _check_remote(location, force)
