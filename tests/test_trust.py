@@ -159,3 +159,42 @@ def test_a_dead_runs_leftovers_are_removed_or_restored_and_said(small, tmp_path)
     assert "note: restored" in result.output and "note: removed .ds.abc123.partial" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
     assert json.loads((out / "manifest.json").read_text())["n_prs"] == 20  # the restored one, then replaced
+
+
+def test_a_stray_file_in_a_table_directory_fails_the_check_that_names_it(small, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(small, ds)
+    shutil.copy(ds / "flow_steps" / "part-000000.parquet", ds / "flow_steps" / "part-000099.parquet")
+    from causalsynth.quality import validate_dataset
+
+    failed = [c for c in validate_dataset(ds) if not c.passed]
+    assert [c.check for c in failed] == ["files flow_steps"]
+    assert "flow_steps/part-000099.parquet" in failed[0].observed
+
+
+def _edit_parts(ds: Path, edit) -> None:
+    manifest = json.loads((ds / "manifest.json").read_text())
+    edit(manifest["tables"]["system_runs"])
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t["parts"][0].update(file="../../elsewhere/part-000000.parquet"), "is not a file inside the dataset"),
+    (lambda t: t["parts"][0].update(file="/etc/passwd"), "is not a file inside the dataset"),
+    (lambda t: t["parts"][0].update(file="flow_steps/part-000000.parquet"), "is not a file inside the dataset"),
+    (lambda t: t["parts"].append(dict(t["parts"][0], first_row=t["rows"])), "listed more than once"),
+    (lambda t: t["parts"].append(dict(t["parts"][0], file="system_runs/part-000001.parquet", first_row=1)),
+     "overlap the rows before"),
+    (lambda t: t["parts"][0].update(first_row=5), "leave a gap after the rows before"),
+    (lambda t: t.update(rows=t["rows"] + 1), "the table's rows say"),
+])
+def test_parts_that_are_not_exactly_the_tables_rows_are_refused_by_every_reader(small, tmp_path, edit, message):
+    ds = tmp_path / "ds"
+    shutil.copytree(small, ds)
+    _edit_parts(ds, edit)
+    for command in (["validate", str(ds)], ["export", str(ds), "--out", str(tmp_path / "ml")],
+                    ["variant", str(ds), "--variant", "no_regressions", "--out", str(tmp_path / "twin")]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output
+        assert "tables.system_runs" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

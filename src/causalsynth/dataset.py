@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jax
@@ -499,8 +499,44 @@ def _manifest_problems(manifest: Any) -> list[str]:
             problems.append(f"{where}.parent: expected an object with table and key")
         elif isinstance(parent, dict) and parent["table"] not in manifest["tables"]:
             problems.append(f"{where}.parent: no table {parent['table']!r} in the manifest")
-        for i, part in enumerate(entry.get("parts") or []):
+        if version == 1:
+            problems += _path_problems(f"{where}.file", entry["file"], name) if entry["file"] else []
+            continue
+        parts = entry["parts"] or []
+        for i, part in enumerate(parts):
             problems += _entry_problems(f"{where}.parts[{i}]", part, PART_KEYS)
+        if not problems:
+            problems += _parts_problems(where, name, entry["rows"], parts)
+    return problems
+
+
+def _path_problems(where: str, file: str, table: str) -> list[str]:
+    """A part's file must be a plain relative path inside its table's directory: nothing outside is read."""
+    path = PurePosixPath(file)
+    if path.is_absolute() or "\\" in file or ".." in path.parts or len(path.parts) < 2 or path.parts[0] != table:
+        return [f"{where}: {file!r} is not a file inside the dataset's {table}/ directory"]
+    return []
+
+
+def _parts_problems(where: str, table: str, rows: int, parts: list[dict[str, Any]]) -> list[str]:
+    """The parts of one table: each file once, inside the table's directory, row ranges end to end from 0."""
+    problems = [p for i, part in enumerate(parts) for p in _path_problems(f"{where}.parts[{i}].file",
+                                                                           part["file"], table)]
+    files = [part["file"] for part in parts]
+    twice = sorted({f for f in files if files.count(f) > 1})
+    if twice:
+        problems.append(f"{where}.parts: {', '.join(twice)} listed more than once")
+    start = 0
+    for i, part in enumerate(parts):
+        if part["rows"] < 0 or part["first_row"] != start:
+            problems.append(f"{where}.parts[{i}]: rows {part['first_row']:,} to {part['first_row'] + part['rows']:,} "
+                            f"{'overlap' if part['first_row'] < start else 'leave a gap after'} the rows before "
+                            f"(which end at {start:,})")
+            break
+        start += part["rows"]
+    else:
+        if start != rows:
+            problems.append(f"{where}: its parts hold {start:,} rows; the table's rows say {rows:,}")
     return problems
 
 

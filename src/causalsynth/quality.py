@@ -90,12 +90,25 @@ def _integrity(location: Location, manifest: dict, files: DatasetFiles) -> list[
                          f"{len(parts) - len(differ)} of {len(parts)}"
                          + (f" ({', '.join(differ[:3])}{', …' * (len(differ) > 3)} differ)" if differ else ""),
                          bool(parts) and not differ))
+        out += guarded(f"files {name}", "the manifest's parts, and no other file",
+                       lambda: [_unlisted(location, name, parts)])
         try:
             rows = files.rows(name)
             out.append(Check(f"rows {name}", f"{entry['rows']:,}", f"{rows:,}", rows == entry["rows"]))
         except UnreadableTable as exc:
             out.append(Check(f"rows {name}", f"{entry['rows']:,}", str(exc), False))
     return out
+
+
+def _unlisted(location: Location, table: str, parts: list[dict]) -> Check:
+    """Files in a table's directory that the manifest does not list: a reader of the directory (pandas,
+    DuckDB, Spark) would read them as rows of the table."""
+    root = location.join(table).rstrip("/")
+    found = {f"{table}/{path[len(root) + 1:]}" for path in location.fs.find(root)} if location.exists(table) else set()
+    extra = sorted(found - {p["file"] for p in parts})
+    return Check(f"files {table}", "the manifest's parts, and no other file",
+                 f"{len(extra)} unlisted: {', '.join(extra[:3])}{', …' * (len(extra) > 3)}" if extra
+                 else f"{len(found)} files, each listed", not extra)
 
 
 def _digest(location: Location, relative: str) -> str:
