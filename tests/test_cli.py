@@ -103,8 +103,13 @@ def test_non_empty_out_needs_force(tmp_path):
     assert result.exit_code == 2 and "--force" in result.output
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     result = run("sample", "--n-prs", "10", "--out", str(out), "--set", SMALL_BLOCKS, "--force")
-    assert result.exit_code == 0, result.output
-    assert not (out / "keep.txt").exists() and (out / "manifest.json").exists()
+    assert result.exit_code == 2 and "--force replaces only a causalsynth dataset" in result.output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    for n_prs in ("10", "12"):  # an empty directory, then the dataset now in it
+        result = run("sample", "--n-prs", n_prs, "--out", str(out), "--set", SMALL_BLOCKS, "--force")
+        assert result.exit_code == 0, result.output
+        assert read_manifest(out)["n_prs"] == int(n_prs)
     assert leftovers(tmp_path) == []
 
 
