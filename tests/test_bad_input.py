@@ -103,6 +103,7 @@ CONFIG_CASES = [
     ("bool-a-number", ["--set", "team_workload.enabled=2"], ("team_workload.enabled", "expected true or false")),
     # strings, dates, names
     ("date-garbage", ["--set", "sampling.start=garbage"], ("sampling.start", "ISO 8601")),
+    ("date-not-a-day", ["--set", "sampling.start=2026-13-45"], ("sampling.start", "'2026-13-45'", "ISO 8601")),
     ("day-of-year", ["--set", "calendar.seasons.code_freeze.to=12-32"], ("calendar.seasons.code_freeze.to", "MM-DD")),
     ("model-unknown", ["--set", "model=nope"], ("model", "no model program named 'nope'")),
     ("service-unknown", ["--set", "funnel.steps.PAYMENT.service=billing"],
@@ -139,6 +140,10 @@ CONFIG_CASES = [
     ("config-a-directory", ["--config", "{tmp}"], ("{tmp}", "Is a directory")),
     ("config-bad-yaml", ["--config", "{tmp}/bad.yaml"], ("{tmp}/bad.yaml", "not valid YAML", "line 2, column 1"),
      _file("bad.yaml", "regression: [unclosed\n")),
+    ("config-not-utf8", ["--config", "{tmp}/latin.yaml"], ("config file {tmp}/latin.yaml", "not UTF-8 text"),
+     lambda tmp: (tmp / "latin.yaml").write_bytes(b"regression:\n  rate: 0.3 # \xe9t\xe9\n")),
+    ("config-not-a-day", ["--config", "{tmp}/day.yaml"], ("config file {tmp}/day.yaml", "month must be in 1..12"),
+     _file("day.yaml", "sampling:\n  start: 2026-13-45\n")),
     ("config-a-list", ["--config", "{tmp}/list.yaml"], ("<root>: expected a mapping",), _file("list.yaml", "- 1\n")),
     ("config-unknown-key", ["--config", "{tmp}/typo.yaml"], ("regression.rat", "did you mean 'rate'"),
      _file("typo.yaml", "regression:\n  rat: 0.3\n")),
@@ -147,6 +152,7 @@ CONFIG_CASES = [
     # size, seed, output and database options
     ("n-prs-0", ["--n-prs", "0"], ("--n-prs", "positive", "got 0")),
     ("n-prs-negative", ["--n-prs", "-5"], ("--n-prs", "got -5")),
+    ("n-prs-beyond-any-machine", ["--n-prs", "1000000000000000"], ("--n-prs", "at most 1,000,000,000")),
     ("seed-negative", ["--seed", "-1"], ("--seed", "[0, 4294967295]", "got -1")),
     ("seed-too-large", ["--seed", "4294967296"], ("--seed", "got 4294967296")),
     ("out-under-a-file", ["--out", "{tmp}/file/sub/ds"], ("{tmp}/file/sub",), _blocker),
@@ -157,8 +163,13 @@ CONFIG_CASES = [
      ("--if-exists sometimes", "fail, replace, append")),
     ("schema-on-sqlite", ["--db", "sqlite:///{tmp}/x.db", "--schema", "s"], ("--schema s", "SQLite has no schemas")),
     ("out-unknown-url", ["--out", "nosuchscheme://bucket/ds"],
-     ("nosuchscheme://bucket/ds", "no filesystem for this URL")),
+     ("nosuchscheme://bucket/ds", "an object store", "not nosuchscheme://")),
     ("out-not-an-object-store", ["--out", "memory://bucket/ds"], ("--out memory://bucket/ds", "an object store")),
+    ("out-ftp", ["--out", "ftp://example.invalid/ds"], ("ftp://example.invalid/ds", "an object store", "not ftp://")),
+    ("db-port", ["--db", "postgresql://u:hunter2@localhost:abc/db"],
+     ("--db: the port in postgresql://u:***@localhost:abc/db", "not a number")),
+    ("db-password-in-query", ["--db", "mysql://u@h/db?password=hunter2"], ("--db mysql://u@h/db?password=***",)),
+    ("schema-empty", ["--db", "postgresql://u@127.0.0.1:1/db", "--schema", ""], ("--schema: empty",)),
     # the model a config names: a shipped name, or a model file of one's own
     ("model-unknown-name", ["--set", "model=retail"], ("no model program named 'retail'", "delivery_commerce")),
     ("model-missing-file", ["--set", "model={tmp}/nope.py"], ("model: {tmp}/nope.py", "not a Python file")),
@@ -168,7 +179,9 @@ CONFIG_CASES = [
      ("model {tmp}/m.py", "importing it failed (line 2)", "ValueError: no priors"),
      lambda tmp: (_file("m.py", "NAME = 'm'\nraise ValueError('no priors')\n")(tmp),
                   _file("c.yaml", "model: m.py\n")(tmp))),
-    ("workers-zero", ["--workers", "0"], ("--workers: must be at least 1, got 0",)),
+    ("workers-zero", ["--workers", "0"], ("--workers: must be from 1 to", "got 0")),
+    ("workers-beyond-the-machine", ["--workers", "100000"], ("--workers: must be from 1 to", "on this machine",
+                                                              "got 100000")),
     ("workers-and-scheduler", ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], ("give one of them",)),
     # --do, before the model is compiled
     ("do-without-equals", ["--do", "has_performance_regression"], ("--do 'has_performance_regression'", "SITE=VALUE")),
@@ -181,6 +194,8 @@ CONFIG_CASES = [
     ("variant-missing-file", ["--variant", "{tmp}/missing.yaml"], ("{tmp}/missing.yaml", "No such file")),
     ("variant-bad-yaml", ["--variant", "{tmp}/v.yaml"], ("--variant {tmp}/v.yaml", "not valid YAML", "line 2"),
      _file("v.yaml", "do: [unclosed\n")),
+    ("variant-not-utf8", ["--variant", "{tmp}/v.yaml"], ("--variant {tmp}/v.yaml", "not UTF-8 text"),
+     lambda tmp: (tmp / "v.yaml").write_bytes(b"do: {region: \xff}\n")),
     ("variant-a-list", ["--variant", "{tmp}/v.yaml"], ("--variant {tmp}/v.yaml", "expected a mapping"),
      _file("v.yaml", "- do\n")),
     ("variant-unknown-keys", ["--variant", "{tmp}/v.yaml"],
@@ -281,10 +296,13 @@ COMMAND_CASES = [
     ("export-split-seed", ["export", "{base}", "--split-seed", "-1", "--out", "{tmp}/x"], ("--split-seed", "got -1")),
     ("export-tasks", ["export", "{base}", "--tasks", "fraud"], ("--tasks fraud", "no such task")),
     ("export-out-a-file", ["export", "{base}", "--out", "{tmp}/file"], ("--out {tmp}/file", "not a directory")),
+    ("export-out-a-url", ["export", "{base}", "--out", "s3://bucket/ml"], ("--out s3://bucket/ml", "local directory")),
     ("evaluate-tasks", ["evaluate", "{base}", "--tasks", "fraud"], ("--tasks fraud", "no such task")),
     ("load-db", ["load", "{base}", "--db", "notaurl"], ("--db 'notaurl'",)),
     ("load-if-exists", ["load", "{base}", "--db", "sqlite:///{tmp}/x.db", "--if-exists", "merge"],
      ("--if-exists merge", "fail, replace, append")),
+    ("load-schema-empty", ["load", "{base}", "--db", "postgresql://u@127.0.0.1:1/db", "--schema", ""],
+     ("--schema: empty",)),
     ("load-schema-on-sqlite", ["load", "{base}", "--db", "sqlite:///{tmp}/x.db", "--schema", "s"],
      ("--schema s", "SQLite has no schemas")),
     ("variant-nothing-to-do", ["variant", "{base}", "--out", "{tmp}/twin"], ("--variant NAME and/or --do",)),
@@ -300,6 +318,14 @@ def test_commands_refuse_bad_options(tmp_path, base, args, expected):
     fill = lambda text: text.replace("{tmp}", str(tmp_path)).replace("{base}", str(base))  # noqa: E731
     # Compiling the model (effects' treatment and outcome) prints nothing: every case is one line.
     check_fails_cleanly([fill(a) for a in args], tuple(map(fill, expected)), [tmp_path, base], early=True)
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:hunter2@127.0.0.1:1/db", "postgresql://u@127.0.0.1:1/db?password=hunter2",
+                                 "postgresql://u@127.0.0.1:1/db?sslmode=disable&PASSWORD=hunter2"])
+def test_a_password_is_never_printed(tmp_path, base, url):
+    """However a URL carries it, an unreachable database's error shows the password as ***."""
+    lines = check_fails_cleanly(["load", str(base), "--db", url], ("cannot connect",), [tmp_path, base], early=False)
+    assert "hunter2" not in lines and "***" in lines
 
 
 # --- corrupt, missing and truncated datasets, for every command that reads one ----------------------------

@@ -99,7 +99,7 @@ def test_all_errors_are_reported_together():
 
 
 def test_unreadable_or_invalid_config_file(tmp_path):
-    assert "cannot read config file" in error_of(path=tmp_path / "missing.yaml")
+    assert "cannot read it" in error_of(path=tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("regression: [unclosed\n")
     assert "not valid YAML" in error_of(path=bad)

@@ -474,7 +474,7 @@ def export(
                                                       "default --out DATASET_DIR/rcaeval).")] = "parquet",
     split_by: Annotated[str, typer.Option("--split-by", help="pr (hashed per PR) or time (by merge time).")] = "pr",
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the per-PR split.")] = 0,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: "
+    out_dir: Annotated[Optional[str], typer.Option("--out", help="Output directory (default: "
                                                                   "DATASET_DIR/ml).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
     model: ModelOption = None,
@@ -494,7 +494,7 @@ def export(
     out.print(f"{len(written)} task files and schema.json in {out_dir or Path(dataset_dir) / 'ml'}")
 
 
-def _export_rcaeval(dataset_dir: str, formats: list[str], tasks: str | None, out_dir: Path | None,
+def _export_rcaeval(dataset_dir: str, formats: list[str], tasks: str | None, out_dir: str | None,
                     force: bool) -> int:
     from causalsynth.rcaeval import write_rcaeval
 

@@ -7,6 +7,7 @@ workers start, and import the engine, while this process does its own.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,12 +19,28 @@ CONNECT_TIMEOUT = "30s"  # to reach a running scheduler
 PRELOAD = "causalsynth.engine"  # what a local worker imports as it starts, before its first task
 
 
+# What one local worker process takes once it has imported the engine and compiled a block sampler.
+WORKER_MEMORY = 512 << 20
+
+
+def max_local_workers() -> int:
+    """The most local workers this machine can start: four per core, within its available memory."""
+    cores = os.cpu_count() or 1
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: cores alone
+        return 4 * cores
+    return max(1, min(4 * cores, available // WORKER_MEMORY))
+
+
 def check_cluster(workers: int | None, scheduler: str | None, out, db) -> None:
     """Refuse a cluster request that cannot work, before any work."""
     if workers is not None and scheduler is not None:
         raise ConfigError("--workers starts a local cluster and --scheduler uses a running one: give one of them")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers: must be at least 1, got {workers}")
+    if workers is not None and not 1 <= workers <= max_local_workers():
+        raise ConfigError(f"--workers: must be from 1 to {max_local_workers()} on this machine (each worker is a "
+                          f"process of its own, with about {WORKER_MEMORY >> 20} MB; four per core at most), "
+                          f"got {workers}")
     if (workers is not None or scheduler is not None) and db is not None and out is None:
         raise ConfigError("--db with --workers/--scheduler needs --out too: the workers write the parts, then "
                           "this process loads them in one transaction")

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from causalsynth import plugins, yamltext
-from causalsynth.errors import ConfigError, yaml_problem
+from causalsynth.errors import ConfigError
 from causalsynth.params import Params
 
 # Top-level sections that steer the engine rather than feed the model.
@@ -148,14 +148,7 @@ def load_config(
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        return yamltext.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
+    return yamltext.load_file(path, f"config file {path}") or {}
 
 
 def _closest(key: str, known: Iterable[str]) -> str:
@@ -244,7 +237,7 @@ def _apply_override(defaults: dict, data: dict, item: str, errors: list[str], so
         return data
     try:
         value = yamltext.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date YAML recognises but cannot build (2026-13-45)
         value = raw
     if isinstance(node, str) and not isinstance(value, str):
         value = raw.strip()  # a string key takes the text as written (a date, a number, a level name)

@@ -232,10 +232,15 @@ def _parts(specs: list[TableSpec], results: list[BlockResult]) -> dict[str, list
     return out
 
 
+# About 166 billion rows: past any dataset one job writes, and within every index the engine keeps.
+MAX_PRS = 10**9
+
+
 def check_size(n_prs: int, seed: int) -> None:
-    """Refuse a non-positive ``--n-prs`` or a seed outside [0, 2**32 - 1] before any work."""
-    if n_prs < 1:
-        raise ConfigError(f"--n-prs: must be a positive number of pull requests, got {n_prs}")
+    """Refuse ``--n-prs`` outside [1, MAX_PRS] or a seed outside [0, 2**32 - 1] before any work."""
+    if not 1 <= n_prs <= MAX_PRS:
+        raise ConfigError(f"--n-prs: must be a positive number of pull requests, at most {MAX_PRS:,}, "
+                          f"got {n_prs:,}")
     check_seed(seed, "--seed")
 
 

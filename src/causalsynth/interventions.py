@@ -22,11 +22,10 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
-import yaml
 from numpyro.primitives import Messenger
 
 from causalsynth import yamltext
-from causalsynth.errors import ConfigError, yaml_problem
+from causalsynth.errors import ConfigError
 
 
 class switch_do(Messenger):
@@ -150,20 +149,14 @@ def load_variant(name_or_path: str) -> Intervention:
     """A shipped variant by name (``configs/variants/NAME.yaml``) or a variant file by path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        try:
-            text, name = path.read_text(), path.stem
-        except OSError as exc:
-            raise ConfigError(f"--variant {name_or_path}: cannot read it: {exc.strerror}") from None
+        name = path.stem
     else:
         entry = resources.files("causalsynth.configs").joinpath("variants", f"{name_or_path}.yaml")
         if not entry.is_file():
             raise ConfigError(f"--variant {name_or_path}: no such variant; shipped variants: "
                               f"{', '.join(variant_names())} (or give a path to a .yaml file)")
-        text, name = entry.read_text(), name_or_path
-    try:
-        data = yamltext.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--variant {name_or_path}: not valid YAML: {yaml_problem(exc)}") from None
+        path, name = Path(str(entry)), name_or_path
+    data = yamltext.load_file(path, f"--variant {name_or_path}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"--variant {name_or_path}: expected a mapping with keys {', '.join(VARIANT_KEYS)}, "
                           f"got {data!r}")

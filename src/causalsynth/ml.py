@@ -336,7 +336,7 @@ def export(directory: str | Path, *, tasks: list[str] | None = None, formats: li
     for name in names:
         ds.task(name)
     written = []
-    with staged_directory(Path(out) if out else ds.beside("ml"), force=force, what="a causalsynth export",
+    with staged_directory(out if out else ds.beside("ml"), force=force, what="a causalsynth export",
                           owned=json_marker("schema.json", "tasks")) as staging:
         for name in names:
             view = task_view(ds, name, split_by=split_by, seed=seed)

@@ -65,7 +65,7 @@ def trust(path: str | Path) -> str:
     Raises ``ConfigError`` when ``path`` is not a Python file or a package directory."""
     resolved = str(Path(path).expanduser().resolve())
     if not Path(resolved).is_file() and not (Path(resolved) / "__init__.py").is_file():
-        raise ConfigError(f"model {path}: not a Python file or a package directory")
+        raise ConfigError(f"model: {path} is not a Python file or a package directory")
     _TRUSTED.add(resolved)
     return resolved
 

@@ -35,7 +35,7 @@ from scipy import stats
 from causalsynth.checks import Check, not_applicable
 from causalsynth.consistency import guarded, row_checks, schema_check
 from causalsynth.dataset import dataset_config, read_manifest
-from causalsynth.errors import CausalsynthError, UnreadableDataset
+from causalsynth.errors import CausalsynthError, OutputError, UnreadableDataset
 from causalsynth.program import Program
 from causalsynth.marginals import Tally, marginal_checks, moved_columns, parse_column, tally
 from causalsynth.reading import DatasetFiles, UnreadableTable
@@ -57,7 +57,7 @@ def validate_dataset(directory: str | Path) -> list[Check]:
         manifest = read_manifest(directory)
         config = dataset_config(directory, manifest)
         program = Program(config)
-    except UnreadableDataset:
+    except (UnreadableDataset, OutputError):
         raise
     except (CausalsynthError, ValueError, KeyError, TypeError) as exc:
         raise UnreadableDataset(f"{directory}: cannot be read as a dataset: {exc}") from None

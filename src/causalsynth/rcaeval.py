@@ -43,7 +43,7 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
 
     ds = Dataset(directory)
     cases = read_cases(ds)
-    out = Path(out) if out else ds.beside("rcaeval")
+    out = out if out else ds.beside("rcaeval")
     columns = [f"{service}_{SUFFIXES[m]}" for service in cases.services for m in METRICS]
     n_ticks = cases.series.shape[-1]
     numbers: Counter[str] = Counter()
@@ -72,4 +72,4 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
         (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute,
                                                         "columns": ["time", *columns], "cases": truth},
                                                        indent=1) + "\n")
-    return out
+    return Path(out)

@@ -174,6 +174,9 @@ def staged_directory(out: str | Path, *, force: bool = False, owned: Callable[[P
     dataset, …); the old contents are replaced only after the new ones are
     complete. The claim on ``out`` is held throughout.
     """
+    if "://" in str(out):
+        raise OutputError(f"--out {out}: {what} is written to a local directory; an object-store URL takes a "
+                          f"dataset only")
     out = Path(out).absolute()
     _check_target(out, force, owned, what)
     created = _make_parents(out.parent)
@@ -192,6 +195,9 @@ def staged_directory(out: str | Path, *, force: bool = False, owned: Callable[[P
             try:
                 yield staging
                 _publish(staging, out, replacing, owned, what)
+            except OSError as exc:  # a full disk, a quota: what was written goes, and the reason is one line
+                shutil.rmtree(staging, ignore_errors=True)
+                raise OutputError(f"--out {out}: cannot write: {exc.strerror or one_line(exc)}") from None
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise

@@ -123,6 +123,10 @@ def locate(where: str | Path) -> Location:
     import fsspec
 
     where_s = str(where)
+    protocol = fsspec.utils.get_protocol(where_s)
+    if protocol not in OBJECT_STORES | {"file", "local", "memory"}:  # others may connect as they are built
+        raise OutputError(f"{where_s}: datasets live in a local directory or an object store "
+                          f"({', '.join(sorted(OBJECT_STORES))}), not {protocol}://")
     try:
         fs, root = fsspec.core.url_to_fs(where_s)
     except (ImportError, ValueError) as exc:

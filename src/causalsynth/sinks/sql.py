@@ -22,6 +22,7 @@ of its manifest: appending a dataset twice is refused, replacing is idempotent.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -53,11 +54,15 @@ class DatabaseError(CausalsynthError):
     """The database cannot be reached or refused the load."""
 
 
+# The password of user:password@host, and the query parameters that carry one (libpq's names and
+# drivers' aliases). Matched on the text, so a URL too malformed to parse is masked as well.
+_USER_PASSWORD = re.compile(r"(://[^/@?#]*?:)[^/@?#]*@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd|pass|sslpassword)=)[^&#]*", re.IGNORECASE)
+
+
 def masked(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<unparsable URL>"
+    """``url`` with every password in it shown as ``***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", _USER_PASSWORD.sub(r"\1***@", url))
 
 
 def _cause(exc: BaseException) -> str:
@@ -74,9 +79,13 @@ def _backend(url: str) -> str:
     """"sqlite" or "postgresql", or a clear error for any other URL."""
     try:
         parsed = sa.make_url(url)
+        parsed.port  # noqa: B018 - SQLAlchemy parses the port only when it is read
     except sa.exc.ArgumentError:
-        raise ConfigError(f"--db {url!r}: not a database URL; expected e.g. sqlite:///file.db or "
+        raise ConfigError(f"--db {masked(url)!r}: not a database URL; expected e.g. sqlite:///file.db or "
                           f"postgresql://user@host/db") from None
+    except ValueError:
+        raise ConfigError(f"--db: the port in {masked(url)} is not a number; expected e.g. "
+                          f"postgresql://user@host:5432/db") from None
     backend = parsed.get_backend_name()
     if backend not in DIALECTS:
         raise ConfigError(f"--db {masked(url)}: unsupported database {backend!r}; supported: {', '.join(DIALECTS)}")
@@ -91,6 +100,8 @@ def check_options(url: str, schema: str | None = None, if_exists: str = "fail") 
     if if_exists not in IF_EXISTS:
         raise ConfigError(f"--if-exists {if_exists}: allowed values are {', '.join(IF_EXISTS)}")
     backend = _backend(url)
+    if schema is not None and not schema.strip():
+        raise ConfigError("--schema: empty; give a schema name, or leave --schema out for the database's default")
     if backend == "sqlite" and schema is not None:
         raise ConfigError(f"--schema {schema}: SQLite has no schemas; use a separate database file")
     return backend
