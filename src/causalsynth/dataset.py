@@ -505,7 +505,7 @@ def _manifest_problems(manifest: Any) -> list[str]:
         elif isinstance(parent, dict) and parent["table"] not in manifest["tables"]:
             problems.append(f"{where}.parent: no table {parent['table']!r} in the manifest")
         if version == 1:
-            problems += _path_problems(f"{where}.file", entry["file"], name) if entry["file"] else []
+            problems += _path_problems(f"{where}.file", entry["file"], None) if entry["file"] else []
             continue
         parts = entry["parts"] or []
         for i, part in enumerate(parts):
@@ -515,11 +515,13 @@ def _manifest_problems(manifest: Any) -> list[str]:
     return problems
 
 
-def _path_problems(where: str, file: str, table: str) -> list[str]:
-    """A part's file must be a plain relative path inside its table's directory: nothing outside is read."""
+def _path_problems(where: str, file: str, table: str | None) -> list[str]:
+    """A part's file must be a plain relative path inside its table's directory (format version 1: inside
+    the dataset, ``table`` None): nothing outside the dataset is ever read."""
     path = PurePosixPath(file)
-    if path.is_absolute() or "\\" in file or ".." in path.parts or len(path.parts) < 2 or path.parts[0] != table:
-        return [f"{where}: {file!r} is not a file inside the dataset's {table}/ directory"]
+    outside = path.is_absolute() or "\\" in file or ".." in path.parts or not path.parts
+    if outside or (table is not None and (len(path.parts) < 2 or path.parts[0] != table)):
+        return [f"{where}: {file!r} is not a file inside the dataset" + (f"'s {table}/ directory" if table else "")]
     return []
 
 
