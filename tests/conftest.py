@@ -49,6 +49,8 @@ def record_part(directory: Path, table: str, index: int = 0) -> None:
     entry = manifest["tables"][table]
     rows = pq.ParquetFile(path).metadata.num_rows
     entry["rows"] += rows - entry["parts"][index]["rows"]
+    for later in entry["parts"][index + 1:]:  # the row ranges stay end to end
+        later["first_row"] += rows - entry["parts"][index]["rows"]
     entry["parts"][index].update(sha256=sha256(path), rows=rows)
     (Path(directory) / "manifest.json").write_text(json.dumps(manifest))
 

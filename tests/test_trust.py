@@ -198,3 +198,32 @@ def test_parts_that_are_not_exactly_the_tables_rows_are_refused_by_every_reader(
         assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output
         assert "tables.system_runs" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+@pytest.mark.parametrize("claim, edit", [
+    ("seed", lambda m: m.update(seed=m["seed"] + 1)),
+    ("intercepts", lambda m: m["calibration"]["intercepts"].update(
+        regression=m["calibration"]["intercepts"]["regression"] + 0.01)),
+    ("intervention", lambda m: m["intervention"].update(do={"device_type": "MOBILE"})),
+    ("a prior", lambda m: m["config"]["run"].update(load_log_mean=m["config"]["run"]["load_log_mean"] + 0.3)),
+])
+def test_a_manifest_claim_the_parts_did_not_come_from_fails_provenance(small, tmp_path, claim, edit):
+    from causalsynth.quality import validate_dataset
+
+    ds = tmp_path / "ds"
+    shutil.copytree(small, ds)
+    manifest = json.loads((ds / "manifest.json").read_text())
+    edit(manifest)
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+    checks = {c.check: c for c in validate_dataset(ds)}
+    assert not checks["provenance"].passed and "block 0" in checks["provenance"].observed, claim
+    assert checks["checksum pull_requests"].passed  # every file is as written: only the claim is false
+    assert validate_dataset(ds, resample=0) and next(
+        c for c in validate_dataset(ds, resample=0) if c.check == "provenance").verdict == "n/a"
+
+
+def test_validate_says_how_many_blocks_it_sampled_again(small):
+    result = runner.invoke(app, ["validate", str(small), "--resample", "5"])
+    assert result.exit_code == 0, result.output
+    n_blocks = json.loads((small / "manifest.json").read_text())["n_prs"] // 1000 or 1
+    assert f"{n_blocks} of {n_blocks} blocks" in result.output

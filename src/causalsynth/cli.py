@@ -404,6 +404,10 @@ def effects(
 def validate(
     dataset_dir: Annotated[str, typer.Argument(help=DATASET_HELP)],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.")] = None,
+    resample: Annotated[int, typer.Option("--resample", help="Blocks to sample again and compare byte for byte "
+                                                             "with the stored parts (the first, the last, then "
+                                                             "others at random); 0 for a dataset from another "
+                                                             "engine.")] = 3,
     model: ModelOption = None,
 ) -> None:
     """Check a dataset against its manifest and config. Exit 0: all pass; 1: a check fails; 2: unreadable."""
@@ -413,7 +417,10 @@ def validate(
     try:
         if json_out is not None:
             check_output_file(json_out, "--json")
-        checks = validate_dataset(dataset_dir)
+        if resample < 0:
+            raise ConfigError(f"--resample: a number of blocks, 0 or more, got {resample}")
+        _enable_compilation_cache()  # re-sampling runs the compiled block sampler
+        checks = validate_dataset(dataset_dir, resample=resample)
         if json_out is not None:
             _write_file(json_out, (json.dumps(as_json(checks), indent=2) + "\n").encode())
     except CausalsynthError as exc:
@@ -437,6 +444,7 @@ def report(
 
     try:
         check_output_file(out_file)
+        _enable_compilation_cache()  # the report validates, and so re-samples, each dataset
         if graphviz_program() is None:
             err.print(f"[yellow]warning:[/yellow] {GRAPHVIZ_HELP}; the report leaves its graphs out",
                       highlight=False, soft_wrap=True)

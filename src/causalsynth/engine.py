@@ -13,6 +13,7 @@ manifest entries and counts.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import threading
 import time
@@ -31,7 +32,7 @@ from causalsynth.marginals import Tally, parse_column, tally
 from causalsynth.params import Params
 from causalsynth.program import Program
 from causalsynth.sampling import Block, sample_blocks
-from causalsynth.store import Location, write_part
+from causalsynth.store import Location, encode_part, write_part
 from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
 
 # Blocks tabulated but not yet written, at most: bounds memory to a few blocks whatever N.
@@ -119,6 +120,15 @@ class _Tables:
 
     def batches(self, block: Block) -> dict[str, pa.RecordBatch]:
         return tabulate(self.program, block, self.start_ms, self.schemas)
+
+
+def part_digests(job: BlockJob, program: Program, indices: list[int]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Each of blocks ``indices`` sampled again as ``job`` samples it, as the SHA-256 of every table's
+    part: what its stored parts must hash to (``validate``'s provenance check). Nothing is written."""
+    tables = _Tables(program)
+    for block in sample_blocks(program, job.params, job.seed, job.n_prs, indices, job.do):
+        yield block.index, {table: hashlib.sha256(encode_part(batch)).hexdigest()
+                            for table, batch in tables.batches(block).items()}
 
 
 def _write(out: Location | None, index: int, batches: dict[str, pa.RecordBatch]) -> dict[str, dict[str, Any]]:

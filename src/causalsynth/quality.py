@@ -47,11 +47,18 @@ __all__ = ["Check", "UnreadableDataset", "validate_dataset", "as_json"]
 MIN_SHAPE_ROWS = 20
 
 
-def validate_dataset(directory: str | Path) -> list[Check]:
+# Blocks ``validate`` samples again by default: the first, the last and one chosen at random.
+RESAMPLE_BLOCKS = 3
+
+
+def validate_dataset(directory: str | Path, resample: int = RESAMPLE_BLOCKS) -> list[Check]:
     """Every check on the dataset at ``directory`` (a path or URL); raises UnreadableDataset if there is none.
 
     A check that cannot run (its table unreadable, a column missing) is
     reported as a failed check saying so: no check is ever dropped.
+    ``resample`` blocks (the first, the last, then others at random; 0: none)
+    are sampled again from the manifest's config, seed, intervention and
+    intercepts, and their parts compared byte for byte with the stored ones.
     """
     try:
         manifest = read_manifest(directory)
@@ -66,6 +73,7 @@ def validate_dataset(directory: str | Path) -> list[Check]:
     model, quality = config.model, config.data["quality"]
     checks: list[Check] = []
     checks += _integrity(location, manifest, files)
+    checks += guarded("provenance", PROVENANCE, lambda: _provenance(manifest, config, program, resample))
     rows = row_checks(files, program, config, manifest["n_prs"])
     for layout in program.tables:
         name = layout.table.name
@@ -98,6 +106,52 @@ def _integrity(location: Location, manifest: dict, files: DatasetFiles) -> list[
         except UnreadableTable as exc:
             out.append(Check(f"rows {name}", f"{entry['rows']:,}", str(exc), False))
     return out
+
+
+PROVENANCE = "blocks sampled again from the manifest's config, seed, intervention and intercepts equal the parts"
+
+
+def _provenance(manifest: dict, config, program: Program, resample: int) -> list[Check]:
+    """Sample a few blocks again from what the manifest claims and compare their parts' SHA-256 with the
+    stored ones': a seed, intervention, calibration, block size or model that is not the one the parts
+    came from fails here, whatever else was edited to match."""
+    import random
+
+    import jax
+
+    from causalsynth.dataset import prepare_world
+    from causalsynth.engine import BlockJob, part_digests
+    from causalsynth.interventions import Intervention
+
+    if resample < 1:
+        return [not_applicable("provenance", PROVENANCE, "not sampled again (--resample 0)")]
+    if manifest.get("format_version", 1) < 2:
+        return [not_applicable("provenance", PROVENANCE, "format version 1 keeps one file per table, not one "
+                                                         "per block: nothing to compare a block with")]
+    if manifest.get("block_prs") != program.block_prs:
+        return [Check("provenance", PROVENANCE, f"blocks of {manifest.get('block_prs')} PRs in the manifest, "
+                                                f"{program.block_prs} in its config", False)]
+    parts = {name: entry["parts"] or [] for name, entry in manifest["tables"].items()}
+    n_blocks = -(-manifest["n_prs"] // program.block_prs)
+    others = random.SystemRandom().sample(range(1, max(n_blocks - 1, 1)), max(min(resample, n_blocks) - 2, 0))
+    chosen = list(dict.fromkeys([0, n_blocks - 1, *others]))[:resample]
+    world = prepare_world(config, Intervention(**manifest["intervention"]), manifest["calibration"]["intercepts"],
+                          program=program)
+    job = BlockJob(config=config.data, params=world.params, do=world.do, seed=manifest["seed"],
+                   n_prs=manifest["n_prs"], out=None, cache_dir=None)
+    differ = []
+    for index, digests in part_digests(job, program, sorted(chosen)):
+        for table, digest in digests.items():
+            stored = parts.get(table, [])
+            if index >= len(stored) or stored[index]["sha256"] != digest:
+                differ.append(f"block {index} {table}")
+    runtime = manifest.get("runtime", {})
+    here = f"JAX {jax.__version__} on {jax.default_backend()}"
+    there = f"JAX {runtime.get('jax')} on {runtime.get('backend')}"
+    observed = (f"{len(chosen)} of {len(chosen)} blocks ({', '.join(map(str, sorted(chosen)))}) identical" if not differ
+                else f"{', '.join(differ[:3])}{', …' * (len(differ) > 3)} differ" +
+                ("" if here == there else f" (sampled with {there}; this is {here}: its last bits may differ)"))
+    return [Check("provenance", PROVENANCE, observed, not differ)]
 
 
 def _unlisted(location: Location, table: str, parts: list[dict]) -> Check:
