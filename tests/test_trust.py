@@ -96,7 +96,8 @@ def test_a_plugin_dataset_is_read_with_the_model_its_reader_names(plugin_dataset
     assert validate("--model", str(moved)).returncode == 0
     moved.write_text(moved.read_text() + "\n# edited\n")
     edited = validate("--model", str(moved))
-    assert edited.returncode == 2 and "is not the model this dataset was sampled from" in edited.stderr
+    assert edited.returncode == 2 and "name the model yourself with --model PATH" in edited.stderr
+    assert f"{moved} (named here) has SHA-256" in edited.stderr
 
 
 def test_force_never_replaces_what_is_not_a_dataset(tmp_path):
@@ -122,25 +123,33 @@ def test_an_empty_or_root_like_out_is_refused(tmp_path, monkeypatch, out):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "mine.txt"]
 
 
-def test_two_writers_into_one_out_give_one_dataset_and_one_clear_error(tmp_path):
+def test_a_run_into_an_out_another_run_claims_fails_at_once(tmp_path):
+    from causalsynth.staging import _claim
+
+    out = tmp_path / "ds"
+    with _claim(out):  # what a running sample holds from before its first block to its publish
+        result = runner.invoke(app, ["sample", "--n-prs", "20", "--out", str(out), "--force"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "another causalsynth run is writing it now" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_two_writers_started_together_give_one_dataset_and_one_clear_error(tmp_path):
+    """Whichever claims the directory first writes it; the other fails in one line (its claim refused, or
+    the directory already a dataset), and never replaces the first."""
     import subprocess
     import sys
 
     out = tmp_path / "ds"
     command = [str(Path(sys.executable).parent / "causalsynth"), "sample", "--n-prs", "4000", "--out", str(out),
                "--set", "sampling.block_prs=1000"]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(600):  # the first holds its claim from before its first block
-        if (tmp_path / ".ds.lock").exists():
-            break
-        import time
-
-        time.sleep(0.05)
-    second = subprocess.run(command, capture_output=True, text=True)
-    first_out, first_err = first.communicate(timeout=600)
-    assert first.returncode == 0, first_err
-    assert second.returncode == 2 and "another causalsynth run is writing it now" in second.stderr
-    assert second.stderr.count("\n") == 1, second.stderr
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [run.communicate(timeout=600)[1] for run in runs]
+    codes = sorted(run.returncode for run in runs)
+    assert codes == [0, 2], errors
+    lost = errors[[run.returncode for run in runs].index(2)]
+    assert lost.count("\n") == 1 and ("another causalsynth run is writing it now" in lost
+                                      or "directory is not empty" in lost), lost
     result = runner.invoke(app, ["validate", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

@@ -94,12 +94,10 @@ def trusted_model(spec: str, recorded: str | None) -> str:
         match = [p for p in ([spec] if spec in digests else []) + named if digests[p] == recorded]
         if match:
             return match[0]
-        if named:
-            raise ConfigError(f"--model {named[-1]}: its source (SHA-256 {digests[named[-1]][:12]}…) is not the "
-                              f"model this dataset was sampled from ({recorded[:12]}…)")
+    others = "".join(f"; {path} (named here) has SHA-256 {source_digest(path)[:12]}…" for path in named[-2:])
     raise ConfigError(f"sampled from the plug-in model {spec}: reading a dataset never imports the code it "
                       f"names; name the model yourself with --model PATH" + ("" if recorded is None else
-                      f" (its source has SHA-256 {recorded[:12]}…)"))
+                      f" (its source has SHA-256 {recorded[:12]}…{others})"))
 
 
 def built_in() -> list[str]:
