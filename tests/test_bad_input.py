@@ -320,7 +320,8 @@ def test_commands_refuse_bad_options(tmp_path, base, args, expected):
     check_fails_cleanly([fill(a) for a in args], tuple(map(fill, expected)), [tmp_path, base], early=True)
 
 
-@pytest.mark.parametrize("url", ["postgresql://u:hunter2@127.0.0.1:1/db", "postgresql://u@127.0.0.1:1/db?password=hunter2",
+@pytest.mark.parametrize("url", ["postgresql://u:hunter2@127.0.0.1:1/db",
+                                 "postgresql://u@127.0.0.1:1/db?password=hunter2",
                                  "postgresql://u@127.0.0.1:1/db?sslmode=disable&PASSWORD=hunter2"])
 def test_a_password_is_never_printed(tmp_path, base, url):
     """However a URL carries it, an unreachable database's error shows the password as ***."""

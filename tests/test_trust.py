@@ -73,7 +73,8 @@ def plugin_dataset(tmp_path_factory) -> Path:
     import subprocess
     import sys
 
-    subprocess.run([str(Path(sys.executable).parent / "causalsynth"), "sample", "--config", str(EXAMPLE / "ci_builds.yaml"),
+    cli = str(Path(sys.executable).parent / "causalsynth")
+    subprocess.run([cli, "sample", "--config", str(EXAMPLE / "ci_builds.yaml"),
                     "--n-prs", "200", "--set", "sampling.block_prs=1000", "--out", str(out)],
                    check=True, capture_output=True)
     return out
@@ -84,7 +85,8 @@ def test_a_plugin_dataset_is_read_with_the_model_its_reader_names(plugin_dataset
     import sys
 
     def validate(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(Path(sys.executable).parent / "causalsynth"), "validate", str(plugin_dataset), *extra],
+        cli = str(Path(sys.executable).parent / "causalsynth")
+        return subprocess.run([cli, "validate", str(plugin_dataset), *extra],
                               capture_output=True, text=True)
 
     refused = validate()

@@ -115,10 +115,9 @@ def engine_digest() -> str:
 @functools.cache
 def model_digest(model) -> str:
     """SHA-256 of a model's Python source: a researcher's edit changes it."""
-    from causalsynth.plugins import source_digest
+    from causalsynth.plugins import module_root, source_digest
 
-    path = Path(model.__file__)
-    return source_digest(path.parent if hasattr(model, "__path__") else path)
+    return source_digest(module_root(model))
 
 
 def load_object(kind: str, identity: dict) -> Any | None:

@@ -84,17 +84,15 @@ def trusted_model(spec: str, recorded: str | None) -> str:
     ``spec`` itself where the user named it, or another path the user named whose
     source is the recorded one (the dataset moved). Raises ``ConfigError`` where the
     user named none, or where the one they named is not the recorded source."""
-    named = sorted(_TRUSTED)
     recorded = recorded if isinstance(recorded, str) else None
-    if recorded is None:
-        if spec in _TRUSTED:
-            return spec
-    else:
-        digests = {path: source_digest(path) for path in named}
-        match = [p for p in ([spec] if spec in digests else []) + named if digests[p] == recorded]
-        if match:
-            return match[0]
-    others = "".join(f"; {path} (named here) has SHA-256 {source_digest(path)[:12]}…" for path in named[-2:])
+    if recorded is None and spec in _TRUSTED:
+        return spec
+    digests = {path: source_digest(path) for path in sorted(_TRUSTED)}
+    match = [p for p in ([spec] if spec in digests else []) + list(digests) if digests[p] == recorded]
+    if match:
+        return match[0]
+    others = "".join(f"; {path} (named here) has SHA-256 {digest[:12]}…"
+                     for path, digest in list(digests.items())[-2:])
     raise ConfigError(f"sampled from the plug-in model {spec}: reading a dataset never imports the code it "
                       f"names; name the model yourself with --model PATH" + ("" if recorded is None else
                       f" (its source has SHA-256 {recorded[:12]}…{others})"))
@@ -177,8 +175,13 @@ def defaults(module: ModuleType) -> dict[str, Any]:
 
 def source_files(module: ModuleType) -> list[tuple[str, Path]]:
     """The model's Python source, as (name, path): its package's files, or its one file."""
+    return _files(module_root(module))
+
+
+def module_root(module: ModuleType) -> Path:
+    """What a model's source is: its package directory, or its one file."""
     path = Path(module.__file__)
-    return _files(path.parent if hasattr(module, "__path__") else path)
+    return path.parent if hasattr(module, "__path__") else path
 
 
 def _files(path: Path) -> list[tuple[str, Path]]:

@@ -251,7 +251,8 @@ def staged_location(out: str | Path, *, force: bool = False) -> Iterator[Output]
     """
     location = locate(out)
     if location.local:
-        with staged_directory(location.path, force=force, owned=json_marker("manifest.json", "format", "causalsynth-dataset"),
+        with staged_directory(location.path, force=force,
+                              owned=json_marker("manifest.json", "format", "causalsynth-dataset"),
                               what="a causalsynth dataset") as staging:
             yield Output(locate(staging))
         return
