@@ -55,6 +55,28 @@ def record_part(directory: Path, table: str, index: int = 0) -> None:
     (Path(directory) / "manifest.json").write_text(json.dumps(manifest))
 
 
+def rewrite(directory: Path, table: str, change, index: int = 0) -> None:
+    """Rewrite part ``index`` of ``table`` as ``change(frame)`` (a DataFrame, categories as pandas
+    categoricals) with its schema, and update the manifest's checksum and row count to match."""
+    path = part_path(directory, table, index)
+    original = pq.read_table(path)
+    if getattr(change, "on_arrow", False):  # pandas would write a NaN as a null
+        changed = change(original)
+    else:
+        changed = pa.Table.from_pandas(change(original.to_pandas()), schema=original.schema, preserve_index=False)
+    pq.write_table(changed, path)
+    record_part(directory, table, index)
+
+
+def with_value(frame: pd.DataFrame, column: str, rows, value) -> pd.DataFrame:
+    """``frame`` with ``column`` set to ``value`` at positions ``rows``."""
+    frame = frame.copy()
+    if isinstance(frame[column].dtype, pd.CategoricalDtype) and value not in frame[column].cat.categories:
+        frame[column] = frame[column].cat.add_categories([value])
+    frame.loc[frame.index[rows], column] = value
+    return frame
+
+
 def read_table(directory: Path, table: str, columns: list[str] | None = None) -> pa.Table:
     """One table, every part in row order."""
     parts = read_manifest(directory)["tables"][table]["parts"]

@@ -196,7 +196,7 @@ def test_graph_command(fmt):
         sites = {n["site"] for n in story_graph["nodes"]}
         assert not any(s.startswith("_") for s in sites) and len(sites) < len(full_graph["nodes"]) / 3
         # an edge of the view is a path of the full graph through sites not shown
-        assert ["has_performance_regression", "converted"] in story_graph["edges"]
+        assert ["regression_severity", "converted"] in story_graph["edges"]
     else:
         for result in (full, story):
             assert result.output.startswith("digraph") and '"has_performance_regression" -> ' in result.output
@@ -217,8 +217,8 @@ def test_graph_drawn_by_graphviz(tmp_path, args):
     width_pt = float(re.search(r'<svg width="([\d.]+)pt"', svg).group(1))
     if "--full" in args:
         assert ">_merge_day<" in svg
-    else:  # the default view fits a 1400-pixel page at 96 dpi, labels at their own size
-        assert width_pt * 96 / 72 <= 1400 and ">_" not in svg
+    else:  # the default view (nine ranks, PR to conversion) fits a 1600-pixel page at 96 dpi, labels at their own size
+        assert width_pt * 96 / 72 <= 1600 and ">_" not in svg
 
 
 def test_graph_without_graphviz_is_one_clear_error(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from causalsynth.cli import app
 from causalsynth.config import load_config
 from causalsynth.dataset import sample_dataset
 from causalsynth.quality import validate_dataset
-from conftest import SMALL_BLOCKS, part_path, record_part, sha256
+from conftest import SMALL_BLOCKS, part_path, record_part, rewrite, sha256, with_value
 
 runner = CliRunner()
 
@@ -49,7 +49,10 @@ def test_default_dataset_validates(dataset_20k, tmp_path):
                      "identity ecommerce_flows: converted exactly when paid and confirmed",
                      "identity system_runs: calendar of started_at",
                      "marginal pull_requests.has_performance_regression",
-                     "marginal ecommerce_flows.device_type=MOBILE"):
+                     "marginal ecommerce_flows.device_type=MOBILE", "number pull_requests.pr_number",
+                     "derived system_runs.total_requests", "derived ecommerce_flows.conversion_probability",
+                     "possible pull_requests.has_performance_regression", "headline conversion",
+                     "identity flow_steps: each step calls its step type's service"):
         assert by_name[expected]["verdict"] == "pass", expected
     assert by_name["rows per parent system_runs → service_metrics"]["expected"] == "exactly 5"
     assert by_name["rows per parent ecommerce_flows → flow_steps"]["expected"].startswith("1 to ")
@@ -75,6 +78,31 @@ def test_a_dataset_validates_against_its_own_config(tmp_path):
     assert all(c.passed for c in checks.values())
 
 
+def test_what_is_computed_again_comes_from_the_model_program(small_config):
+    """Columns computed from stored columns alone are recomputed; those with hidden noise upstream are not."""
+    from causalsynth.program import Program
+    from causalsynth.recompute import plan
+
+    program = Program(small_config)
+    tables = {t.table.name for t in program.tables}
+    found = plan(program, tables)
+    refs = lambda sites: {found.stored[s].ref: {found.stored[p].ref for p in sites[s]} for s in sites}  # noqa: E731
+    derived, possible = refs(found.derived), refs(found.possible)
+    assert derived["system_runs.total_requests"] == {"system_runs.throughput_rps", "system_runs.duration_s"}
+    assert derived["service_metrics.service_name"] == set()  # a constant of each slot
+    assert derived["system_runs.anomaly_probability"] == {"system_runs.load_intensity",
+                                                          "pull_requests.regression_severity"}
+    assert possible["pull_requests.has_performance_regression"] == {"pull_requests.regression_probability"}
+    # Hidden noise upstream: the line counts, the regression's probability, the impact score.
+    assert not {"pull_requests.lines_added", "pull_requests.regression_probability",
+                "pull_requests.performance_impact_score", "system_runs.timeout_rate"} & set(derived)
+    # Variable-length tables and timestamps are never on the list.
+    assert not any(r.startswith("flow_steps.") or r.endswith("_at") for r in derived | possible)
+    # An intervened site is a parent, never held to its distribution.
+    assert "pull_requests.has_performance_regression" not in refs(plan(
+        program, tables, {"has_performance_regression"}).possible)
+
+
 # --- the corruption corpus ---------------------------------------------------------------
 #
 # Each case edits one table of a real sample *and* records the new file's checksum and row
@@ -85,27 +113,6 @@ def _copy(small: Path, tmp_path: Path) -> Path:
     target = tmp_path / "copy"
     shutil.copytree(small, target)
     return target
-
-
-def rewrite(directory: Path, table: str, change) -> None:
-    """Rewrite ``table`` as ``change(frame)`` (a DataFrame, categories as pandas categoricals)
-    with its schema, and update the manifest's checksum and row count to match."""
-    path = part_path(directory, table)
-    original = pq.read_table(path)
-    if getattr(change, "on_arrow", False):  # pandas would write a NaN as a null
-        changed = change(original)
-    else:
-        changed = pa.Table.from_pandas(change(original.to_pandas()), schema=original.schema, preserve_index=False)
-    pq.write_table(changed, path)
-    record_part(directory, table)
-
-
-def _with(frame: pd.DataFrame, column: str, rows, value) -> pd.DataFrame:
-    frame = frame.copy()
-    if isinstance(frame[column].dtype, pd.CategoricalDtype) and value not in frame[column].cat.categories:
-        frame[column] = frame[column].cat.add_categories([value])
-    frame.loc[frame.index[rows], column] = value
-    return frame
 
 
 def _drop_steps_of_flows(frame, flows):
@@ -127,7 +134,7 @@ def _convert_unpaid(steps_of):
     def change(frame):
         paid = set(steps_of.flow_id[steps_of.success & (steps_of.step_type == "PAYMENT")])
         unpaid = np.flatnonzero(~frame.flow_id.isin(paid).to_numpy())[:200]
-        return _with(frame, "converted", unpaid, True)
+        return with_value(frame, "converted", unpaid, True)
     return change
 
 
@@ -161,6 +168,32 @@ def _drop_flow(frame):
     return frame[frame.flow_id != 7]
 
 
+def _swap_rows(column: str, a: int, b: int):
+    def change(frame):
+        frame = frame.copy()
+        values = frame[column].to_numpy().copy()
+        values[[a, b]] = values[[b, a]]
+        frame[column] = pd.Categorical(values, categories=frame[column].cat.categories)
+        return frame
+    return change
+
+
+def _serve_from_another(frame):
+    served = frame.service_name.iloc[0]
+    other = next(s for s in frame.service_name.cat.categories if s != served)
+    return with_value(frame, "service_name", [0], other)
+
+
+def _one_more_request(frame):
+    frame = frame.copy()
+    frame.loc[frame.index[:10], "total_requests"] += 1
+    return frame
+
+
+def _impossible_regression(frame):
+    return with_value(frame, "regression_probability", [int(frame.has_performance_regression.argmax())], 0.0)
+
+
 ALL = slice(None)
 CORRUPTIONS = {
     # case: (table, change, the check that must fail)
@@ -172,25 +205,37 @@ CORRUPTIONS = {
                          "keys as written pull_requests.pr_id"),
     "step timestamps swapped within flows": ("flow_steps", _swap_step_times,
                                              "identity ecommerce_flows: steps in time order"),
-    "every abandonment reason one level": ("ecommerce_flows", lambda f: _with(f, "abandonment_reason", ALL, "USER_EXIT"),
+    "every abandonment reason one level": ("ecommerce_flows", lambda f: with_value(f, "abandonment_reason", ALL, "USER_EXIT"),
                                            "identity ecommerce_flows: no reason exactly when converted"),
-    "every service HEALTHY": ("service_metrics", lambda f: _with(f, "health_status", ALL, "HEALTHY"),
+    "every service HEALTHY": ("service_metrics", lambda f: with_value(f, "health_status", ALL, "HEALTHY"),
                               "identity service_metrics: healthy is a score above its threshold"),
-    "an undeclared device": ("ecommerce_flows", lambda f: _with(f, "device_type", [3], "PHONE"),
+    "an undeclared device": ("ecommerce_flows", lambda f: with_value(f, "device_type", [3], "PHONE"),
                              "domain ecommerce_flows.device_type"),
-    "negative cart value": ("ecommerce_flows", lambda f: _with(f, "cart_value", [4], -12.5),
+    "negative cart value": ("ecommerce_flows", lambda f: with_value(f, "cart_value", [4], -12.5),
                             "domain ecommerce_flows.cart_value"),
-    "negative duration": ("system_runs", lambda f: _with(f, "duration_s", [4], -1.0), "domain system_runs.duration_s"),
-    "negative throughput": ("system_runs", lambda f: _with(f, "throughput_rps", [4], -3.0),
+    "negative duration": ("system_runs", lambda f: with_value(f, "duration_s", [4], -1.0), "domain system_runs.duration_s"),
+    "negative throughput": ("system_runs", lambda f: with_value(f, "throughput_rps", [4], -3.0),
                             "domain system_runs.throughput_rps"),
-    "anomaly score above 1": ("system_runs", lambda f: _with(f, "anomaly_score", [f.is_anomalous.argmax()], 1.5),
+    "anomaly score above 1": ("system_runs", lambda f: with_value(f, "anomaly_score", [f.is_anomalous.argmax()], 1.5),
                               "domain system_runs.anomaly_score"),
     "NaN latency": ("flow_steps", _nan_latency, "domain flow_steps.latency_ms"),
-    "success rate 1 on every run": ("system_runs", lambda f: _with(f, "success_rate", ALL, 1.0),
+    "success rate 1 on every run": ("system_runs", lambda f: with_value(f, "success_rate", ALL, 1.0),
                                     "identity system_runs: rates sum to 1"),
     "a duplicated key": ("ecommerce_flows", _duplicate_key, "unique key ecommerce_flows.flow_id"),
     "a swapped parent key": ("system_runs", _swap_parents, "parent as written system_runs.pr_id"),
     "a whole flow dropped": ("ecommerce_flows", _drop_flow, "rows per parent system_runs → ecommerce_flows"),
+    # Rules the model applies without randomness: each computed again, or a declared identity.
+    "request counts not throughput × duration": ("system_runs", _one_more_request, "derived system_runs.total_requests"),
+    "a step served by another service": ("flow_steps", _serve_from_another,
+                                         "identity flow_steps: each step calls its step type's service"),
+    "two services' names swapped within a run": ("service_metrics", _swap_rows("service_name", 0, 1),
+                                                 "derived service_metrics.service_name"),
+    "a PR number not its key's": ("pull_requests", lambda f: with_value(f, "pr_number", [7], "PR-000099"),
+                                  "number pull_requests.pr_number"),
+    "a regression of probability 0": ("pull_requests", _impossible_regression,
+                                      "possible pull_requests.has_performance_regression"),
+    "a health status not its score's": ("service_metrics", lambda f: with_value(f, "health_status", [3], "UNHEALTHY"),
+                                        "derived service_metrics.health_status"),
 }
 
 
@@ -276,7 +321,7 @@ def test_deleted_child_rows_fail_the_row_count(small, tmp_path):
 
 def test_broken_foreign_key(small, tmp_path):
     copy = _copy(small, tmp_path)
-    rewrite(copy, "flow_steps", lambda f: _with(f, "flow_id", [5], 10**12))
+    rewrite(copy, "flow_steps", lambda f: with_value(f, "flow_id", [5], 10**12))
     assert "foreign key flow_steps.flow_id → ecommerce_flows" in failed(copy)
 
 

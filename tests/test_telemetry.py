@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -16,7 +18,7 @@ from causalsynth.config import load_config
 from causalsynth.dataset import sample_dataset, sample_twin
 from causalsynth.interventions import Intervention
 from causalsynth.quality import validate_dataset
-from conftest import SMALL_BLOCKS, read_table, read_tables
+from conftest import SMALL_BLOCKS, part_path, read_table, read_tables, rewrite, with_value
 from causalsynth.dataset import read_manifest
 
 
@@ -78,6 +80,43 @@ def test_the_series_table_has_its_rows_and_validates(worlds, tables, default_con
         names = {c.check: c for c in checks}
         assert names["rows per parent service_metrics → service_timeseries"].expected == f"0 to {ticks}"
         assert names["identity service_timeseries: ticks at their offsets in the run's window"].applicable
+
+
+def test_a_regression_incident_elsewhere_than_the_primary_service_fails_its_identity(worlds, tables, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(worlds["series"], copy)
+    runs = pq.read_table(part_path(copy, "system_runs")).to_pandas()
+    prs = tables["series"]["pull_requests"].set_index("pr_id").primary_service
+    row = int(np.flatnonzero(runs.fault_kind == "REGRESSION")[0])
+    other = next(s for s in default_services() if s != prs[runs.pr_id.iloc[row]])
+    rewrite(copy, "system_runs", lambda f: with_value(f, "root_cause_service", [row], other))
+    checks = {c.check: c for c in validate_dataset(copy, resample=0)}
+    broken = checks["identity system_runs: a regression incident starts at the PR's primary service"]
+    assert not broken.passed and broken.observed.startswith("1 of ")
+    assert checks["identity system_runs: no root cause exactly without a fault"].passed  # only this rule sees it
+
+
+def default_services() -> list[str]:
+    return list(load_config().get("services"))
+
+
+def test_missing_ticks_are_held_to_the_gap_rate(worlds, tmp_path):
+    """No gaps configured: one deleted tick fails. A 20 % gap rate validates, and more gaps than it fail."""
+    copy = tmp_path / "copy"
+    shutil.copytree(worlds["series"], copy)
+    assert {c.check: c for c in validate_dataset(copy, resample=0)}["gaps service_timeseries"].passed
+    rewrite(copy, "service_timeseries", lambda f: f.drop(f.index[17]))
+    gaps = {c.check: c for c in validate_dataset(copy, resample=0)}["gaps service_timeseries"]
+    assert not gaps.passed and gaps.expected.startswith("0.00% ± 0.00%")
+
+    gappy = tmp_path / "gappy"
+    config = load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true", "telemetry.gap_rate=0.2"])
+    sample_dataset(config=config, n_prs=100, seed=SEED, out=gappy)
+    gaps = {c.check: c for c in validate_dataset(gappy, resample=0)}["gaps service_timeseries"]
+    assert gaps.passed and abs(gaps.value - 0.2) < 0.01, gaps
+    rewrite(gappy, "service_timeseries", lambda f: f.iloc[::2])
+    gaps = {c.check: c for c in validate_dataset(gappy, resample=0)}["gaps service_timeseries"]
+    assert not gaps.passed and abs(gaps.value - 0.6) < 0.02, gaps
 
 
 def test_healthy_runs_have_no_root_cause_and_incidents_have_theirs(tables):

@@ -54,14 +54,14 @@ from .calendar import FREEZE, HOLIDAY, month_day, parse_start
 from .dictionary import DESCRIPTIONS
 from .posterior import anomaly_posterior
 from .story import REASON_LEVELS, WEEKDAYS, model
-from .tasks import CALIBRATION, IDENTITIES, MARGINALS, REPORT, ROLLUPS, SHAPES, SIGNATURES, TABLES, TASKS
+from .tasks import CALIBRATION, GAPS, IDENTITIES, MARGINALS, REPORT, ROLLUPS, SHAPES, SIGNATURES, TABLES, TASKS
 
 NAME = "delivery_commerce"
 VERSION = "2.0.0"
 # Its priors and targets: every number the story above uses.
 DEFAULTS = resources.files("causalsynth.configs").joinpath("default.yaml")
 
-__all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", "IDENTITIES", "ROLLUPS", "SHAPES", "SIGNATURES", "REPORT",
+__all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", "GAPS", "IDENTITIES", "ROLLUPS", "SHAPES", "SIGNATURES", "REPORT",
            "TASKS", "DESCRIPTIONS", "model", "validate", "anomaly_posterior"]
 
 

@@ -144,9 +144,10 @@ def regression(p: Params, plates: Plates, merge: dict, pr: dict) -> jnp.ndarray:
         reg_prob = derived("regression_probability", jax.nn.sigmoid(logit), constraints.unit_interval)
         regressed = numpyro.sample("has_performance_regression", dist.Bernoulli(reg_prob))
         sev_probs, _ = shares(rg.severity.shares)
-        severity = jnp.where(regressed, 1 + categorical("_severity_if_regressed", sev_probs,
-                                                        SEVERITY_LEVELS[1:]), 0)
-        label("regression_severity", severity, SEVERITY_LEVELS)
+        # Later mechanisms read the severity (and the anomaly's type, below) through its site: so the
+        # graph, and validate's recomputation of what depends on it, start from the column.
+        severity = label("regression_severity", jnp.where(regressed, 1 + categorical(
+            "_severity_if_regressed", sev_probs, SEVERITY_LEVELS[1:]), 0), SEVERITY_LEVELS)
         derived("performance_impact_score", jax.nn.sigmoid(
             vec(rg.impact_logit, SEVERITY_LEVELS)[severity]
             + rg.impact_sd * numpyro.sample("_impact_noise", dist.Normal(0.0, 1.0))), constraints.unit_interval)
@@ -181,8 +182,8 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
             ic.anomaly + an.regression_coefficient * scale + an.load_coefficient * jnp.log(load)), constraints.unit_interval)
         anomalous = numpyro.sample("is_anomalous", dist.Bernoulli(anomaly_prob))
         kind_probs, kind_levels = shares(an.type.shares)
-        kind = jnp.where(anomalous, 1 + categorical("_anomaly_kind", kind_probs, kind_levels), 0)
-        label("anomaly_type", kind, ("NONE", *kind_levels))
+        kind = label("anomaly_type", jnp.where(anomalous, 1 + categorical("_anomaly_kind", kind_probs, kind_levels),
+                                               0), ("NONE", *kind_levels))
         score = derived("anomaly_score", jnp.where(anomalous, jax.nn.sigmoid(
             an.score_logit_mean + an.score_logit_sd * numpyro.sample("_anomaly_intensity", dist.Normal(0.0, 1.0))),
             0.0), constraints.unit_interval)

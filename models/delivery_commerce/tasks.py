@@ -3,7 +3,9 @@ the checks `validate` runs, the report's plots and the ML tasks."""
 
 from __future__ import annotations
 
-from causalsynth.modeling import Calibration, Identity, Marginal, Plot, Rollup, Shape, Signature, Table, Task
+import numpy as np
+
+from causalsynth.modeling import Calibration, Gaps, Identity, Marginal, Plot, Rollup, Shape, Signature, Table, Task
 
 from .calendar import merge_calendar_agrees, run_calendar_agrees
 
@@ -49,6 +51,8 @@ MARGINALS = (
     Marginal("ecommerce_flows.device_type", "flow.device.shares"),
     Marginal("ecommerce_flows.region", "flow.region.shares"),
 )
+# Missing rows a config asks for: the ticks a series misses.
+GAPS = (Gaps("service_timeseries", "telemetry.gap_rate"),)
 _CLEAN_RUNS = ("~is_anomalous", "~pull_requests.has_performance_regression")
 SHAPES = (
     Shape("system_runs.response_time_ms", "lognormal", _CLEAN_RUNS),
@@ -66,6 +70,20 @@ ROLLUPS = (
     Rollup("ecommerce_flows", "steps_in_time_order", "flow_steps", "nondecreasing", "started_at"),
     Rollup("system_runs", "touched_services", "service_metrics", "count", "is_touched_by_pr"),
 )
+def steps_call_their_service(rows, config) -> np.ndarray:
+    """Each step is a call to the service its step type is served by (``funnel.steps.STEP.service``)."""
+    served = {step: spec["service"] for step, spec in config.get("funnel.steps").items()}
+    step_type = np.asarray(rows["step_type"], object)
+    return np.asarray(rows["service_name"], object) == np.asarray([served.get(s) for s in step_type], object)
+
+
+def regression_starts_at_the_primary_service(rows, config) -> np.ndarray:
+    """A regression incident's root cause is the regressed PR's primary service."""
+    regression = np.asarray(rows["fault_kind"], object) == "REGRESSION"
+    return ~regression | (np.asarray(rows["root_cause_service"], object)
+                          == np.asarray(rows["pull_requests.primary_service"], object))
+
+
 # Rules every row keeps by construction, in every world (docs/guides/tables.md: "Identities every row keeps").
 # Rates are float32 counts over totals: they agree to 1e-6. Timestamps are in milliseconds.
 IDENTITIES = (
@@ -84,6 +102,9 @@ IDENTITIES = (
     # The series' ground truth (sampled with --series; not applicable without).
     Identity("no root cause exactly without a fault", "system_runs",
              "(root_cause_service == 'NONE') == (fault_kind == 'NONE')"),
+    Identity("a regression incident starts at the PR's primary service", "system_runs",
+             regression_starts_at_the_primary_service,
+             ("fault_kind", "root_cause_service", "pull_requests.primary_service")),
     Identity("an onset exactly with a fault", "system_runs", "(fault_onset_s >= 0) == (fault_kind != 'NONE')"),
     Identity("a regression incident exactly when the PR regressed", "system_runs",
              "(fault_kind == 'REGRESSION') == `pull_requests.has_performance_regression`"),
@@ -112,6 +133,8 @@ IDENTITIES = (
              " & (started_at <= `system_runs.started_at` + 1000 * `system_runs.duration_s` + 1)"),
     Identity("steps numbered in order", "ecommerce_flows", "misnumbered_steps == 0"),
     Identity("steps in time order", "ecommerce_flows", "steps_in_time_order"),
+    Identity("each step calls its step type's service", "flow_steps", steps_call_their_service,
+             ("step_type", "service_name")),
     Identity("converted exactly when paid and confirmed", "ecommerce_flows",
              "converted == ((paid_calls > 0) & (confirmed_calls > 0))"),
     Identity("last step is the last call's", "ecommerce_flows", "last_step == last_call_type"),

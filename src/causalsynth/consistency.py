@@ -8,7 +8,7 @@ from the model program, not from prose:
   under the parent its key was written under; every parent has exactly its
   plate's size of children (between the table's ``min_rows`` and the slot grid,
   for a variable-length plate); each row's first timestamp is not before its
-  parent's;
+  parent's; a table's number label is its key in the declared format;
 - domains: every number within its site's support (``Column.domain``: a
   distribution's support, or what a computed site declares), every category
   one of its declared levels; a column the model does not bound says so;
@@ -143,9 +143,11 @@ class _Structure(_Accumulator):
         self.up_time = _first_time(program.table(self.parent.name)) if self.parent else None
         if not (self.time and self.up_time):
             self.time = self.up_time = None
-        self.columns = {self.key} | ({self.fk} if self.fk else set()) | ({self.time} if self.time else set())
+        self.number = layout.table.number  # (column, printf template of the key)
+        self.columns = ({self.key} | ({self.fk} if self.fk else set()) | ({self.time} if self.time else set())
+                        | ({self.number[0]} if self.number else set()))
         self._children: np.ndarray | None = None  # per parent row; the parent's file is opened on first use
-        self.misplaced = self.misparented = self.orphans = self.late = self.n = 0
+        self.misplaced = self.misparented = self.orphans = self.late = self.misnumbered = self.n = 0
         self.previous = 0
 
     @property
@@ -166,6 +168,9 @@ class _Structure(_Accumulator):
             self.previous = k[-1] if len(k) else self.previous
         else:
             self.misplaced += int(np.count_nonzero(k != np.arange(chunk.offset + 1, chunk.offset + 1 + len(k))))
+        if self.number:
+            written = np.asarray(chunk[self.number[0]], dtype=str)
+            self.misnumbered += int(np.count_nonzero(written != np.char.mod(self.number[1], k)))
         if self.parent is None:
             return
         fk = chunk[self.fk]
@@ -180,6 +185,8 @@ class _Structure(_Accumulator):
 
     def _names(self) -> list[str]:
         names = [f"unique key {self.name}.{self.key}", f"keys as written {self.name}.{self.key}"]
+        if self.number:
+            names.append(f"number {self.name}.{self.number[0]}")
         if self.parent is None:
             return names + [f"rows {self.name} per dataset"]
         names += [f"foreign key {self.name}.{self.fk} → {self.parent.name}", f"parent as written {self.name}.{self.fk}",
@@ -196,6 +203,9 @@ class _Structure(_Accumulator):
         out = [Check(next(names), "100%", f"{distinct / max(n, 1):.2%}", distinct == n),
                Check(next(names), order, "all in place" if not self.misplaced
                      else f"{_count(self.misplaced, n)} out of place", self.misplaced == 0)]
+        if self.number:
+            out.append(Check(next(names), f"{self.number[1]} of {self.key}", "every row" if not self.misnumbered
+                             else f"{_count(self.misnumbered, n)} differ", self.misnumbered == 0))
         if self.parent is None:
             out.append(Check(next(names), f"{self.n_prs:,} (the manifest's n_prs)", f"{n:,}", n == self.n_prs))
             return out
@@ -404,7 +414,12 @@ class _Identities(_Accumulator):
         self.rollups = sorted(wanted & set(rolled))
         self.columns = set(self.own) | ({parent_key} if parent_key and self.ancestors else set())
         self.bad = {i.name: 0 for i in identities}
-        self.absent: dict[str, Exception] = {}
+        # A function's declared columns that this dataset does not write (the series' ground truth, when
+        # sampled without --series): n/a, as an expression naming an absent column is.
+        self.absent: dict[str, Exception] = {
+            i.name: NameError(f"name {missing[0]!r} is not defined") for i in identities if callable(i.rule)
+            for missing in [[c for c in i.columns if "." not in c and c not in available and c not in rolled]]
+            if missing}
         self.n = 0
 
     def add(self, chunk: Chunk) -> None:

@@ -121,7 +121,7 @@ class Graph:
         by_table: dict[str, list[str]] = defaultdict(list)
         for name, attrs in self.nodes.items():
             by_table[attrs["table"] or "not a column"].append(name)
-        lines = ["digraph causalsynth {", "  rankdir=LR; newrank=true; nodesep=0.12; ranksep=0.35;",
+        lines = ["digraph causalsynth {", "  rankdir=LR; newrank=true; nodesep=0.12; ranksep=0.25;",
                  '  node [shape=box, style="rounded,filled", fillcolor=white, fontname="Helvetica", fontsize=11,'
                  ' height=0.3, margin="0.08,0.03"];',
                  '  edge [color="#8a8a8a", arrowsize=0.6];',

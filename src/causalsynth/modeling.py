@@ -141,6 +141,17 @@ class Marginal:
 
 
 @dataclass(frozen=True)
+class Gaps:
+    """A configured share of a variable-length table's cells that hold no row (``target``, a config
+    path), such as the scrapes a series misses: checked by ``causalsynth validate`` like a
+    marginal, over every cell of the table's grid."""
+
+    table: str
+    target: str
+    tolerance: str = "default"
+
+
+@dataclass(frozen=True)
 class Shape:
     """A distribution a column must follow (``lognormal`` or ``beta``) on the rows where
     every ``where`` boolean column (own, or "ancestor.column"; "~" negates) holds."""

@@ -39,7 +39,7 @@ REQUIRED = ("NAME", "VERSION", "TABLES", "model")
 # What it may leave out, and what that means: nothing calibrated, checked, plotted or
 # learnt beyond the generic checks; no cross-key rules; no priors of its own.
 OPTIONAL: dict[str, Any] = {
-    "CALIBRATION": (), "MARGINALS": (), "IDENTITIES": (), "ROLLUPS": (), "SHAPES": (), "SIGNATURES": (),
+    "CALIBRATION": (), "MARGINALS": (), "GAPS": (), "IDENTITIES": (), "ROLLUPS": (), "SHAPES": (), "SIGNATURES": (),
     "REPORT": (), "TASKS": (), "DESCRIPTIONS": {}, "DEFAULTS": None,
     "validate": lambda params: [],
 }

@@ -83,6 +83,8 @@ class Site:
     plates: tuple[str, ...]
     is_public: bool
     support: Support | None  # sample sites whose support an intervention can name
+    shape: tuple[int, ...] = ()  # its value's shape in a block (plates as broadcast: 1 where it is constant)
+    dtype: str = "float32"
 
     @property
     def can_intervene(self) -> bool:
@@ -163,6 +165,7 @@ class Program:
                     frames=tuple((f.name, f.dim, f.size) for f in frames),
                     kind=_column_kind(site),
                     shape=tuple(site["value"].shape),
+                    dtype=str(site["value"].dtype),
                     row_mask=bool((site.get("infer") or {}).get(ROW_MASK)),
                     latent=bool((site.get("infer") or {}).get(LATENT)),
                     support=_support(site, tuple((site.get("infer") or {}).get(LEVELS, ()))),
@@ -185,7 +188,7 @@ class Program:
         for name, site in captured.items():
             plates = tuple(f[0] for f in site["frames"])
             public = not name.startswith("_")
-            sites[name] = Site(name, site["type"], plates, public, site["support"])
+            sites[name] = Site(name, site["type"], plates, public, site["support"], site["shape"], site["dtype"])
             if (not public and not site["row_mask"]) or (site["latent"] and not latents):
                 continue
             table = by_plates.get(plates)

@@ -3,14 +3,18 @@
 Every check is read against the dataset's own manifest and resolved config,
 so a dataset sampled with a 35 % regression rate validates against 35 %:
 
-- integrity: each table's parts' SHA-256 and its row count against the manifest;
+- integrity: each table's parts' SHA-256 and its row count against the manifest,
+  and no file the manifest does not list;
+- provenance: a few blocks sampled again from the manifest's claims equal the parts;
 - completeness: the non-null share of every column (``quality.completeness``);
-- consistency: unique keys, foreign keys that resolve (100 %), values in
-  range (columns the data dictionary marks "(0-1)" in [0, 1], "(ms)" > 0),
-  and timestamps ordered parent → child (PR → run → flow → step);
+- structure, domains and identities (``consistency.py``);
+- computed again: what the model computes without randomness, from the stored
+  columns (``recompute.py``);
 - marginals: every configured rate and mix (the model's ``MARGINALS``)
   within ``quality.tolerances``, widened to 4 standard errors on small
   samples so that a correct small dataset is not failed by sampling noise;
+  the manifest's headline rates equal the files'; a variable-length table's
+  missing rows against their configured rate (``GAPS``);
 - shapes: the model's ``SHAPES`` (log-normal response times, Beta error
   rates) within ``quality.max_ks_distance`` of the fitted family (or the
   KS test's 1 % critical value, when a small sample makes that larger);
@@ -37,7 +41,7 @@ from causalsynth.consistency import guarded, row_checks, schema_check
 from causalsynth.dataset import dataset_config, read_manifest
 from causalsynth.errors import CausalsynthError, OutputError, UnreadableDataset
 from causalsynth.program import Program
-from causalsynth.marginals import Tally, marginal_checks, moved_columns, parse_column, tally
+from causalsynth.marginals import Tally, judge, marginal_checks, moved_columns, parse_column, tally
 from causalsynth.reading import DatasetFiles, UnreadableTable
 from causalsynth.store import Location, locate
 
@@ -82,8 +86,19 @@ def validate_dataset(directory: str | Path, resample: int = RESAMPLE_BLOCKS) -> 
                           lambda: _completeness(files, name, quality["completeness"]))
         checks += [c for c in rows[name] if not c.check.startswith("identity ")]
     checks += [c for layout in program.tables for c in rows[layout.table.name] if c.check.startswith("identity ")]
+    checks += _recomputed(files, manifest, config, program)
+    tallies: dict[tuple, Tally] = {}
+
+    def tallied(m) -> Tally:  # once per column: the headlines read the marginals' tallies again
+        key = (m.column, m.among)
+        if key not in tallies:
+            tallies[key] = _tally(files, m)
+        return tallies[key]
+
     checks += marginal_checks(config, moved_columns(manifest, program), manifest["intervention"]["name"],
-                              lambda m: _tally(files, m), guarded)
+                              tallied, guarded)
+    checks += _headlines(manifest, model, tallied)
+    checks += _gaps(files, manifest, config, program)
     checks += _shapes(files, model, quality["max_ks_distance"])
     checks += _signatures(files, model, set(manifest["intervention"]["do"]))
     return checks
@@ -119,9 +134,7 @@ def _provenance(manifest: dict, config, program: Program, resample: int) -> list
 
     import jax
 
-    from causalsynth.dataset import prepare_world
     from causalsynth.engine import BlockJob, part_digests
-    from causalsynth.interventions import Intervention
 
     if resample < 1:
         return [not_applicable("provenance", PROVENANCE, "not sampled again (--resample 0)")]
@@ -135,8 +148,7 @@ def _provenance(manifest: dict, config, program: Program, resample: int) -> list
     n_blocks = -(-manifest["n_prs"] // program.block_prs)
     others = random.SystemRandom().sample(range(1, max(n_blocks - 1, 1)), max(min(resample, n_blocks) - 2, 0))
     chosen = list(dict.fromkeys([0, n_blocks - 1, *others]))[:resample]
-    world = prepare_world(config, Intervention(**manifest["intervention"]), manifest["calibration"]["intercepts"],
-                          program=program)
+    world = _world(manifest, config, program)
     job = BlockJob(config=config.data, params=world.params, do=world.do, seed=manifest["seed"],
                    n_prs=manifest["n_prs"], out=None, cache_dir=None)
     differ = []
@@ -152,6 +164,30 @@ def _provenance(manifest: dict, config, program: Program, resample: int) -> list
                 else f"{', '.join(differ[:3])}{', …' * (len(differ) > 3)} differ" +
                 ("" if here == there else f" (sampled with {there}; this is {here}: its last bits may differ)"))
     return [Check("provenance", PROVENANCE, observed, not differ)]
+
+
+def _world(manifest: dict, config, program: Program):
+    """The world the manifest says its parts were sampled in: its intervention and intercepts."""
+    from causalsynth.dataset import prepare_world
+    from causalsynth.interventions import Intervention
+
+    return prepare_world(config, Intervention(**manifest["intervention"]), manifest["calibration"]["intercepts"],
+                         program=program)
+
+
+def _recomputed(files: DatasetFiles, manifest: dict, config, program: Program) -> list[Check]:
+    """The ``derived`` and ``possible`` checks (``recompute.py``): what the model computes without
+    randomness, computed again by the model from the stored columns."""
+    from causalsynth import recompute
+
+    unreadable = {}
+    for name in manifest["tables"]:
+        try:
+            files.file(name)
+        except UnreadableTable as exc:
+            unreadable[name] = str(exc)
+    plan = recompute.plan(program, set(manifest["tables"]), set(manifest["intervention"]["do"]), unreadable)
+    return recompute.checks(files, program, _world(manifest, config, program).params, plan, manifest["n_prs"])
 
 
 def _unlisted(location: Location, table: str, parts: list[dict]) -> Check:
@@ -194,6 +230,48 @@ def _completeness(files: DatasetFiles, name: str, minimum: float) -> list[Check]
 def _tally(files: DatasetFiles, m) -> Tally:
     table, column, _ = parse_column(m.column)
     return tally(files.own(table, column, keep=True), files.column(table, m.among) if m.among else None)
+
+
+def _headlines(manifest: dict, model, tallied) -> list[Check]:
+    """The headline rates the manifest claims (what ``sample`` printed) against the files' counts."""
+    out = []
+    by_title = {m.headline: m for m in model.MARGINALS if m.headline}
+    for h in manifest.get("headlines", []):
+        name, claimed = f"headline {h['title']}", f"the manifest's {h['observed']:.4%}"
+        m = by_title.get(h["title"])
+        if m is None or m.column != h["column"]:
+            out.append(Check(name, claimed, f"the model has no headline {h['title']!r} of {h['column']}", False))
+            continue
+
+        def judged(m=m, h=h, name=name, claimed=claimed) -> list[Check]:
+            hits, n = tallied(m)
+            share = hits.get(parse_column(m.column)[2], 0) / max(n, 1)
+            return [Check(name, claimed, f"{share:.4%} in the files", share == h["observed"], share,
+                          h["observed"])]
+        out += guarded(name, claimed, judged)
+    return out
+
+
+def _gaps(files: DatasetFiles, manifest: dict, config, program: Program) -> list[Check]:
+    """The share of a variable-length table's cells without a row, against its configured rate (``GAPS``)."""
+    out = []
+    tolerances = config.data["quality"]["tolerances"]
+    changed = tuple(manifest["intervention"]["set"])
+    for g in getattr(config.model, "GAPS", ()):
+        name, expected = f"gaps {g.table}", float(config.get(g.target))
+        if g.table not in manifest["tables"]:
+            out.append(not_applicable(name, f"{expected:.2%}", f"{g.table} is not in this dataset"))
+        elif any(g.target == c or g.target.startswith(c + ".") for c in changed):
+            out.append(not_applicable(name, f"{expected:.2%}", f"moved by the intervention "
+                                                               f"{manifest['intervention']['name']}"))
+        else:
+            def judged(g=g, name=name, expected=expected) -> list[Check]:
+                cells = manifest["n_prs"] * program.table(g.table).cells_per_pr
+                # A rate of 0 (or 1) is kept exactly: a single missing row is then a failure.
+                tolerance = 0.0 if expected in (0.0, 1.0) else tolerances[g.tolerance]
+                return [judge(name, expected, tolerance, ({None: cells - files.rows(g.table)}, cells), None, None)]
+            out += guarded(name, f"{expected:.2%}", judged)
+    return out
 
 
 def _shapes(files: DatasetFiles, model, max_distance: float) -> list[Check]:
