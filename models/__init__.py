@@ -1,1 +1,1 @@
-"""Model programs (NumPyro); each module is one scenario. See DESIGN: structure only."""
+"""Shipped model programs (NumPyro), one package per scenario: its story, priors and declarations (docs/guides/models.md)."""

@@ -1,4 +1,4 @@
-"""The model's structure, seen through NumPyro's trace, and the data contract of DESIGN §5."""
+"""The model's structure, seen through NumPyro's trace, and the tables' data contract (docs/guides/tables.md)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ group, so memory stays bounded as the dataset grows.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -75,30 +76,36 @@ def validate_dataset(directory: str | Path, resample: int = RESAMPLE_BLOCKS) -> 
     location = locate(directory)
     files = DatasetFiles(location, manifest)
     model, quality = config.model, config.data["quality"]
-    checks: list[Check] = []
-    checks += _integrity(location, manifest, files)
-    checks += guarded("provenance", PROVENANCE, lambda: _provenance(manifest, config, program, resample))
-    rows = row_checks(files, program, config, manifest["n_prs"])
-    for layout in program.tables:
-        name = layout.table.name
-        checks += guarded(f"schema {name}", "the model's columns and types", lambda: schema_check(files, layout))
-        checks += guarded(f"completeness {name}", "non-null",
-                          lambda: _completeness(files, name, quality["completeness"]))
-        checks += [c for c in rows[name] if not c.check.startswith("identity ")]
-    checks += [c for layout in program.tables for c in rows[layout.table.name] if c.check.startswith("identity ")]
-    checks += _recomputed(files, manifest, config, program)
-    tallies: dict[tuple, Tally] = {}
+    # What runs the model (sampling again, computing columns again: JAX) runs beside what reads the
+    # files (pyarrow and NumPy); both release the GIL. A trace of the model holds program.TRACING, so
+    # two never share NumPyro's handler stack, and DatasetFiles' caches only ever gain whole columns.
+    with ThreadPoolExecutor(2, thread_name_prefix="causalsynth-model") as pool:
+        provenance = pool.submit(guarded, "provenance", PROVENANCE,
+                                 lambda: _provenance(manifest, config, program, resample))
+        recomputed = pool.submit(_recomputed, files, manifest, config, program)
+        checks = _integrity(location, manifest, files)
+        rows = row_checks(files, program, config, manifest["n_prs"])
+        by_table = [guarded(f"schema {layout.table.name}", "the model's columns and types",
+                            lambda: schema_check(files, layout))
+                    + guarded(f"completeness {layout.table.name}", "non-null",
+                              lambda: _completeness(files, layout.table.name, quality["completeness"]))
+                    + [c for c in rows[layout.table.name] if not c.check.startswith("identity ")]
+                    for layout in program.tables]
+        identities = [c for layout in program.tables for c in rows[layout.table.name]
+                      if c.check.startswith("identity ")]
+        tallies: dict[tuple, Tally] = {}
 
-    def tallied(m) -> Tally:  # once per column: the headlines read the marginals' tallies again
-        key = (m.column, m.among)
-        if key not in tallies:
-            tallies[key] = _tally(files, m)
-        return tallies[key]
+        def tallied(m) -> Tally:  # once per column: the headlines read the marginals' tallies again
+            key = (m.column, m.among)
+            if key not in tallies:
+                tallies[key] = _tally(files, m)
+            return tallies[key]
 
-    checks += marginal_checks(config, moved_columns(manifest, program), manifest["intervention"]["name"],
-                              tallied, guarded)
-    checks += _headlines(manifest, model, tallied)
-    checks += _gaps(files, manifest, config, program)
+        counted = (marginal_checks(config, moved_columns(manifest, program), manifest["intervention"]["name"],
+                                   tallied, guarded)
+                   + _headlines(manifest, model, tallied) + _gaps(files, manifest, config, program))
+        checks += provenance.result()
+        checks += [c for table in by_table for c in table] + identities + recomputed.result() + counted
     checks += _shapes(files, model, quality["max_ks_distance"])
     checks += _signatures(files, model, set(manifest["intervention"]["do"]))
     return checks
