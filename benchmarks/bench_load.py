@@ -51,10 +51,13 @@ def main() -> None:
     parser.add_argument("--db", help="admin URL of a PostgreSQL server (default: start one)")
     args = parser.parse_args()
 
-    from causalsynth.config import load_config
-    from causalsynth.dataset import _checked_specs, Progress, read_manifest, sample_dataset
+    from causalsynth.config.loading import load_config
+    from causalsynth.dataset.location import locate
+    from causalsynth.dataset.manifest import read_manifest
+    from causalsynth.engine.world import Progress
+    from causalsynth.jobs.load import _checked_specs
+    from causalsynth.jobs.sample import sample_dataset
     from causalsynth.sinks.sql import SqlSink, build_metadata
-    from causalsynth.store import locate
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-load-bench-"))
     server = None

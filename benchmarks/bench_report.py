@@ -48,7 +48,8 @@ def main() -> None:
             ours, base = statistics.median(times["ours"]), statistics.median(times["baseline"])
             rows.append(f"| {label} | {ours:.1f} s | {base:.1f} s | {ours / base:.2f}x | {sizes['ours']:.2f} MB | "
                         f"{sizes['baseline']:.2f} MB | {sizes['ours'] / sizes['baseline']:.2f}x |")
-    version = subprocess.run([args.baseline, "-c", "import causalsynth.cache as c; print(c.package_version())"],
+    version = subprocess.run([args.baseline, "-c",
+                              "from importlib.metadata import version; print(version('causalsynth'))"],
                              capture_output=True, text=True).stdout.strip()
     lines = ["## Report (`python benchmarks/bench_report.py`)", "",
              f"{machine()}; {datetime.date.today()}; {args.n_prs:,} PRs; median of {args.repeats} whole-process "

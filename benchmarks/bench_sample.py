@@ -41,9 +41,9 @@ from results import machine, measure, median_run, write_section  # noqa: E402
 
 COMPILE_PROBE = """
 import time, jax
-from causalsynth.config import load_config
-from causalsynth.program import Program
-from causalsynth.sampling import block_key
+from causalsynth.config.loading import load_config
+from causalsynth.engine.program import Program
+from causalsynth.engine.sampling import block_key
 program = Program(load_config())
 params = program.initial_params()
 t0 = time.perf_counter(); jax.block_until_ready(program.sample_block(block_key(0, 0), params, program.interventions()))
@@ -156,8 +156,8 @@ def compare(args, work: Path) -> tuple[list[float], list[float], str]:
     for _ in range(args.repeats):
         for name, (cmd, env) in runs.items():
             times[name].append(measure(cmd, env)["wall_s"])
-    version = subprocess.run([args.baseline, "-c", "from causalsynth.dataset import package_version as v; "
-                              "import causalsynth.models.delivery_commerce as m; print(v(), m.VERSION)"],
+    version = subprocess.run([args.baseline, "-c", "from importlib.metadata import version as v; "
+                              "import causalsynth.models.delivery_commerce as m; print(v('causalsynth'), m.VERSION)"],
                              capture_output=True, text=True, check=True).stdout.split()
     return times["ours"], times["baseline"], f"{version[0]}, model {version[1]}"
 

@@ -42,13 +42,14 @@ from results import machine, measure, median_run, write_section  # noqa: E402
 BLOCK_COSTS = """
 import json, sys, tempfile, time
 import jax
-from causalsynth import cache
+from causalsynth.engine import cache
 cache.enable()
-from causalsynth.config import load_config
-from causalsynth.dataset import prepare_world, table_specs
-from causalsynth.engine import _Tables, _write, count
-from causalsynth.sampling import Block, block_key
-from causalsynth.store import locate
+from causalsynth.config.loading import load_config
+from causalsynth.engine.world import prepare_world
+from causalsynth.sinks import table_specs
+from causalsynth.jobs.blocks import _Tables, _write, count
+from causalsynth.engine.sampling import Block, block_key
+from causalsynth.dataset.location import locate
 world = prepare_world(load_config())
 program, tables = world.program, _Tables(world.program)
 out = locate(tempfile.mkdtemp())

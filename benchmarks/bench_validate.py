@@ -41,8 +41,8 @@ from results import machine, write_section  # noqa: E402
 VALIDATE = """
 import json, sys, time
 t0 = time.perf_counter()
-from causalsynth import cache
-from causalsynth.quality import validate_dataset
+from causalsynth.engine import cache
+from causalsynth.validate.quality import validate_dataset
 cache.enable()
 t1 = time.perf_counter()
 checks = validate_dataset(sys.argv[1], resample=int(sys.argv[2]))

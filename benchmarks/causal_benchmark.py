@@ -50,14 +50,14 @@ def main() -> None:
 
     import pyarrow.parquet as pq
 
-    from causalsynth.adjustment import aipw, backdoor_set, unit_frame
-    from causalsynth.config import load_config
-    from causalsynth.dataset import sample_dataset
-    from causalsynth.effects import estimate_effect
-    from causalsynth.evaluation import label_information
-    from causalsynth.graph import model_graph
-    from causalsynth.program import Program
-    from causalsynth.quality import validate_dataset
+    from causalsynth.causal.adjustment import aipw, backdoor_set, unit_frame
+    from causalsynth.causal.effects import estimate_effect
+    from causalsynth.causal.graph import model_graph
+    from causalsynth.config.loading import load_config
+    from causalsynth.engine.program import Program
+    from causalsynth.jobs.sample import sample_dataset
+    from causalsynth.tasks.evaluation import label_information
+    from causalsynth.validate.quality import validate_dataset
 
     config = load_config()
     program = Program(config)

@@ -29,9 +29,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from causalsynth.config import load_config
-    from causalsynth.dataset import sample_dataset
-    from causalsynth.evaluation import evaluate, verdict
+    from causalsynth.config.loading import load_config
+    from causalsynth.jobs.sample import sample_dataset
+    from causalsynth.tasks.evaluation import evaluate, verdict
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-eval-"))
     try:

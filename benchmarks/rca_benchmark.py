@@ -3,7 +3,7 @@
 For the default telemetry priors and each shipped variant (rca_easy,
 rca_medium, rca_hard), samples --n-prs PRs with --series (seed 0; about 1.3
 incident runs per PR, so 1,600 PRs give about 2,000 incidents) and scores
-every incident with ``causalsynth.rca``: BARO's robust z-score and n-sigma
+every incident with ``causalsynth.tasks.rca``: BARO's robust z-score and n-sigma
 (the field's baselines, as RCAEval implements them), the mechanism-aware
 method, and a constant (the services ranked by how often each is the root
 cause).
@@ -35,10 +35,10 @@ def main() -> None:
     parser.add_argument("--n-prs", type=int, default=1600)
     args = parser.parse_args()
 
-    from causalsynth.config import load_config
-    from causalsynth.dataset import sample_dataset
-    from causalsynth.interventions import Intervention, load_variant
-    from causalsynth.rca import evaluate_rca
+    from causalsynth.config.loading import load_config
+    from causalsynth.engine.interventions import Intervention, load_variant
+    from causalsynth.jobs.sample import sample_dataset
+    from causalsynth.tasks.rca import evaluate_rca
 
     config = load_config(overrides=["telemetry.enabled=true"])
     work = Path(tempfile.mkdtemp(prefix="causalsynth-rca-"))

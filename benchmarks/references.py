@@ -20,10 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from causalsynth.config import load_config
-from causalsynth.program import Program
-from causalsynth.store import writer_options
-from causalsynth.tabulate import schemas
+from causalsynth.config.loading import load_config
+from causalsynth.engine.program import Program
+from causalsynth.engine.tabulate import schemas
+from causalsynth.sinks.parquet import writer_options
 
 STEPS_PER_FLOW = 8  # the default model's mean
 

@@ -35,16 +35,16 @@ def api_reference() -> str:
         lines += [f"::: {causalsynth._EXPORTS[name]}.{name}", ""]
     lines += ["## For model authors", "",
               "What a model program imports (see [Writing a model](../guides/models.md)).", "",
-              "::: causalsynth.modeling", "    options:", "      show_root_heading: false", "",
-              "::: causalsynth.plugins", "    options:", "      show_root_heading: false",
+              "::: causalsynth.spec.modeling", "    options:", "      show_root_heading: false", "",
+              "::: causalsynth.config.plugins", "    options:", "      show_root_heading: false",
               "      members: [REQUIRED, OPTIONAL]", ""]
     return "\n".join(lines)
 
 
 def data_dictionary() -> str:
-    from causalsynth.config import load_config
-    from causalsynth.dataset import table_specs
-    from causalsynth.program import Program
+    from causalsynth.config.loading import load_config
+    from causalsynth.engine.program import Program
+    from causalsynth.sinks import table_specs
 
     program = Program(load_config())
     model = program.model

@@ -1,1 +1,2 @@
-"""Shipped model programs (NumPyro), one package per scenario: its story, priors and declarations (docs/guides/models.md)."""
+"""Shipped model programs (NumPyro), one package per scenario: its story, priors and declarations
+(docs/guides/models.md)."""

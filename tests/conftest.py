@@ -13,13 +13,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from causalsynth.config import load_config
-from causalsynth.dataset import read_manifest, sample_dataset
+from causalsynth.config.loading import load_config
+from causalsynth.dataset.manifest import read_manifest
+from causalsynth.jobs.sample import sample_dataset
 
 TABLES = ("pull_requests", "system_runs", "service_metrics", "ecommerce_flows", "flow_steps")
 # Small blocks keep the many tiny datasets of these tests cheap; the block size is
 # part of a dataset's identity, so tests that compare datasets use the same one.
 SMALL_BLOCKS = "sampling.block_prs=1000"
+
+
+# The fast lane, `pytest -m "not services"`, runs without these: a server (PostgreSQL, an S3
+# endpoint, a Dask cluster), a browser, the docs build, a notebook kernel or the package index.
+SERVICE_FIXTURES = {"postgres_admin_url", "postgres_url", "s3_endpoint"}
+SERVICE_MODULES = {"test_cluster.py", "test_report_browser.py", "test_docs.py", "test_environment.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_postgres = params is not None and any(v == "postgresql" for v in params.params.values() if isinstance(v, str))
+        if (SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in SERVICE_MODULES
+                or item.path.suffix == ".ipynb" or on_postgres):
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -117,7 +134,7 @@ def tables_20k(dataset_20k) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def program(default_config):
     """The default config's program (tables, sites), traced once."""
-    from causalsynth.program import Program
+    from causalsynth.engine.program import Program
 
     return Program(default_config)
 
@@ -125,7 +142,7 @@ def program(default_config):
 @pytest.fixture(scope="session")
 def graph(program):
     """The default model's causal graph."""
-    from causalsynth.graph import model_graph
+    from causalsynth.causal.graph import model_graph
 
     return model_graph(program)
 

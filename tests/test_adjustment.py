@@ -8,12 +8,12 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-
-from causalsynth.adjustment import aipw, backdoor, backdoor_set, lineage, probability_sites, unit_frame
-from causalsynth.dataset import sample_dataset
-from causalsynth.errors import ConfigError
-from causalsynth.graph import Graph
 from conftest import read_tables
+
+from causalsynth.causal.adjustment import aipw, backdoor, backdoor_set, lineage, probability_sites, unit_frame
+from causalsynth.causal.graph import Graph
+from causalsynth.errors import ConfigError
+from causalsynth.jobs.sample import sample_dataset
 
 TREATMENT = "has_performance_regression"
 

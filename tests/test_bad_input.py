@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_BLOCKS
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.config import load_config
-from causalsynth.dataset import sample_dataset
-from conftest import SMALL_BLOCKS
+from causalsynth.config.loading import load_config
+from causalsynth.jobs.sample import sample_dataset
 
 runner = CliRunner()
 SAMPLE = ["sample", "--n-prs", "10", "--out", "{tmp}/ds", "--set", SMALL_BLOCKS]

@@ -22,9 +22,9 @@ N_PRS, SEED, VARIANT = 450, 2024, "no_regressions"
 
 
 def digests(out: Path) -> dict[str, dict[str, str]]:
-    from causalsynth.config import load_config
-    from causalsynth.dataset import sample_dataset
-    from causalsynth.interventions import load_variant
+    from causalsynth.config.loading import load_config
+    from causalsynth.engine.interventions import load_variant
+    from causalsynth.jobs.sample import sample_dataset
 
     found = {}
     for world, variant in (("default", None), (VARIANT, load_variant(VARIANT))):

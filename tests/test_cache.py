@@ -12,12 +12,12 @@ import jax
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from causalsynth import cache
-from causalsynth.program import Column, Program
-from causalsynth.sampling import block_key, with_intercepts
-from causalsynth.tabulate import _column_array, _strings
 from conftest import SMALL_BLOCKS
+
+from causalsynth.engine import cache
+from causalsynth.engine.program import Column, Program
+from causalsynth.engine.sampling import block_key, with_intercepts
+from causalsynth.engine.tabulate import _column_array, _strings
 
 
 @pytest.fixture
@@ -48,9 +48,10 @@ def test_params_keep_their_tree_when_jax_maps_their_leaves(small_config):
 PROCESS = """
 import hashlib, json, sys
 import jax, numpy as np
-from causalsynth import cache, sampling
-from causalsynth.config import load_config
-from causalsynth.program import Program
+from causalsynth.engine import cache
+from causalsynth.engine import sampling
+from causalsynth.config.loading import load_config
+from causalsynth.engine.program import Program
 cache.enable(sys.argv[1])
 traced, evaluations = [], []
 trace, means = Program._trace, sampling.block_means
@@ -96,9 +97,10 @@ WITHOUT_KERNELS = """
 import sys
 import jax
 from jax.experimental import serialize_executable
-from causalsynth import cache, sampling
-from causalsynth.config import load_config
-from causalsynth.program import Program
+from causalsynth.engine import cache
+from causalsynth.engine import sampling
+from causalsynth.config.loading import load_config
+from causalsynth.engine.program import Program
 jax.config.update("jax_compilation_cache_dir", sys.argv[2])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

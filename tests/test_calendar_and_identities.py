@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from causalsynth.config import load_config
-from causalsynth.dataset import sample_dataset
-from causalsynth.errors import ConfigError
 from conftest import SMALL_BLOCKS, read_tables
 from tolerance import assert_share, assert_within
+
+from causalsynth.config.loading import load_config
+from causalsynth.errors import ConfigError
+from causalsynth.jobs.sample import sample_dataset
 
 WEEKDAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
 
@@ -158,7 +158,7 @@ def test_run_metrics_are_coherent(tables_20k):
     ([], {"response_time_ms": "5000"}),
 ])
 def test_run_metrics_are_coherent_in_every_world(tmp_path, overrides, do):
-    from causalsynth.interventions import Intervention
+    from causalsynth.engine.interventions import Intervention
 
     config = load_config(overrides=[SMALL_BLOCKS, *overrides])
     sample_dataset(config=config, n_prs=1_000, seed=5, out=tmp_path / "ds",
@@ -227,7 +227,7 @@ def test_abandonment_reasons_follow_their_causes(tables_20k):
 
 
 def test_abandonment_reason_carries_information_beyond_last_step(tables_20k):
-    from causalsynth.evaluation import label_information
+    from causalsynth.tasks.evaluation import label_information
 
     flows = tables_20k["ecommerce_flows"].merge(
         tables_20k["system_runs"][["run_id", "pr_id", "load_intensity"]], on="run_id")

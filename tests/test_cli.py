@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_BLOCKS, TABLES
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.dataset import Progress, read_manifest, sample_dataset
-from conftest import SMALL_BLOCKS, TABLES
+from causalsynth.dataset.manifest import read_manifest
+from causalsynth.engine.world import Progress
+from causalsynth.jobs.sample import sample_dataset
 
 runner = CliRunner()
 

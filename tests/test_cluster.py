@@ -21,15 +21,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from conftest import SMALL_BLOCKS, TABLES, read_tables
 from typer.testing import CliRunner
 
-import causalsynth.cluster
+import causalsynth.jobs.cluster
 from causalsynth.cli import app
-from causalsynth.dataset import load_dataset, read_manifest, sample_dataset
+from causalsynth.dataset.manifest import read_manifest
 from causalsynth.errors import ClusterError
-from causalsynth.ml import Dataset
-from causalsynth.quality import validate_dataset
-from conftest import SMALL_BLOCKS, TABLES, read_tables
+from causalsynth.jobs.load import load_dataset
+from causalsynth.jobs.sample import sample_dataset
+from causalsynth.tasks.ml import Dataset
+from causalsynth.validate.quality import validate_dataset
 
 runner = CliRunner()
 N_PRS, SEED = 3_000, 4  # three blocks of 1,000
@@ -123,7 +125,7 @@ def test_a_local_cluster_writes_to_s3_and_every_reader_reads_it_back(s3_endpoint
     assert again.exit_code == 2 and "is not empty; pass --force" in again.output
     whole = runner.invoke(app, ["sample", "--n-prs", "10", "--out", f"s3://{bucket}"])
     assert whole.exit_code == 2 and "give a prefix inside the bucket" in whole.output
-    monkeypatch.setattr(causalsynth.cluster, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(causalsynth.jobs.cluster, "CONNECT_TIMEOUT", "2s")
     unreachable = runner.invoke(app, ["sample", "--n-prs", "10", "--out", url, "--force",
                                       "--scheduler", "tcp://127.0.0.1:9"])
     assert unreachable.exit_code == 2 and "cannot connect" in unreachable.output
@@ -175,7 +177,7 @@ def test_a_killed_worker_leaves_no_dataset_and_a_rerun_completes(tmp_path, small
 
 
 def test_an_unreachable_scheduler_is_refused_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(causalsynth.cluster, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(causalsynth.jobs.cluster, "CONNECT_TIMEOUT", "2s")
     started = time.monotonic()
     result = runner.invoke(app, ["sample", "--n-prs", "10", "--out", str(tmp_path / "ds"),
                                  "--scheduler", "tcp://127.0.0.1:9"])
@@ -188,11 +190,11 @@ def test_local_workers_import_the_engine_as_they_start():
     """So that, started in the background by the command, they import JAX while it loads its config."""
     import sys
 
-    from causalsynth.cluster import ClusterStart
+    from causalsynth.jobs.cluster import ClusterStart
 
     start = ClusterStart(workers=1, scheduler=None)
     try:
-        loaded = start.client().run(lambda: "causalsynth.engine" in sys.modules)
+        loaded = start.client().run(lambda: "causalsynth.jobs.blocks" in sys.modules)
     finally:
         start.close()
     assert list(loaded.values()) == [True]
@@ -219,9 +221,9 @@ def test_format_version_1_datasets_are_still_read(tmp_path, reference):
 
 def test_parts_a_remote_worker_kept_on_its_own_disk_are_reported(tmp_path):
     """With --scheduler and a local --out, every part a worker reported must have arrived here."""
-    from causalsynth.dataset import _check_parts_arrived
+    from causalsynth.dataset.location import locate
     from causalsynth.errors import OutputError
-    from causalsynth.store import locate
+    from causalsynth.jobs.sample import _check_parts_arrived
 
     (tmp_path / "flow_steps").mkdir()
     (tmp_path / "flow_steps" / "part-000000.parquet").write_bytes(b"x")
@@ -233,8 +235,8 @@ def test_parts_a_remote_worker_kept_on_its_own_disk_are_reported(tmp_path):
 
 def test_a_worker_running_other_code_is_refused(tmp_path, small_config):
     """Another causalsynth, model or library on a worker would give other bytes for the same seed."""
-    from causalsynth.dataset import prepare_world
-    from causalsynth.engine import BlockJob, run_blocks, versions
+    from causalsynth.engine.world import prepare_world
+    from causalsynth.jobs.blocks import BlockJob, run_blocks, versions
 
     world = prepare_world(small_config)
     job = BlockJob(config=small_config.data, params=world.params, do=world.do, seed=0, n_prs=10, out=None,

@@ -7,7 +7,7 @@ from importlib import resources
 import pytest
 import yaml
 
-from causalsynth.config import load_config
+from causalsynth.config.loading import load_config
 from causalsynth.errors import ConfigError
 
 

@@ -10,8 +10,8 @@ import warnings
 import pandas as pd
 import pytest
 
-from causalsynth.adjustment import aipw, backdoor_set, unit_frame
-from causalsynth.effects import estimate_effect
+from causalsynth.causal.adjustment import aipw, backdoor_set, unit_frame
+from causalsynth.causal.effects import estimate_effect
 
 TREATMENT = "has_performance_regression"
 COLUMN = f"pull_requests.{TREATMENT}"
@@ -66,8 +66,8 @@ def test_dowhy_weighting_on_the_printed_set_recovers_the_effect(case):
 
 
 def test_a_hidden_confounder_leaves_no_adjustment_set_until_latents_are_observed(default_config):
-    from causalsynth.graph import model_graph
-    from causalsynth.program import Program
+    from causalsynth.causal.graph import model_graph
+    from causalsynth.engine.program import Program
 
     config = default_config.with_overrides(["team_workload.enabled=true", "sampling.latents=true"])
     program = Program(config)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import pyarrow as pa
-
-from causalsynth.dataset import read_manifest, sample_dataset
-from causalsynth.program import Program
-from causalsynth.sampling import calibrate, sample_blocks, with_intercepts
-from causalsynth.tabulate import schemas, start_epoch_ms, tabulate
+import pytest
 from conftest import TABLES, read_tables, sha256
+
+from causalsynth.dataset.manifest import read_manifest
+from causalsynth.engine.program import Program
+from causalsynth.engine.sampling import calibrate, sample_blocks, with_intercepts
+from causalsynth.engine.tabulate import schemas, start_epoch_ms, tabulate
+from causalsynth.jobs.sample import sample_dataset
 
 
 def checksums(directory):
@@ -69,7 +70,7 @@ def test_cached_intercepts_are_verified_then_reused(tmp_path, small_config, monk
 
     (With JAX's own persistent cache configured, as in this session, no executable is kept, so every
     cached solution is checked by evaluation; ``test_cache`` covers the kept executable.)"""
-    from causalsynth import cache, sampling
+    from causalsynth.engine import cache, sampling
 
     program = Program(small_config)
     evaluations = []
@@ -93,7 +94,8 @@ def test_cached_intercepts_are_verified_then_reused(tmp_path, small_config, monk
 
 
 def test_the_cached_graph_is_the_derived_one(tmp_path, small_config, monkeypatch):
-    from causalsynth import cache, graph
+    from causalsynth.causal import graph
+    from causalsynth.engine import cache
 
     program = Program(small_config)
     derived = graph.model_graph(program)  # no cache: derived
@@ -118,7 +120,7 @@ def test_an_edited_model_never_reads_the_entries_of_its_previous_source(tmp_path
     import shutil
     import types
 
-    from causalsynth import cache
+    from causalsynth.engine import cache
 
     source = Path(small_config.model.__file__).parent
     shutil.copytree(source, tmp_path / "model")
@@ -149,8 +151,8 @@ def test_models_traced_in_two_threads_at_once_are_what_one_thread_traces(small_c
     import jax
     import numpy as np
 
-    from causalsynth import graph
-    from causalsynth.sampling import block_key
+    from causalsynth.causal import graph
+    from causalsynth.engine.sampling import block_key
 
     def run(results, i):
         try:

@@ -6,21 +6,21 @@ import json
 import re
 
 import jax
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TABLES, read_tables, sha256
 from numpyro import handlers
 from typer.testing import CliRunner
 
+from causalsynth.causal.effects import estimate_effect
 from causalsynth.cli import app
-from causalsynth.config import load_config
-from causalsynth.dataset import read_manifest, sample_dataset, sample_twin
-from causalsynth.effects import estimate_effect
-from causalsynth.interventions import load_variant, switch_do
-from causalsynth.program import Program
-from causalsynth.sampling import block_key
-from conftest import TABLES, read_tables, sha256
+from causalsynth.config.loading import load_config
+from causalsynth.dataset.manifest import read_manifest
+from causalsynth.engine.interventions import load_variant, switch_do
+from causalsynth.engine.program import Program
+from causalsynth.engine.sampling import block_key
+from causalsynth.jobs.sample import sample_dataset, sample_twin
 
 N_PRS = 5_000
 SEED = 21

@@ -10,12 +10,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from causalsynth.config import load_config
-from causalsynth.dataset import sample_dataset
-from causalsynth.sampling import CALIBRATION_TOLERANCE
 from conftest import read_tables
 from tolerance import assert_share, assert_within, bernoulli_se
+
+from causalsynth.config.loading import load_config
+from causalsynth.engine.sampling import CALIBRATION_TOLERANCE
+from causalsynth.jobs.sample import sample_dataset
 
 
 def share(series: pd.Series, level) -> float:

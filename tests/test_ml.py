@@ -13,14 +13,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import sha256
+from tolerance import Z, assert_share, assert_within, cluster_se
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.dataset import sample_dataset
-from causalsynth.evaluation import evaluate
-from causalsynth.ml import FORMATS, Dataset, check_leakage, export, task_view
-from conftest import sha256
-from tolerance import Z, assert_share, assert_within, cluster_se
+from causalsynth.jobs.sample import sample_dataset
+from causalsynth.tasks.evaluation import evaluate
+from causalsynth.tasks.ml import FORMATS, Dataset, check_leakage, export, task_view
 
 runner = CliRunner()
 TASKS = ("pr_impact", "service_health", "conversion", "anomaly")
@@ -248,7 +248,7 @@ def test_categorical_and_continuous_labels_have_a_constant_reference(small_datas
 
 @pytest.mark.parametrize("metric", ["balanced_accuracy", "f1", "roc_auc", "pr_auc"])
 def test_targets_on_any_binary_metric_are_probabilities(metric):
-    from causalsynth.config import _check_values
+    from causalsynth.config.loading import _check_values
 
     assert _check_values({"ml": {"targets": {"service_health": {metric: 0.8}}}}, "") == []
     assert "probability" in _check_values({"ml": {"targets": {"service_health": {metric: 1.2}}}}, "")[0]
@@ -265,8 +265,8 @@ def test_defaults_meet_the_seed_targets(dataset_20k):
 
 
 def test_evaluate_on_a_shifted_twin(small_dataset, tmp_path):
-    from causalsynth.dataset import sample_twin
-    from causalsynth.interventions import load_variant
+    from causalsynth.engine.interventions import load_variant
+    from causalsynth.jobs.sample import sample_twin
 
     twin = tmp_path / "twin"
     sample_twin(factual_dir=small_dataset, intervention=load_variant("all_regressions"), out=twin)
@@ -367,7 +367,7 @@ def test_export_refuses_to_overwrite_without_force(small_dataset, exported):
 
 def test_anomaly_posterior_is_calibrated(dataset_20k):
     """The model's posterior given a run's metrics averages to the anomaly rate, and is sharp."""
-    from causalsynth.evaluation import _label_probability
+    from causalsynth.tasks.evaluation import _label_probability
 
     ds = Dataset(dataset_20k)
     frame = task_view(ds, "anomaly").frame

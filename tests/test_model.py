@@ -7,12 +7,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import part_path
 from numpyro import handlers
 
-from causalsynth.config import load_config
-from causalsynth.program import Program
-from causalsynth.sampling import block_key
-from conftest import part_path
+from causalsynth.config.loading import load_config
+from causalsynth.engine.program import Program
+from causalsynth.engine.sampling import block_key
 
 CONTRACT = {
     "pull_requests": {

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from causalsynth.config import load_config
-from causalsynth.dataset import sample_dataset, sample_twin
-from causalsynth.interventions import Intervention
-from causalsynth.plugins import source_files
-from causalsynth.quality import validate_dataset
 from conftest import read_table
+
+from causalsynth.config.loading import load_config
+from causalsynth.config.plugins import source_files
+from causalsynth.engine.interventions import Intervention
+from causalsynth.jobs.sample import sample_dataset, sample_twin
+from causalsynth.validate.quality import validate_dataset
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "ci_builds"
 CONFIG = EXAMPLE / "ci_builds.yaml"

@@ -12,13 +12,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SMALL_BLOCKS, part_path, record_part, rewrite, sha256, with_value
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.config import load_config
-from causalsynth.dataset import sample_dataset
-from causalsynth.quality import validate_dataset
-from conftest import SMALL_BLOCKS, part_path, record_part, rewrite, sha256, with_value
+from causalsynth.config.loading import load_config
+from causalsynth.jobs.sample import sample_dataset
+from causalsynth.validate.quality import validate_dataset
 
 runner = CliRunner()
 
@@ -80,8 +80,8 @@ def test_a_dataset_validates_against_its_own_config(tmp_path):
 
 def test_what_is_computed_again_comes_from_the_model_program(small_config):
     """Columns computed from stored columns alone are recomputed; those with hidden noise upstream are not."""
-    from causalsynth.program import Program
-    from causalsynth.recompute import plan
+    from causalsynth.engine.program import Program
+    from causalsynth.validate.recompute import plan
 
     program = Program(small_config)
     tables = {t.table.name for t in program.tables}
@@ -368,8 +368,8 @@ def test_an_unreadable_table_does_not_hide_the_next_tables_checks(small, tmp_pat
 def test_every_shipped_variant_twin_validates_without_warnings(small, tmp_path, variant):
     import warnings
 
-    from causalsynth.dataset import sample_twin
-    from causalsynth.interventions import load_variant
+    from causalsynth.engine.interventions import load_variant
+    from causalsynth.jobs.sample import sample_twin
 
     sample_twin(factual_dir=small, intervention=load_variant(variant), out=tmp_path / "twin")
     with warnings.catch_warnings():
@@ -437,8 +437,8 @@ class _Page(HTMLParser):
 def test_report_reads_top_down_and_is_self_contained(small, tmp_path, default_config, compare):
     args = ["report", str(small), "--out", str(tmp_path / "report.html")]
     if compare:
-        from causalsynth.dataset import sample_twin
-        from causalsynth.interventions import load_variant
+        from causalsynth.engine.interventions import load_variant
+        from causalsynth.jobs.sample import sample_twin
 
         sample_twin(factual_dir=small, intervention=load_variant("no_regressions"), out=tmp_path / "twin")
         args += ["--compare", str(tmp_path / "twin")]

@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_BLOCKS
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from conftest import SMALL_BLOCKS
 
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
 WINDOW = (1400, 900)

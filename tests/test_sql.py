@@ -14,12 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from conftest import SMALL_BLOCKS, TABLES, part_path, read_tables, record_part, sha256
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.dataset import load_dataset, read_manifest, sample_dataset
+from causalsynth.dataset.manifest import read_manifest
 from causalsynth.errors import CausalsynthError
-from conftest import SMALL_BLOCKS, TABLES, part_path, read_tables, record_part, sha256
+from causalsynth.jobs.load import load_dataset
+from causalsynth.jobs.sample import sample_dataset
 
 runner = CliRunner()
 FKS = {"system_runs": ("pr_id", "pull_requests"), "service_metrics": ("run_id", "system_runs"),

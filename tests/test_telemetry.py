@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import SMALL_BLOCKS, part_path, read_table, read_tables, rewrite, with_value
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.config import load_config
-from causalsynth.dataset import sample_dataset, sample_twin
-from causalsynth.interventions import Intervention
-from causalsynth.quality import validate_dataset
-from conftest import SMALL_BLOCKS, part_path, read_table, read_tables, rewrite, with_value
-from causalsynth.dataset import read_manifest
+from causalsynth.config.loading import load_config
+from causalsynth.dataset.manifest import read_manifest
+from causalsynth.engine.interventions import Intervention
+from causalsynth.jobs.sample import sample_dataset, sample_twin
+from causalsynth.validate.quality import validate_dataset
 
 
 def checksums(directory, table):
@@ -228,7 +228,7 @@ def _rcaeval_baro():
 def test_rcaeval_baro_reads_our_cases_and_agrees_with_ours(worlds, tmp_path):
     import warnings
 
-    from causalsynth.rca import baro, ranks, read_cases
+    from causalsynth.tasks.rca import baro, ranks, read_cases
 
     out = tmp_path / "cases"
     assert runner.invoke(app, ["export", str(worlds["series"]), "--format", "rcaeval", "--out", str(out)]).exit_code == 0
@@ -255,7 +255,7 @@ def test_rcaeval_baro_reads_our_cases_and_agrees_with_ours(worlds, tmp_path):
 
 
 def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
-    from causalsynth.evaluation import evaluate
+    from causalsynth.tasks.evaluation import evaluate
 
     results = evaluate(worlds["series"], tasks=["root_cause"])["root_cause"]
     assert results["_cases"]["n"] > 100

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
-from causalsynth.dataset import sample_dataset
+from causalsynth.jobs.sample import sample_dataset
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).parents[1] / "examples" / "ci_builds"
@@ -126,7 +126,7 @@ def test_an_empty_or_root_like_out_is_refused(tmp_path, monkeypatch, out):
 
 
 def test_a_run_into_an_out_another_run_claims_fails_at_once(tmp_path):
-    from causalsynth.staging import _claim
+    from causalsynth.dataset.staging import _claim
 
     out = tmp_path / "ds"
     with _claim(out):  # what a running sample holds from before its first block to its publish
@@ -176,7 +176,7 @@ def test_a_stray_file_in_a_table_directory_fails_the_check_that_names_it(small, 
     ds = tmp_path / "ds"
     shutil.copytree(small, ds)
     shutil.copy(ds / "flow_steps" / "part-000000.parquet", ds / "flow_steps" / "part-000099.parquet")
-    from causalsynth.quality import validate_dataset
+    from causalsynth.validate.quality import validate_dataset
 
     failed = [c for c in validate_dataset(ds) if not c.passed]
     assert [c.check for c in failed] == ["files flow_steps"]
@@ -219,7 +219,7 @@ def test_parts_that_are_not_exactly_the_tables_rows_are_refused_by_every_reader(
     ("a prior", lambda m: m["config"]["run"].update(load_log_mean=m["config"]["run"]["load_log_mean"] + 0.3)),
 ])
 def test_a_manifest_claim_the_parts_did_not_come_from_fails_provenance(small, tmp_path, claim, edit):
-    from causalsynth.quality import validate_dataset
+    from causalsynth.validate.quality import validate_dataset
 
     ds = tmp_path / "ds"
     shutil.copytree(small, ds)

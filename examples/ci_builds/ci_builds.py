@@ -24,7 +24,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from causalsynth.modeling import Calibration, Marginal, Signature, Table, derived
+from causalsynth.spec.modeling import Calibration, Marginal, Signature, Table, derived
 
 NAME = "ci_builds"
 VERSION = "1.0.0"

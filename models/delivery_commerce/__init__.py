@@ -48,21 +48,34 @@ from __future__ import annotations
 
 from importlib import resources
 
-from causalsynth.params import Params
+from causalsynth.spec.params import Params
 
 from .calendar import FREEZE, HOLIDAY, month_day, parse_start
 from .dictionary import DESCRIPTIONS
 from .posterior import anomaly_posterior
 from .story import REASON_LEVELS, WEEKDAYS, model
-from .tasks import CALIBRATION, GAPS, IDENTITIES, MARGINALS, REPORT, ROLLUPS, SHAPES, SIGNATURES, TABLES, TASKS
+from .tasks import (
+    CALIBRATION,
+    GAPS,
+    IDENTITIES,
+    MARGINALS,
+    RCA_METHODS,
+    REPORT,
+    ROLLUPS,
+    SHAPES,
+    SIGNATURES,
+    TABLES,
+    TASKS,
+)
 
 NAME = "delivery_commerce"
 VERSION = "2.0.0"
 # Its priors and targets: every number the story above uses.
 DEFAULTS = resources.files("causalsynth.configs").joinpath("default.yaml")
 
-__all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", "GAPS", "IDENTITIES", "ROLLUPS", "SHAPES", "SIGNATURES", "REPORT",
-           "TASKS", "DESCRIPTIONS", "model", "validate", "anomaly_posterior"]
+__all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", "GAPS", "IDENTITIES", "ROLLUPS",
+           "SHAPES", "SIGNATURES", "REPORT", "RCA_METHODS", "TASKS", "DESCRIPTIONS", "model", "validate",
+           "anomaly_posterior"]
 
 
 def validate(p: Params) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from causalsynth.params import Params
+from causalsynth.spec.params import Params
 
 USAGE_COLUMNS = ("cpu_usage", "memory_usage", "disk_usage")
 # How a run's requests end: the order of the request-split vector.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from causalsynth.params import Params
+from causalsynth.spec.params import Params
 
 from .mechanisms import USAGE_COLUMNS, run_metric_means
 

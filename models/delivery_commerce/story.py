@@ -15,8 +15,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from causalsynth.modeling import categorical, derived, label, latent, rows, shares, timestamp
-from causalsynth.params import Params
+from causalsynth.spec.modeling import categorical, derived, label, latent, rows, shares, timestamp
+from causalsynth.spec.params import Params
 
 from .calendar import FREEZE, HOLIDAY, SECONDS_PER_DAY, SECONDS_PER_HOUR, WEEKDAYS, DayTable, day_table
 from .mechanisms import (
@@ -121,7 +121,8 @@ def pull_request(p: Params, plates: Plates, merge: dict, services: tuple[str, ..
     touched = jnp.maximum(is_primary, also)
     with plates.prs:
         n_touched = derived(
-            "services_touched", jnp.sum(touched, axis=-2, keepdims=True).astype(jnp.int32), constraints.integer_interval(1, len(services)))
+            "services_touched", jnp.sum(touched, axis=-2, keepdims=True).astype(jnp.int32),
+            constraints.integer_interval(1, len(services)))
         w = pr.risk_weights
         derived("risk_score", jax.nn.sigmoid(
             w.intercept + w.log_lines * log_lines + w.complexity * complexity
@@ -179,7 +180,8 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
         duration = numpyro.sample("duration_s", dist.LogNormal(rn.duration_log_mean, rn.duration_log_sd))
         an = rn.anomaly
         anomaly_prob = derived("anomaly_probability", jax.nn.sigmoid(
-            ic.anomaly + an.regression_coefficient * scale + an.load_coefficient * jnp.log(load)), constraints.unit_interval)
+            ic.anomaly + an.regression_coefficient * scale + an.load_coefficient * jnp.log(load)),
+            constraints.unit_interval)
         anomalous = numpyro.sample("is_anomalous", dist.Bernoulli(anomaly_prob))
         kind_probs, kind_levels = shares(an.type.shares)
         kind = label("anomaly_type", jnp.where(anomalous, 1 + categorical("_anomaly_kind", kind_probs, kind_levels),
@@ -192,7 +194,8 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
         m = run_metric_means(p, load, scale, kind, score, background)
         response_time = numpyro.sample("response_time_ms", dist.LogNormal(m["log_rt"], rn.response_time_sd))
         p95 = derived("p95_response_time_ms", response_time * (1.0 + jnp.exp(
-            rn.p95_excess_log_mean + rn.p95_excess_log_sd * numpyro.sample("_p95_noise", dist.Normal(0.0, 1.0)))), constraints.positive)
+            rn.p95_excess_log_mean + rn.p95_excess_log_sd * numpyro.sample("_p95_noise", dist.Normal(0.0, 1.0)))),
+            constraints.positive)
         throughput = numpyro.sample("throughput_rps", dist.LogNormal(m["log_tput"], rn.throughput_sd))
         split = numpyro.sample("_request_split", dist.Dirichlet(rn.request_concentration * m["split"]))
         total = jnp.maximum(1.0, jnp.round(throughput * duration))
@@ -270,11 +273,13 @@ def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, serv
         derived("upstream_health", jnp.where(
             n_callees > 0, over_services(depends, health) / jnp.maximum(n_callees, 1), 1.0), constraints.unit_interval)
         derived("downstream_health", jnp.where(
-            n_callers > 0, over_services(depends.T, health) / jnp.maximum(n_callers, 1), 1.0), constraints.unit_interval)
+            n_callers > 0, over_services(depends.T, health) / jnp.maximum(n_callers, 1), 1.0),
+            constraints.unit_interval)
         derived("retries_per_minute", 60.0 * base_tput * load * retry_rate
                               * (1.0 + sv.retry_error_weight * svc_err), constraints.nonnegative)
         users = sv.users_per_rps * runs["throughput"]
-        derived("active_users", jnp.broadcast_to(jnp.round(users), svc_rt.shape).astype(jnp.int32), constraints.nonnegative_integer)
+        derived("active_users", jnp.broadcast_to(jnp.round(users), svc_rt.shape).astype(jnp.int32),
+        constraints.nonnegative_integer)
         derived("orders_per_minute", jnp.broadcast_to(
             users * sv.order_rate * (1.0 - runs["error_rate"]), svc_rt.shape), constraints.nonnegative)
     return {"response_time": svc_rt, "status": status, "status_levels": status_levels,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from causalsynth.modeling import Calibration, Gaps, Identity, Marginal, Plot, Rollup, Shape, Signature, Table, Task
+from causalsynth.spec.modeling import Calibration, Gaps, Identity, Marginal, Plot, Rollup, Shape, Signature, Table, Task
 
 from .calendar import merge_calendar_agrees, run_calendar_agrees
 
@@ -209,3 +209,13 @@ TASKS = (
          binary="is_anomalous", continuous="anomaly_score", categorical="anomaly_type",
          posterior="anomaly_posterior"),
 )
+
+
+def _mechanism(cases, config):
+    from .rca import mechanism  # pandas and the RCA cases load only when incidents are scored
+
+    return mechanism(cases, config)
+
+
+# Root-cause methods that know this model's faults, scored beside the engine's (causalsynth.tasks.rca).
+RCA_METHODS = {"mechanism": _mechanism}

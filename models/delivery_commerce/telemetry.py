@@ -42,8 +42,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from causalsynth.modeling import derived, label, rows, timestamp
-from causalsynth.params import Params
+from causalsynth.spec.modeling import derived, label, rows, timestamp
+from causalsynth.spec.params import Params
 
 FAULT_KINDS = ("NONE", "REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR")
 # The series' metrics, in the order of the stacks below.

@@ -8,18 +8,19 @@ import importlib
 # Public name -> the module defining it. Imported on first use (PEP 562), so that
 # `import causalsynth` and `causalsynth --help` load no JAX, pandas or scikit-learn.
 _EXPORTS = {
-    "Config": "causalsynth.config", "load_config": "causalsynth.config",
-    "Progress": "causalsynth.dataset", "load_dataset": "causalsynth.dataset", "read_manifest": "causalsynth.dataset",
-    "sample_dataset": "causalsynth.dataset", "sample_twin": "causalsynth.dataset",
-    "Effect": "causalsynth.effects", "estimate_effect": "causalsynth.effects",
+    "Config": "causalsynth.config.loading", "load_config": "causalsynth.config.loading",
+    "Progress": "causalsynth.engine.world", "load_dataset": "causalsynth.jobs.load",
+    "read_manifest": "causalsynth.dataset.manifest",
+    "sample_dataset": "causalsynth.jobs.sample", "sample_twin": "causalsynth.jobs.sample",
+    "Effect": "causalsynth.causal.effects", "estimate_effect": "causalsynth.causal.effects",
     "CausalsynthError": "causalsynth.errors", "ConfigError": "causalsynth.errors", "OutputError": "causalsynth.errors",
-    "evaluate": "causalsynth.evaluation",
-    "Graph": "causalsynth.graph", "model_graph": "causalsynth.graph",
-    "Intervention": "causalsynth.interventions", "load_variant": "causalsynth.interventions",
-    "export": "causalsynth.ml",
-    "Program": "causalsynth.program",
-    "validate_dataset": "causalsynth.quality",
-    "calibrate": "causalsynth.sampling", "sample_blocks": "causalsynth.sampling",
+    "evaluate": "causalsynth.tasks.evaluation",
+    "Graph": "causalsynth.causal.graph", "model_graph": "causalsynth.causal.graph",
+    "Intervention": "causalsynth.engine.interventions", "load_variant": "causalsynth.engine.interventions",
+    "export": "causalsynth.tasks.ml",
+    "Program": "causalsynth.engine.program",
+    "validate_dataset": "causalsynth.validate.quality",
+    "calibrate": "causalsynth.engine.sampling", "sample_blocks": "causalsynth.engine.sampling",
 }
 
 

@@ -14,10 +14,12 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress as Bar,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+)
+from rich.progress import (
+    Progress as Bar,
 )
 from rich.table import Table
 
@@ -63,7 +65,7 @@ def run() -> None:
 
 def _version(value: bool) -> None:
     if value:
-        from causalsynth.cache import package_version
+        from causalsynth.engine.cache import package_version
 
         out.print(f"causalsynth {package_version()}")
         raise typer.Exit()
@@ -92,7 +94,7 @@ class _NoteHandler(logging.Handler):
 
 def _enable_compilation_cache() -> None:
     """Reuse compiled samplers, traced structures, solved intercepts and the graph across processes."""
-    from causalsynth import cache
+    from causalsynth.engine import cache
 
     cache.enable()
 
@@ -141,7 +143,7 @@ def _fail(exc: CausalsynthError) -> typer.Exit:
 
 def _trust_model(path: Optional[Path]) -> Optional[Path]:
     if path is not None:
-        from causalsynth import plugins
+        from causalsynth.config import plugins
 
         try:
             plugins.trust(path)
@@ -194,8 +196,9 @@ def sample(
 ) -> None:
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
     cluster = _start_cluster(workers, scheduler, out_dir, db)
-    from causalsynth.config import load_config
-    from causalsynth.dataset import check_size, sample_dataset
+    from causalsynth.config.limits import check_size
+    from causalsynth.config.loading import load_config
+    from causalsynth.jobs.sample import sample_dataset
 
     overrides = list(set_ or []) + ["sampling.latents=true"] * latents + ["telemetry.enabled=true"] * series
     if runs_per_pr is not None:
@@ -217,11 +220,11 @@ def sample(
 
     manifest = _run_dataset_job(job, _destination(out_dir, db), cluster)
     if out_dir is not None and full_validation:
-        from causalsynth.quality import validate_dataset
+        from causalsynth.validate.quality import validate_dataset
 
         _print_checks(validate_dataset(out_dir), f"validation of {out_dir}")
     else:
-        from causalsynth.marginals import counted_checks
+        from causalsynth.validate.marginals import counted_checks
 
         checks = counted_checks(manifest)
         out.print(_verdict(checks, "marginal checks on sampling's own counts")
@@ -245,7 +248,7 @@ def variant_cmd(
 ) -> None:
     """Write the twin of a factual dataset under an intervention: same seed, size, keys and noise."""
     cluster = _start_cluster(workers, scheduler, out_dir, None)
-    from causalsynth.dataset import sample_twin
+    from causalsynth.jobs.sample import sample_twin
 
     def job(progress):
         intervention = _intervention(variant, do)
@@ -268,7 +271,7 @@ def load(
     model: ModelOption = None,
 ) -> None:
     """Load a dataset into SQLite or PostgreSQL in one transaction: all of it, or nothing."""
-    from causalsynth.dataset import load_dataset
+    from causalsynth.jobs.load import load_dataset
     from causalsynth.sinks.sql import masked
 
     started = time.perf_counter()
@@ -318,10 +321,10 @@ def graph(
     By default the story's view: the columns the model's checks and report name, in their
     tables, an arrow meaning "causes, directly or through sites not shown". --full: every site.
     """
-    from causalsynth.config import load_config
-    from causalsynth.graph import model_graph, story_sites
-    from causalsynth.program import Program
-    from causalsynth.staging import check_output_file
+    from causalsynth.causal.graph import model_graph, story_sites
+    from causalsynth.config.loading import load_config
+    from causalsynth.dataset.staging import check_output_file
+    from causalsynth.engine.program import Program
 
     try:
         if adjust is not None:
@@ -347,9 +350,9 @@ def graph(
 
 def _print_adjustment(config, treatment: str, outcome: str, latents: bool) -> int:
     """Print the back-door set (one "table.column" per line) or why there is none; the exit code."""
-    from causalsynth.adjustment import backdoor_set
-    from causalsynth.graph import model_graph
-    from causalsynth.program import Program
+    from causalsynth.causal.adjustment import backdoor_set
+    from causalsynth.causal.graph import model_graph
+    from causalsynth.engine.program import Program
 
     # Hidden causes are columns of the program only when latents are written.
     program = Program(config.with_overrides(["sampling.latents=true"]) if latents else config)
@@ -380,8 +383,8 @@ def effects(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override one value (repeatable).")] = None,
 ) -> None:
     """Ground-truth effect of a treatment on an outcome, unit by unit, from the same random keys."""
-    from causalsynth.config import load_config
-    from causalsynth.effects import check_effect_out, estimate_effect, write_effect
+    from causalsynth.causal.effects import check_effect_out, estimate_effect, write_effect
+    from causalsynth.config.loading import load_config
 
     try:
         check_effect_out(out_file)
@@ -411,8 +414,8 @@ def validate(
     model: ModelOption = None,
 ) -> None:
     """Check a dataset against its manifest and config. Exit 0: all pass; 1: a check fails; 2: unreadable."""
-    from causalsynth.quality import as_json, validate_dataset
-    from causalsynth.staging import check_output_file
+    from causalsynth.dataset.staging import check_output_file
+    from causalsynth.validate.quality import as_json, validate_dataset
 
     try:
         if json_out is not None:
@@ -438,9 +441,9 @@ def report(
     model: ModelOption = None,
 ) -> None:
     """One self-contained HTML report: validation, marginals, distributions, funnel, graphs."""
-    from causalsynth.graph import GRAPHVIZ_HELP, graphviz_program
-    from causalsynth.report import write_report
-    from causalsynth.staging import check_output_file
+    from causalsynth.causal.graph import GRAPHVIZ_HELP, graphviz_program
+    from causalsynth.dataset.staging import check_output_file
+    from causalsynth.report.html import write_report
 
     try:
         check_output_file(out_file)
@@ -488,7 +491,7 @@ def export(
     model: ModelOption = None,
 ) -> None:
     """Write ML task datasets (features, labels, split) and ml/schema.json, the data dictionary."""
-    from causalsynth.ml import export as export_tasks
+    from causalsynth.tasks.ml import export as export_tasks
 
     formats = _csv(fmt) or []
     if "rcaeval" in formats:
@@ -504,7 +507,7 @@ def export(
 
 def _export_rcaeval(dataset_dir: str, formats: list[str], tasks: str | None, out_dir: str | None,
                     force: bool) -> int:
-    from causalsynth.rcaeval import write_rcaeval
+    from causalsynth.tasks.rcaeval import write_rcaeval
 
     try:
         if formats != ["rcaeval"] or tasks is not None:
@@ -533,7 +536,8 @@ def evaluate(
     model: ModelOption = None,
 ) -> None:
     """Baselines per task against the seed's targets, the Bayes ceiling and a constant; writes evaluation.json."""
-    from causalsynth.evaluation import evaluate as run_evaluation, verdict, write_evaluation
+    from causalsynth.tasks.evaluation import evaluate as run_evaluation
+    from causalsynth.tasks.evaluation import verdict, write_evaluation
 
     try:
         results = run_evaluation(dataset_dir, test_dir=test_dir, tasks=_csv(tasks),
@@ -567,7 +571,7 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 def _intervention(variant: str | None, do: list[str] | None):
-    from causalsynth.interventions import Intervention, load_variant, parse_assignments
+    from causalsynth.engine.interventions import Intervention, load_variant, parse_assignments
 
     base = load_variant(variant) if variant else Intervention()
     assignments = parse_assignments(do or [], "--do")
@@ -577,7 +581,7 @@ def _intervention(variant: str | None, do: list[str] | None):
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    from causalsynth.staging import atomic_file
+    from causalsynth.dataset.staging import atomic_file
 
     with atomic_file(path) as partial:
         partial.write_bytes(data)
@@ -585,7 +589,7 @@ def _write_file(path: Path, data: bytes) -> None:
 
 def _with_progress(job, bar: _RichProgress, interrupted: str):
     """Run ``job(progress)`` drawing ``bar``; a clear error or interruption exits non-zero."""
-    from causalsynth.dataset import Progress
+    from causalsynth.engine.world import Progress
 
     try:
         return job(Progress(bar.on_stage, bar.on_start, bar.on_block))
@@ -616,7 +620,7 @@ def _run_dataset_job(job, destination: str, cluster=None) -> dict:
 def _start_cluster(workers: int | None, scheduler: str | None, out_dir: str | None, db: str | None):
     """The job's cluster, its start begun now, before this process imports JAX and loads the config,
     so both proceed at once (None: no cluster asked for). Bad options exit here."""
-    from causalsynth.cluster import start_cluster
+    from causalsynth.jobs.cluster import start_cluster
 
     try:
         return start_cluster(workers, scheduler, out_dir, db)

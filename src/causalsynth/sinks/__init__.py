@@ -5,7 +5,7 @@ A job opens the sink with the tables' specs, streams record batches to it
 closes it (data complete), builds the manifest, and then commits it, or
 aborts it if anything failed. A sink makes nothing visible before
 ``commit``: the SQL sink loads inside one transaction. (Parquet parts are
-written by ``causalsynth.store``, block by block, wherever the block runs.)
+written by ``causalsynth.dataset.location``, block by block, wherever the block runs.)
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import pyarrow as pa
+
+from causalsynth.engine.program import Program
+from causalsynth.engine.tabulate import schemas
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,23 @@ class Sink(Protocol):
 
     def abort(self) -> None:
         """Undo everything since ``open``."""
+
+
+def table_specs(program: Program) -> list[TableSpec]:
+    """What a sink needs to know of each table: schema, keys, and the data dictionary."""
+    schema_by_table = schemas(program)
+    docs = program.model.DESCRIPTIONS
+    specs = []
+    for layout in program.tables:
+        t = layout.table
+        descriptions = {c.name: docs[c.site] for c in layout.columns}
+        descriptions[t.key] = f"Key of {t.name}"
+        if t.number is not None:
+            descriptions[t.number[0]] = f"Readable label of {t.key}"
+        parent = None
+        if layout.parent is not None:
+            parent = (layout.parent.name, layout.parent.key)
+            descriptions[layout.parent.key] = f"The {layout.parent.name} row this row belongs to"
+        specs.append(TableSpec(t.name, schema_by_table[t.name], t.key, parent, descriptions))
+    return specs
+

@@ -1,0 +1,248 @@
+"""Sample a dataset end to end: calibrate, run blocks (here or on a cluster), write parts, manifest.
+
+A dataset is a directory (local, or an fsspec URL such as ``s3://bucket/x``)
+holding ``manifest.json`` and one directory of Parquet part files per table,
+one part per block of PRs: ``flow_steps/part-000003.parquet`` holds block 3's
+steps. pyarrow, pandas, Polars, DuckDB, Spark and Dask read each table
+directory as one table; the manifest lists every part with its row range and
+SHA-256. Datasets of format version 1 (one file per table) are still read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import ExitStack, closing
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from causalsynth.causal.graph import model_graph
+from causalsynth.config.limits import check_size
+from causalsynth.config.loading import Config
+from causalsynth.dataset.location import Location, locate
+from causalsynth.dataset.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    _schema_json,
+    dataset_config,
+    manifest_bytes,
+    manifest_bytes_at,
+    parse_manifest,
+)
+from causalsynth.dataset.staging import deferred_interrupts, staged_location
+from causalsynth.engine.cache import model_digest, package_version
+from causalsynth.engine.interventions import Intervention
+from causalsynth.engine.program import Program
+from causalsynth.engine.world import Progress, prepare_world
+from causalsynth.errors import ConfigError, OutputError
+from causalsynth.jobs.blocks import BlockJob, BlockResult, Counts, run_local, run_on_dask, versions, warm_up
+from causalsynth.jobs.cluster import ClusterStart, check_cluster, start_cluster
+from causalsynth.jobs.load import stream_parts
+from causalsynth.sinks import TableSpec, table_specs
+from causalsynth.validate.marginals import levels, tallies_to_json
+
+
+def headlines(program: Program, counts: Counts) -> list[dict[str, Any]]:
+    """The model's headline rates as sampled, beside their targets."""
+    config = program.config
+    out = []
+    for m in program.model.MARGINALS:
+        if m.headline:
+            hits, n = counts.tally(m)
+            level, target = levels(m, config)[0]
+            out.append({"title": m.headline, "column": m.column, "observed": hits.get(level, 0) / max(n, 1),
+                        "target": target})
+    return out
+
+
+def sample_dataset(
+    *,
+    config: Config,
+    n_prs: int,
+    seed: int,
+    out: str | Path | None = None,
+    force: bool = False,
+    db: str | None = None,
+    db_schema: str | None = None,
+    if_exists: str = "fail",
+    intervention: Intervention | None = None,
+    intercepts: dict[str, float] | None = None,
+    factual: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    order: list[int] | None = None,
+    cluster: ClusterStart | None = None,
+) -> dict[str, Any]:
+    """Sample ``n_prs`` PRs and all their child rows; return the manifest.
+
+    Writes Parquet parts into ``out`` (a directory or an fsspec URL) and/or
+    loads straight into the database ``db`` (a SQLAlchemy URL). Nothing
+    becomes visible until everything succeeded: ``out`` gets its manifest
+    last (a local directory is published from a staging directory), the
+    database load is one transaction. Blocks run in this process, or as tasks
+    on a Dask cluster: ``workers`` starts a local one, ``scheduler`` is the
+    address of a running one. The dataset is a function of (config, seed,
+    n_prs, intervention): byte-identical on every run, whatever the engine,
+    the number of workers or the ``order`` blocks run in (``cluster``: that
+    cluster's start, begun by the caller for these options). ``intercepts``
+    reuses solved calibration intercepts (a twin takes its factual dataset's);
+    ``factual`` names that dataset in the manifest.
+    """
+    check_size(n_prs, seed)
+    if out is None and db is None:
+        raise ConfigError("give --out DIR (Parquet) and/or --db URL (a database)")
+    if db is not None:
+        from causalsynth.sinks.sql import SqlSink, check_options  # SQLAlchemy only when a database is asked for
+
+        check_options(db, db_schema, if_exists)
+    check_cluster(workers, scheduler, out, db)
+    progress = progress or Progress()
+    with ExitStack() as stack:
+        output = None if out is None else stack.enter_context(staged_location(out, force=force))
+        target = None if output is None else output.location
+        client = None
+        from causalsynth.engine import cache
+
+        cache_dir = None if cache.DIRECTORY is None else str(cache.DIRECTORY)
+        if cluster is None:
+            cluster = start_cluster(workers, scheduler, out, db)
+            if cluster is not None:
+                stack.callback(cluster.close)
+        if cluster is not None:
+            progress.on_stage(f"connecting to {scheduler}" if scheduler else f"starting {workers} workers")
+            client = cluster.client()
+            stack.enter_context(client.as_current())  # the client Dask's helpers (``wait``) find, in this thread
+            warming = warm_up(client, config.data, cache_dir)  # noqa: F841 - held until the job ends
+        sql = None if db is None else SqlSink(db, schema=db_schema, if_exists=if_exists)
+        checkpoint = stack.enter_context(deferred_interrupts())
+        try:
+            world = prepare_world(config, intervention, intercepts, progress)
+            checkpoint()
+            program = world.program
+            specs = table_specs(program)
+            if output is not None:
+                output.begin()  # from here on the job writes: a forced replacement removes the old dataset now
+                for spec in specs:
+                    target.makedirs(spec.name)
+            if sql is not None:
+                sql.open(specs)
+            job = BlockJob(config=config.data, params=world.params, do=world.do, seed=seed, n_prs=n_prs,
+                           out=target, cache_dir=cache_dir, versions=versions(program.model))
+            n_blocks = -(-n_prs // program.block_prs)
+            indices = list(range(n_blocks)) if order is None else list(order)
+            if sorted(indices) != list(range(n_blocks)):
+                raise ConfigError(f"order: must list each of the {n_blocks} blocks once")
+            progress.on_start(n_blocks)
+            if client is not None:
+                stream = run_on_dask(client, job, indices, checkpoint=checkpoint)
+            else:
+                write_sql = (lambda batches: [sql.write(t, b) for t, b in batches.items()]) if sql else None
+                stream = run_local(job, program, indices, on_batches=write_sql or (lambda batches: None),
+                                   checkpoint=checkpoint)
+            results: dict[int, BlockResult] = {}
+            counts = Counts()
+            with closing(stream):  # on a failure, blocks still being written finish before the clean-up
+                for result in stream:
+                    results[result.index] = result
+                    counts.add(result.counts)
+                    progress.on_block(result.n_rows)
+            parts = _parts(specs, [results[i] for i in range(n_blocks)]) if target is not None else None
+            if client is not None and target.local:
+                _check_parts_arrived(target, out, parts)
+            if sql is not None:
+                if client is not None:
+                    stream_parts(target, {s.name: parts[s.name] for s in specs}, sql, progress, checkpoint)
+                sql.close()
+            progress.on_stage("writing manifest")
+            manifest = _manifest(world, config, seed, n_prs, specs, counts, parts, factual)
+            data = manifest_bytes(manifest)
+            if target is not None:
+                target.write_bytes(MANIFEST, data)
+            if sql is not None:
+                sql.commit(data)
+        except BaseException:
+            if sql is not None:
+                sql.abort()
+            raise
+    return manifest
+
+
+def _check_parts_arrived(target: Location, out, parts: dict[str, list[dict[str, Any]]]) -> None:
+    """Workers on other machines write to their own disks: a local ``--out`` must be a filesystem
+    they all share, and every part they reported must be here."""
+    missing = [p["file"] for table in parts.values() for p in table if not target.is_file(p["file"])]
+    if missing:
+        raise OutputError(f"--out {out}: {len(missing)} of the parts the workers wrote are not here (e.g. "
+                          f"{missing[0]}); with --scheduler, --out must be a filesystem every worker shares, or an "
+                          f"object store URL")
+
+
+def _parts(specs: list[TableSpec], results: list[BlockResult]) -> dict[str, list[dict[str, Any]]]:
+    """Each table's parts in block order, with the row range each holds."""
+    out = {}
+    for spec in specs:
+        first, parts = 0, []
+        for result in results:
+            part = result.parts[spec.name]
+            parts.append({"file": part["file"], "first_row": first, "rows": part["rows"], "sha256": part["sha256"]})
+            first += part["rows"]
+        out[spec.name] = parts
+    return out
+
+
+def _manifest(world, config, seed, n_prs, specs, counts: Counts, parts, factual) -> dict[str, Any]:
+    program = world.program
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": package_version(),
+        "model": {"name": config.model.NAME, "version": config.model.VERSION,
+                  "sha256": model_digest(config.model)},
+        "seed": seed,
+        "n_prs": n_prs,
+        "block_prs": program.block_prs,
+        "intervention": world.intervention.to_json(),
+        "factual": factual,
+        "config": config.data,
+        "calibration": {"intercepts": world.intercepts},
+        "runtime": {"jax": jax.__version__, "backend": jax.default_backend()},
+        "tables": {
+            spec.name: {
+                "rows": counts.rows.get(spec.name, 0),
+                "key": spec.key,
+                "parent": None if spec.parent is None else {"table": spec.parent[0], "key": spec.parent[1]},
+                "schema": _schema_json(spec.schema, program.table(spec.name)),
+                "parts": None if parts is None else parts[spec.name],
+            }
+            for spec in specs
+        },
+        "headlines": headlines(program, counts),
+        "marginals": tallies_to_json(counts.tallies),
+        "graph": {"edges": [list(e) for e in model_graph(program).edges]},
+    }
+
+
+def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str | Path,
+                force: bool = False, progress: Progress | None = None, workers: int | None = None,
+                scheduler: str | None = None, cluster: ClusterStart | None = None) -> dict[str, Any]:
+    """The twin of a factual dataset under ``intervention``: same seed, config, size and keys."""
+    factual = locate(factual_dir)
+    data = manifest_bytes_at(factual)
+    manifest = parse_manifest(factual, data)
+    model = manifest["model"]
+    config = dataset_config(factual_dir, manifest)
+    if (config.model.NAME, config.model.VERSION) != (model["name"], model["version"]):
+        raise ConfigError(f"{factual_dir}: sampled with model {model['name']} {model['version']}, but this "
+                          f"installation has {config.model.NAME} {config.model.VERSION}; its twin would "
+                          f"not share its mechanisms")
+    base = Intervention(**manifest["intervention"])
+    return sample_dataset(
+        config=config, n_prs=manifest["n_prs"], seed=manifest["seed"], out=out, force=force,
+        intervention=base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
+        factual={"path": factual.absolute, "manifest_sha256": hashlib.sha256(data).hexdigest()},
+        progress=progress, workers=workers, scheduler=scheduler, cluster=cluster)
+
+

@@ -1,0 +1,2 @@
+"""``causalsynth report``: one self-contained HTML file of a dataset, and its charts.
+"""

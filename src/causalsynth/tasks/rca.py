@@ -1,0 +1,182 @@
+"""Root-cause analysis on a dataset's incidents: cases, methods, and RCAEval's scores.
+
+A case is an incident run of a dataset sampled with ``--series``: every
+service's metric series over the run's window, the onset (what RCAEval
+calls the inject time) and the true root-cause service. Methods rank the
+services; AC@k is the share of cases whose root cause is among the first
+k, Avg@5 the mean of AC@1..AC@5 (RCAEval's definitions).
+
+- ``baro``: BARO's robust z-score (RCAEval ``baro``): each metric scaled by
+  the median and inter-quartile range of its ticks before the onset, its
+  largest value after it (signed: BARO ranks rises) is the metric's score, a
+  service's score its best metric's;
+- ``nsigma``: the same with the mean and standard deviation (RCAEval
+  ``nsigma``);
+- a model's own methods (its ``RCA_METHODS``: name -> ``method(cases,
+  config)``), which may know how its faults look; the shipped model's
+  ``mechanism`` (models/delivery_commerce/rca.py).
+
+These modules know no model: the services, their call graph and any
+fault pattern come from the dataset and its model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from causalsynth.errors import ConfigError
+
+METRICS = ("latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage")
+# The metrics a regression moves, by index into METRICS.
+REGRESSION_METRICS = [METRICS.index(m) for m in ("latency_ms", "p95_latency_ms", "request_rate", "error_rate")]
+
+
+@dataclass(frozen=True)
+class Cases:
+    """Incident runs as arrays: ``series[case, service, metric, tick]`` (NaN where a tick is missing)."""
+
+    run_id: np.ndarray          # (C,)
+    started_at: np.ndarray      # (C,) the window's start, Unix seconds
+    services: tuple[str, ...]
+    series: np.ndarray          # (C, S, M, T)
+    tick_s: float
+    onset_s: np.ndarray         # (C,) seconds from the window's start
+    root: np.ndarray            # (C,) index into services
+    kind: np.ndarray            # (C,) fault kind names
+
+    @property
+    def onset_tick(self) -> np.ndarray:
+        """The first tick at or after the inject time (whole seconds), as RCAEval splits a case."""
+        return np.ceil(np.floor(self.onset_s) / self.tick_s).astype(int)
+
+    def __len__(self) -> int:
+        return len(self.run_id)
+
+
+def read_cases(source) -> Cases:
+    """Every incident run of a dataset sampled with ``--series`` (``source``: its directory, or a
+    ``Dataset`` already open)."""
+    from causalsynth.tasks.ml import Dataset
+
+    ds = source if isinstance(source, Dataset) else Dataset(source)
+    directory = ds.directory
+    if "service_timeseries" not in ds.manifest["tables"]:
+        raise ConfigError(f"{directory}: has no service_timeseries table; sample it with --series")
+    config = ds.config
+    runs = ds.read("system_runs", ["run_id", "started_at", "root_cause_service", "fault_kind", "fault_onset_s"])
+    runs = runs[runs.fault_kind.astype(str) != "NONE"].reset_index(drop=True)
+    services = tuple(config.get("services"))
+    svc = ds.read("service_metrics", ["service_metric_id", "run_id", "service_name"])
+    case_of = pd.Series(np.arange(len(runs)), index=runs.run_id)
+    svc = svc[svc.run_id.isin(runs.run_id)]
+    n_ticks = int(config.get("telemetry.ticks"))
+    series = np.full((len(runs), len(services), len(METRICS), n_ticks), np.nan, np.float64)
+    where = pd.DataFrame({"case": case_of.reindex(svc.run_id).to_numpy(),
+                          "service": pd.Categorical(svc.service_name.astype(str), services).codes},
+                         index=svc.service_metric_id.to_numpy())
+    for batch in _batches(ds, "service_timeseries", ["service_metric_id", "tick_index", *METRICS]):
+        frame = batch.to_pandas()
+        frame = frame[frame.service_metric_id.isin(where.index)]
+        at = where.loc[frame.service_metric_id.to_numpy()]
+        for m, metric in enumerate(METRICS):
+            series[at.case.to_numpy(), at.service.to_numpy(), m, frame.tick_index.to_numpy()] = frame[metric]
+    epoch_s = (runs.started_at - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return Cases(run_id=runs.run_id.to_numpy(), started_at=epoch_s.to_numpy(np.int64),
+                 services=services, series=series, tick_s=float(config.get("telemetry.tick_s")),
+                 onset_s=runs.fault_onset_s.to_numpy(np.float64),
+                 root=pd.Categorical(runs.root_cause_service.astype(str), services).codes.astype(int),
+                 kind=runs.fault_kind.astype(str).to_numpy())
+
+
+def _batches(ds, table: str, columns: list[str]):
+    for part in ds.parts[table]:
+        yield from ds.location.parquet(part["file"]).iter_batches(columns=columns)
+
+
+def split_at_onset(cases: Cases, first_after: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The series masked to before the onset, and to from it on (NaN elsewhere); ``first_after``
+    is each case's first tick after it (default: RCAEval's split at the inject time)."""
+    ticks = np.arange(cases.series.shape[-1])
+    first_after = cases.onset_tick if first_after is None else first_after
+    after = ticks[None, :] >= first_after[:, None]                          # (C, T)
+    before = np.where(after[:, None, None, :], np.nan, cases.series)
+    return before, np.where(after[:, None, None, :], cases.series, np.nan)
+
+
+def _scaled(cases: Cases, robust: bool) -> np.ndarray:
+    """(x - centre) / spread of the ticks after the onset, the centre and spread from before it
+    (a spread of 0 counts as 1, as scikit-learn's RobustScaler, which BARO uses, does)."""
+    before, after = split_at_onset(cases)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a case whose onset is at its first tick has no "before"
+        if robust:
+            centre = np.nanmedian(before, axis=-1, keepdims=True)
+            spread = np.nanpercentile(before, 75, axis=-1, keepdims=True) - np.nanpercentile(
+                before, 25, axis=-1, keepdims=True)
+        else:
+            centre = np.nanmean(before, axis=-1, keepdims=True)
+            spread = np.nanstd(before, axis=-1, keepdims=True)
+        return (after - centre) / np.where(spread > 0, spread, 1.0)
+
+
+def baro(cases: Cases) -> np.ndarray:
+    """Service scores (C, S) by BARO's robust z-score: higher is more likely the root cause."""
+    return _best(_scaled(cases, robust=True))
+
+
+def nsigma(cases: Cases) -> np.ndarray:
+    """Service scores (C, S) by the n-sigma rule (mean and standard deviation)."""
+    return _best(_scaled(cases, robust=False))
+
+
+def _best(scaled: np.ndarray) -> np.ndarray:
+    """A service's score: its best metric's best tick (0 where it has none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nan_to_num(np.nanmax(scaled, axis=(-2, -1)), nan=0.0, neginf=0.0)
+
+
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """Services ordered from most to least likely, per case (a stable order on ties)."""
+    return np.argsort(-scores, axis=1, kind="stable")
+
+
+def accuracy(cases: Cases, scores: np.ndarray) -> dict[str, float]:
+    """AC@1, AC@3, AC@5 and Avg@5 (the mean of AC@1..AC@5), as RCAEval defines them."""
+    order = ranks(scores)
+    position = np.argmax(order == cases.root[:, None], axis=1)              # 0-based rank of the truth
+    at = {k: float(np.mean(position < k)) for k in range(1, 6)}
+    return {"AC@1": at[1], "AC@3": at[3], "AC@5": at[5], "Avg@5": float(np.mean([at[k] for k in range(1, 6)]))}
+
+
+def world_config(ds):
+    """The config the dataset's world was sampled under: its factual config with its variant's priors."""
+    from causalsynth.engine.interventions import Intervention, soft_overrides
+
+    return ds.config.with_overrides(soft_overrides(ds.config, Intervention(**ds.manifest["intervention"])))
+
+
+def evaluate_rca(directory: str | Path) -> dict[str, dict[str, float]]:
+    """Each method's scores on the dataset's incidents: {method: {"AC@1": ..., ...}} plus counts."""
+    from causalsynth.tasks.ml import Dataset
+
+    ds = Dataset(directory)
+    cases = read_cases(ds)
+    if len(cases) == 0:
+        raise ConfigError(f"{directory}: has no incident runs to score")
+    config = world_config(ds)
+    frequency = np.bincount(cases.root, minlength=len(cases.services)).astype(float)
+    results = {
+        # A constant: the services ranked by how often each is the root cause, the same for every case.
+        "constant": accuracy(cases, np.broadcast_to(frequency, (len(cases), len(cases.services)))),
+        "baro": accuracy(cases, baro(cases)),
+        "nsigma": accuracy(cases, nsigma(cases)),
+    } | {name: accuracy(cases, method(cases, config)) for name, method in config.model.RCA_METHODS.items()}
+    return {"cases": {"n": len(cases), "regressions": int(np.sum(cases.kind == "REGRESSION"))}} | results

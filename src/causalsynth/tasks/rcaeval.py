@@ -1,0 +1,75 @@
+"""`causalsynth export DATASET --format rcaeval`: incident cases in RCAEval's RE1 layout.
+
+One folder per case, ``<service>_<fault>/<n>/`` (n = 1, 2, … per service and
+fault, in run order), holding what RCAEval's ``main.py`` reads:
+
+- ``data.csv``: a ``time`` column (integer Unix seconds, one row per tick),
+  then one ``<service>_<metric>`` column per series, written without an
+  index; a missing tick is an empty cell (RCAEval fills it forward);
+- ``inject_time.txt``: the onset, integer Unix seconds, one line.
+
+Metric suffixes follow RCAEval's names where one exists: ``latency`` (the
+mean, ms), ``latency-95`` (p95, ms), ``workload`` (requests per second),
+``error`` (error rate), ``cpu`` and ``mem`` (utilisation, 0-1). Fault names
+are RCAEval's, by the metric the fault moves: ``delay`` (a regression, a
+PERFORMANCE anomaly), ``loss`` (ERROR_RATE), ``cpu`` (RESOURCE_USAGE),
+``socket`` (BEHAVIOR: requests drop). ``cases.json`` holds the full ground
+truth of every case (run, fault kind, root cause, onset), so nobody has to
+parse folder names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from causalsynth.dataset.staging import json_marker, staged_directory
+from causalsynth.tasks.rca import METRICS, read_cases
+
+SUFFIXES = {"latency_ms": "latency", "p95_latency_ms": "latency-95", "request_rate": "workload",
+            "error_rate": "error", "cpu_usage": "cpu", "memory_usage": "mem"}
+FAULTS = {"REGRESSION": "delay", "PERFORMANCE": "delay", "ERROR_RATE": "loss", "RESOURCE_USAGE": "cpu",
+          "BEHAVIOR": "socket"}
+
+
+def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: bool = False,
+                  on_case=lambda path: None) -> Path:
+    """Write every incident run of the dataset as an RCAEval case; return the output directory."""
+    from causalsynth.tasks.ml import Dataset
+
+    ds = Dataset(directory)
+    cases = read_cases(ds)
+    out = out if out else ds.beside("rcaeval")
+    columns = [f"{service}_{SUFFIXES[m]}" for service in cases.services for m in METRICS]
+    n_ticks = cases.series.shape[-1]
+    numbers: Counter[str] = Counter()
+    truth = []
+    with staged_directory(out, force=force, what="causalsynth's RCAEval cases",
+                          owned=json_marker("cases.json", "cases")) as staging:
+        for c in range(len(cases)):
+            service = cases.services[cases.root[c]]
+            fault = FAULTS[cases.kind[c]]
+            numbers[f"{service}_{fault}"] += 1
+            name = f"{service}_{fault}/{numbers[f'{service}_{fault}']}"
+            folder = staging / name
+            folder.mkdir(parents=True)
+            time = cases.started_at[c] + (np.arange(n_ticks) * cases.tick_s).astype(np.int64)
+            values = cases.series[c].reshape(-1, n_ticks).T                 # (T, S*M), services outer
+            frame = pd.DataFrame(values, columns=columns)
+            frame.insert(0, "time", time)
+            frame.to_csv(folder / "data.csv", index=False)
+            inject = int(cases.started_at[c] + np.floor(cases.onset_s[c]))
+            (folder / "inject_time.txt").write_text(f"{inject}\n")
+            truth.append({"case": name, "run_id": int(cases.run_id[c]), "root_cause_service": service,
+                          "fault_kind": str(cases.kind[c]), "fault": fault, "inject_time": inject,
+                          "fault_onset_s": float(cases.onset_s[c]), "window_start": int(cases.started_at[c]),
+                          "tick_s": cases.tick_s})
+            on_case(folder)
+        (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute,
+                                                        "columns": ["time", *columns], "cases": truth},
+                                                       indent=1) + "\n")
+    return Path(out)
