@@ -1,11 +1,7 @@
 """Sample a dataset end to end: calibrate, run blocks (here or on a cluster), write parts, manifest.
 
-A dataset is a directory (local, or an fsspec URL such as ``s3://bucket/x``)
-holding ``manifest.json`` and one directory of Parquet part files per table,
-one part per block of PRs: ``flow_steps/part-000003.parquet`` holds block 3's
-steps. pyarrow, pandas, Polars, DuckDB, Spark and Dask read each table
-directory as one table; the manifest lists every part with its row range and
-SHA-256. Datasets of format version 1 (one file per table) are still read.
+The twin of a dataset under an intervention is sampled here too. What a dataset is on disk
+(the manifest, one Parquet part per table and block) is ``causalsynth.dataset.manifest``'s.
 """
 
 from __future__ import annotations
