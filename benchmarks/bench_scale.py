@@ -47,11 +47,12 @@ cache.enable()
 from causalsynth.config.loading import load_config
 from causalsynth.engine.world import prepare_world
 from causalsynth.sinks import table_specs
-from causalsynth.jobs.blocks import _Tables, _write, count
+from causalsynth.engine.tabulate import Tables
+from causalsynth.jobs.blocks import _write, count
 from causalsynth.engine.sampling import Block, block_key
 from causalsynth.dataset.location import locate
 world = prepare_world(load_config())
-program, tables = world.program, _Tables(world.program)
+program, tables = world.program, Tables(world.program)
 out = locate(tempfile.mkdtemp())
 for spec in table_specs(program):
     out.makedirs(spec.name)
