@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-from scipy import stats
+from scipy import special
 
 from causalsynth.dataset.location import Location, locate
 from causalsynth.dataset.manifest import dataset_config, read_manifest
@@ -300,17 +300,30 @@ def _shape(files: DatasetFiles, shape, name: str, max_distance: float) -> Check:
     x = values.to_numpy().astype(np.float64)
     if len(x) < MIN_SHAPE_ROWS:  # e.g. no clean runs in a world where every PR regresses
         return not_applicable(name, "KS distance", f"{len(x)} rows where {', '.join(shape.where)}")
-    if shape.family == "lognormal":
-        logs = np.log(x)
-        distance = stats.kstest(logs, "norm", args=(logs.mean(), logs.std())).statistic
-    else:
-        mean, var = x.mean(), x.var()
-        common = mean * (1 - mean) / var - 1
-        distance = stats.kstest(x, "beta", args=(mean * common, (1 - mean) * common)).statistic
+    distance = ks_distance(x, shape.family)
     # On small samples the KS distance of even a perfect fit exceeds a fixed bound:
     # allow its 1 % critical value, 1.63 / sqrt(n), when that is larger.
     bound = max(max_distance, 1.63 / math.sqrt(len(x)))
     return Check(name, f"KS distance < {bound:.3f}", f"{distance:.4f} (n={len(x):,})", distance < bound)
+
+
+def ks_distance(x: np.ndarray, family: str) -> float:
+    """The Kolmogorov-Smirnov distance between ``x`` and ``family`` fitted to it by moments.
+
+    The statistic of ``scipy.stats.kstest`` (the tests hold the two equal), from
+    ``scipy.special``'s CDFs: JAX has already imported those, where importing
+    ``scipy.stats`` would add 0.4 s to every ``validate``.
+    """
+    x = np.sort(x)
+    if family == "lognormal":
+        logs = np.log(x)
+        cdf = special.ndtr((logs - logs.mean()) / logs.std())
+    else:
+        mean, var = x.mean(), x.var()
+        common = mean * (1 - mean) / var - 1
+        cdf = special.betainc(mean * common, (1 - mean) * common, x)
+    n = len(x)
+    return float(max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max()))
 
 
 def _signatures(files: DatasetFiles, model, fixed: set[str]) -> list[Check]:
