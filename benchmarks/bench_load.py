@@ -70,7 +70,7 @@ def main() -> None:
         admin = args.db
     try:
         dataset = work / "ds"
-        sample_dataset(config=load_config(), n_prs=args.n_prs, seed=0, out=dataset)
+        sample_dataset(config=load_config(), n_prs=args.n_prs, seed=0, to=dataset)
         manifest = read_manifest(dataset)
         specs, _ = _checked_specs(locate(dataset), manifest, Progress())
         rows = {name: t["rows"] for name, t in manifest["tables"].items()}

@@ -66,7 +66,7 @@ def main() -> None:
     ds = work / "ds"
     started = time.perf_counter()
     try:
-        sample_dataset(config=config, n_prs=args.n_prs, seed=args.seed, out=ds)
+        sample_dataset(config=config, n_prs=args.n_prs, seed=args.seed, to=ds)
         read = lambda table, columns=None: pq.read_table(ds / table, columns=columns).to_pandas()  # noqa: E731
         checks = validate_dataset(ds)
         marginals = [c for c in checks if c.check.startswith("marginal")]

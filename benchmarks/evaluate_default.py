@@ -35,7 +35,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-eval-"))
     try:
-        sample_dataset(config=load_config(), n_prs=args.n_prs, seed=args.seed, out=work / "ds")
+        sample_dataset(config=load_config(), n_prs=args.n_prs, seed=args.seed, to=work / "ds")
         started = time.perf_counter()
         results = evaluate(work / "ds")
         seconds = time.perf_counter() - started

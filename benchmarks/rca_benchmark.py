@@ -48,7 +48,7 @@ def main() -> None:
         for world in WORLDS:
             out = work / world
             intervention = Intervention() if world == "default" else load_variant(world)
-            sample_dataset(config=config, n_prs=args.n_prs, seed=0, out=out, intervention=intervention)
+            sample_dataset(config=config, n_prs=args.n_prs, seed=0, to=out, intervention=intervention)
             scores[world] = evaluate_rca(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

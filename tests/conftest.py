@@ -122,7 +122,7 @@ def default_config():
 def dataset_20k(tmp_path_factory, default_config) -> Path:
     """A default dataset of 20,000 PRs (about 3.3M rows)."""
     out = tmp_path_factory.mktemp("datasets") / "default-20k"
-    sample_dataset(config=default_config, n_prs=20_000, seed=11, out=out)
+    sample_dataset(config=default_config, n_prs=20_000, seed=11, to=out)
     return out
 
 

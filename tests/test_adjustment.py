@@ -233,7 +233,7 @@ def test_aipw_errors(kwargs, expected):
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory, small_config):
     out = tmp_path_factory.mktemp("adjustment") / "data"
-    sample_dataset(config=small_config, n_prs=60, seed=5, out=out)
+    sample_dataset(config=small_config, n_prs=60, seed=5, to=out)
     return out
 
 

@@ -37,7 +37,7 @@ FAST_CALIBRATION = "sampling.calibration_prs=1000"
 def base(tmp_path_factory) -> Path:
     """The one real dataset the corrupt copies are made from (60 PRs)."""
     out = tmp_path_factory.mktemp("bad-input") / "base"
-    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, FAST_CALIBRATION]), n_prs=60, seed=1, out=out)
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, FAST_CALIBRATION]), n_prs=60, seed=1, to=out)
     return out
 
 

@@ -29,7 +29,7 @@ def digests(out: Path) -> dict[str, dict[str, str]]:
     found = {}
     for world, variant in (("default", None), (VARIANT, load_variant(VARIANT))):
         config = load_config(overrides=OVERRIDES)
-        sample_dataset(config=config, n_prs=N_PRS, seed=SEED, out=out / world, intervention=variant)
+        sample_dataset(config=config, n_prs=N_PRS, seed=SEED, to=out / world, intervention=variant)
         found[world] = {str(p.relative_to(out / world)): hashlib.sha256(p.read_bytes()).hexdigest()
                         for p in sorted((out / world).glob("*/part-*.parquet"))}
     return found

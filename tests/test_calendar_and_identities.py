@@ -161,7 +161,7 @@ def test_run_metrics_are_coherent_in_every_world(tmp_path, overrides, do):
     from causalsynth.engine.interventions import Intervention
 
     config = load_config(overrides=[SMALL_BLOCKS, *overrides])
-    sample_dataset(config=config, n_prs=1_000, seed=5, out=tmp_path / "ds",
+    sample_dataset(config=config, n_prs=1_000, seed=5, to=tmp_path / "ds",
                    intervention=Intervention(name="do", do=do))
     _run_identities(read_tables(tmp_path / "ds")["system_runs"])
 
@@ -242,9 +242,9 @@ def test_abandonment_reason_carries_information_beyond_last_step(tables_20k):
 
 def test_team_workload_is_hidden_unless_latents_are_asked_for(tmp_path):
     on = [SMALL_BLOCKS, "team_workload.enabled=true"]
-    sample_dataset(config=load_config(overrides=on), n_prs=3_000, seed=2, out=tmp_path / "hidden")
+    sample_dataset(config=load_config(overrides=on), n_prs=3_000, seed=2, to=tmp_path / "hidden")
     sample_dataset(config=load_config(overrides=[*on, "sampling.latents=true"]), n_prs=3_000, seed=2,
-                   out=tmp_path / "shown")
+                   to=tmp_path / "shown")
     hidden, shown = read_tables(tmp_path / "hidden"), read_tables(tmp_path / "shown")
     assert "team_workload" not in hidden["pull_requests"].columns
     prs = shown["pull_requests"]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from causalsynth.cli import app
 from causalsynth.dataset.manifest import read_manifest
 from causalsynth.engine.world import Progress
-from causalsynth.jobs.sample import sample_dataset
+from causalsynth.jobs.sample import Destination, Run, sample_dataset
 
 runner = CliRunner()
 
@@ -131,23 +131,23 @@ def test_missing_parents_are_created_and_removed_on_failure(tmp_path, small_conf
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        sample_dataset(config=small_config, n_prs=3_000, seed=0, out=out, progress=Progress(on_block=interrupt))
+        sample_dataset(config=small_config, n_prs=3_000, seed=0, to=out, run=Run(Progress(on_block=interrupt)))
     assert list(tmp_path.iterdir()) == []
-    sample_dataset(config=small_config, n_prs=10, seed=0, out=out)
+    sample_dataset(config=small_config, n_prs=10, seed=0, to=out)
     assert (out / "manifest.json").exists()
 
 
 def test_interrupted_run_leaves_an_existing_dataset_untouched(tmp_path, small_config):
     out = tmp_path / "ds"
-    sample_dataset(config=small_config, n_prs=10, seed=0, out=out)
+    sample_dataset(config=small_config, n_prs=10, seed=0, to=out)
     before = (out / "manifest.json").read_bytes()
 
     def interrupt(rows):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        sample_dataset(config=small_config, n_prs=3_000, seed=1, out=out, force=True,
-                       progress=Progress(on_block=interrupt))
+        sample_dataset(config=small_config, n_prs=3_000, seed=1, to=Destination(out, force=True),
+                       run=Run(Progress(on_block=interrupt)))
     assert (out / "manifest.json").read_bytes() == before
     assert leftovers(tmp_path) == []
 

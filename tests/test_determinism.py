@@ -22,7 +22,7 @@ def checksums(directory):
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path, small_config):
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        sample_dataset(config=small_config, n_prs=2_500, seed=seed, out=tmp_path / name)
+        sample_dataset(config=small_config, n_prs=2_500, seed=seed, to=tmp_path / name)
     a, b, c = (checksums(tmp_path / n) for n in "abc")
     assert a == b
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
@@ -33,8 +33,8 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path, small_config):
 
 
 def test_first_n_prs_of_a_larger_dataset_are_the_n_pr_dataset(tmp_path, small_config):
-    sample_dataset(config=small_config, n_prs=1_500, seed=9, out=tmp_path / "small")
-    sample_dataset(config=small_config, n_prs=3_200, seed=9, out=tmp_path / "large")
+    sample_dataset(config=small_config, n_prs=1_500, seed=9, to=tmp_path / "small")
+    sample_dataset(config=small_config, n_prs=3_200, seed=9, to=tmp_path / "large")
     small, large = read_tables(tmp_path / "small"), read_tables(tmp_path / "large")
     keep = {"pull_requests": set(small["pull_requests"].pr_id)}
     parents = {"system_runs": ("pull_requests", "pr_id"), "service_metrics": ("system_runs", "run_id"),
@@ -109,8 +109,8 @@ def test_the_cached_graph_is_the_derived_one(tmp_path, small_config, monkeypatch
 
 
 def test_calibration_depends_on_the_config_not_the_seed(tmp_path, small_config):
-    sample_dataset(config=small_config, n_prs=100, seed=1, out=tmp_path / "one")
-    sample_dataset(config=small_config, n_prs=100, seed=2, out=tmp_path / "two")
+    sample_dataset(config=small_config, n_prs=100, seed=1, to=tmp_path / "one")
+    sample_dataset(config=small_config, n_prs=100, seed=2, to=tmp_path / "two")
     one, two = read_manifest(tmp_path / "one"), read_manifest(tmp_path / "two")
     assert one["calibration"] == two["calibration"]
 

@@ -32,7 +32,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def factual(tmp_path_factory, default_config):
     out = tmp_path_factory.mktemp("twins") / "factual"
-    sample_dataset(config=default_config, n_prs=N_PRS, seed=SEED, out=out)
+    sample_dataset(config=default_config, n_prs=N_PRS, seed=SEED, to=out)
     return out
 
 
@@ -41,7 +41,7 @@ def twins(factual):
     made = {}
     for name in ("no_regressions", "all_regressions", "mobile_only", "peak_load", "high_test_coverage"):
         out = factual.parent / name
-        sample_twin(factual_dir=factual, intervention=load_variant(name), out=out)
+        sample_twin(factual_dir=factual, intervention=load_variant(name), to=out)
         made[name] = out
     return made
 

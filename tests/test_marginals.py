@@ -264,5 +264,5 @@ def test_regression_touches_its_service_harder(tables_20k):
 
 def test_set_regression_rate_moves_the_marginal(tmp_path):
     config = load_config(overrides=["regression.rate=0.35"])
-    sample_dataset(config=config, n_prs=20_000, seed=3, out=tmp_path / "ds")
+    sample_dataset(config=config, n_prs=20_000, seed=3, to=tmp_path / "ds")
     check_calibrated_rate(read_tables(tmp_path / "ds"), config, "regression.rate")

@@ -29,7 +29,7 @@ TASKS = ("pr_impact", "service_health", "conversion", "anomaly")
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory, small_config):
     out = tmp_path_factory.mktemp("ml") / "ds"
-    sample_dataset(config=small_config, n_prs=2_000, seed=4, out=out)
+    sample_dataset(config=small_config, n_prs=2_000, seed=4, to=out)
     return out
 
 
@@ -269,7 +269,7 @@ def test_evaluate_on_a_shifted_twin(small_dataset, tmp_path):
     from causalsynth.jobs.sample import sample_twin
 
     twin = tmp_path / "twin"
-    sample_twin(factual_dir=small_dataset, intervention=load_variant("all_regressions"), out=twin)
+    sample_twin(factual_dir=small_dataset, intervention=load_variant("all_regressions"), to=twin)
     shifted = evaluate(small_dataset, test_dir=twin, tasks=["pr_impact"])["pr_impact"]
     assert shifted["has_performance_regression.recall"]["value"] < 0.95  # every PR regresses in the twin
     assert shifted["has_performance_regression.accuracy"]["bayes"] < 0.9

@@ -27,7 +27,7 @@ CONFIG = EXAMPLE / "ci_builds.yaml"
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("plugin") / "ci"
-    sample_dataset(config=load_config(CONFIG, ["sampling.block_prs=1000"]), n_prs=3000, seed=4, out=out)
+    sample_dataset(config=load_config(CONFIG, ["sampling.block_prs=1000"]), n_prs=3000, seed=4, to=out)
     return out
 
 
@@ -66,7 +66,7 @@ def test_a_relative_model_path_is_resolved_against_its_config_file(tmp_path, dat
 
 def test_its_twin_intervenes_on_its_own_sites(dataset, tmp_path):
     sample_twin(factual_dir=dataset, intervention=Intervention(name="clean", do={"has_bug": False}),
-                out=tmp_path / "clean")
+                to=tmp_path / "clean")
     factual = read_table(dataset, "builds").to_pandas()
     twin = read_table(tmp_path / "clean", "builds").to_pandas()
     prs = read_table(dataset, "pull_requests").to_pandas().set_index("pr_id")

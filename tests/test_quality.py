@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from causalsynth.cli import app
 from causalsynth.config.loading import load_config
 from causalsynth.jobs.sample import sample_dataset
-from causalsynth.validate.quality import validate_dataset
+from causalsynth.validate.quality import ks_distance, validate_dataset
 
 runner = CliRunner()
 
@@ -26,7 +26,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, small_config) -> Path:
     out = tmp_path_factory.mktemp("quality") / "ds"
-    sample_dataset(config=small_config, n_prs=3_000, seed=12, out=out)
+    sample_dataset(config=small_config, n_prs=3_000, seed=12, to=out)
     return out
 
 
@@ -71,11 +71,29 @@ def test_default_dataset_validates(dataset_20k, tmp_path):
 
 def test_a_dataset_validates_against_its_own_config(tmp_path):
     config = load_config(overrides=["regression.rate=0.35", SMALL_BLOCKS])
-    sample_dataset(config=config, n_prs=4_000, seed=2, out=tmp_path / "ds")
+    sample_dataset(config=config, n_prs=4_000, seed=2, to=tmp_path / "ds")
     checks = {c.check: c for c in validate_dataset(tmp_path / "ds")}
     regression = checks["marginal pull_requests.has_performance_regression"]
     assert regression.passed and regression.target == 0.35
     assert all(c.passed for c in checks.values())
+
+
+@pytest.mark.parametrize("family", ["lognormal", "beta"])
+def test_ks_distance_is_scipys_kstest_statistic(family):
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    samples = [rng.lognormal(4, 0.6, 5_000), rng.gamma(2, 50, 300)] if family == "lognormal" else \
+        [rng.beta(2, 30, 5_000), rng.uniform(0.01, 0.2, 300)]
+    for x in samples:
+        if family == "lognormal":
+            logs = np.log(x)
+            expected = stats.kstest(logs, "norm", args=(logs.mean(), logs.std())).statistic
+        else:
+            mean, var = x.mean(), x.var()
+            common = mean * (1 - mean) / var - 1
+            expected = stats.kstest(x, "beta", args=(mean * common, (1 - mean) * common)).statistic
+        assert ks_distance(x, family) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def test_what_is_computed_again_comes_from_the_model_program(small_config):
@@ -371,7 +389,7 @@ def test_every_shipped_variant_twin_validates_without_warnings(small, tmp_path, 
     from causalsynth.engine.interventions import load_variant
     from causalsynth.jobs.sample import sample_twin
 
-    sample_twin(factual_dir=small, intervention=load_variant(variant), out=tmp_path / "twin")
+    sample_twin(factual_dir=small, intervention=load_variant(variant), to=tmp_path / "twin")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         checks = validate_dataset(tmp_path / "twin")
@@ -440,7 +458,7 @@ def test_report_reads_top_down_and_is_self_contained(small, tmp_path, default_co
         from causalsynth.engine.interventions import load_variant
         from causalsynth.jobs.sample import sample_twin
 
-        sample_twin(factual_dir=small, intervention=load_variant("no_regressions"), out=tmp_path / "twin")
+        sample_twin(factual_dir=small, intervention=load_variant("no_regressions"), to=tmp_path / "twin")
         args += ["--compare", str(tmp_path / "twin")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -31,7 +31,7 @@ FKS = {"system_runs": ("pr_id", "pull_requests"), "service_metrics": ("run_id", 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, small_config) -> Path:
     out = tmp_path_factory.mktemp("sql") / "ds"
-    sample_dataset(config=small_config, n_prs=3_000, seed=8, out=out)
+    sample_dataset(config=small_config, n_prs=3_000, seed=8, to=out)
     return out
 
 

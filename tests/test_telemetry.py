@@ -35,10 +35,10 @@ def worlds(tmp_path_factory) -> dict[str, Path]:
     """The same seed without series, with them, and the series world's twin without regressions."""
     root = tmp_path_factory.mktemp("telemetry")
     plain = load_config(overrides=[SMALL_BLOCKS])
-    sample_dataset(config=plain, n_prs=N_PRS, seed=SEED, out=root / "plain")
+    sample_dataset(config=plain, n_prs=N_PRS, seed=SEED, to=root / "plain")
     sample_dataset(config=plain.with_overrides(["telemetry.enabled=true"]), n_prs=N_PRS, seed=SEED,
-                   out=root / "series")
-    sample_twin(factual_dir=root / "series", out=root / "twin",
+                   to=root / "series")
+    sample_twin(factual_dir=root / "series", to=root / "twin",
                 intervention=Intervention(name="do", do={"has_performance_regression": "false"}))
     return {"plain": root / "plain", "series": root / "series", "twin": root / "twin"}
 
@@ -111,7 +111,7 @@ def test_missing_ticks_are_held_to_the_gap_rate(worlds, tmp_path):
 
     gappy = tmp_path / "gappy"
     config = load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true", "telemetry.gap_rate=0.2"])
-    sample_dataset(config=config, n_prs=100, seed=SEED, out=gappy)
+    sample_dataset(config=config, n_prs=100, seed=SEED, to=gappy)
     gaps = {c.check: c for c in validate_dataset(gappy, resample=0)}["gaps service_timeseries"]
     assert gaps.passed and abs(gaps.value - 0.2) < 0.01, gaps
     rewrite(gappy, "service_timeseries", lambda f: f.iloc[::2])

@@ -19,7 +19,7 @@ EXAMPLE = Path(__file__).parents[1] / "examples" / "ci_builds"
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, small_config) -> Path:
     out = tmp_path_factory.mktemp("trust") / "ds"
-    sample_dataset(config=small_config, n_prs=300, seed=5, out=out)
+    sample_dataset(config=small_config, n_prs=300, seed=5, to=out)
     return out
 
 

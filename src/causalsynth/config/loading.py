@@ -58,9 +58,11 @@ class Config:
     def with_overrides(self, overrides: Iterable[str], source: str = "--set") -> Config:
         """This config with ``dotted.key=value`` overrides applied and validated.
 
-        ``source`` names where the overrides came from in error messages.
+        ``source`` names where the overrides came from in error messages. With none, this config
+        itself: it was validated when it was made.
         """
-        return load_config(data=self.data, overrides=overrides, source=source)
+        overrides = list(overrides)
+        return load_config(data=self.data, overrides=overrides, source=source) if overrides else self
 
     @property
     def params(self) -> Params:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from causalsynth.engine.program import Program
 from causalsynth.engine.world import Progress, prepare_world
 from causalsynth.errors import ConfigError, OutputError
 from causalsynth.jobs.blocks import BlockJob, BlockResult, Counts, run_local, run_on_dask, versions, warm_up
-from causalsynth.jobs.cluster import ClusterStart, check_cluster, start_cluster
+from causalsynth.jobs.cluster import ClusterStart, start_cluster
 from causalsynth.jobs.load import stream_parts
 from causalsynth.sinks import TableSpec, table_specs
 from causalsynth.validate.marginals import levels, tallies_to_json
@@ -53,66 +54,89 @@ def headlines(program: Program, counts: Counts) -> list[dict[str, Any]]:
     return out
 
 
-def sample_dataset(
-    *,
-    config: Config,
-    n_prs: int,
-    seed: int,
-    out: str | Path | None = None,
-    force: bool = False,
-    db: str | None = None,
-    db_schema: str | None = None,
-    if_exists: str = "fail",
-    intervention: Intervention | None = None,
-    intercepts: dict[str, float] | None = None,
-    factual: dict[str, Any] | None = None,
-    progress: Progress | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    order: list[int] | None = None,
-    cluster: ClusterStart | None = None,
-) -> dict[str, Any]:
-    """Sample ``n_prs`` PRs and all their child rows; return the manifest.
+@dataclass(frozen=True)
+class Destination:
+    """Where a dataset goes: Parquet parts at ``out`` (a directory or an fsspec URL) and/or the
+    database ``db`` (a SQLAlchemy URL, into ``schema``; ``if_exists``: fail, replace or append).
+    ``force`` lets ``out`` replace an existing dataset (never anything else)."""
 
-    Writes Parquet parts into ``out`` (a directory or an fsspec URL) and/or
-    loads straight into the database ``db`` (a SQLAlchemy URL). Nothing
-    becomes visible until everything succeeded: ``out`` gets its manifest
-    last (a local directory is published from a staging directory), the
-    database load is one transaction. Blocks run in this process, or as tasks
-    on a Dask cluster: ``workers`` starts a local one, ``scheduler`` is the
-    address of a running one. The dataset is a function of (config, seed,
-    n_prs, intervention): byte-identical on every run, whatever the engine,
-    the number of workers or the ``order`` blocks run in (``cluster``: that
-    cluster's start, begun by the caller for these options). ``intercepts``
-    reuses solved calibration intercepts (a twin takes its factual dataset's);
-    ``factual`` names that dataset in the manifest.
+    out: str | Path | None = None
+    force: bool = False
+    db: str | None = None
+    schema: str | None = None
+    if_exists: str = "fail"
+
+    @classmethod
+    def of(cls, to: Destination | str | Path) -> Destination:
+        """``to`` itself, or Parquet alone at the path or URL ``to``."""
+        return to if isinstance(to, Destination) else cls(out=to)
+
+    def check(self) -> None:
+        """Refuse a destination that cannot be written, before any work."""
+        if self.out is None and self.db is None:
+            raise ConfigError("give --out DIR (Parquet) and/or --db URL (a database)")
+        if self.db is not None:
+            from causalsynth.sinks.sql import check_options  # SQLAlchemy only when a database is asked for
+
+            check_options(self.db, self.schema, self.if_exists)
+
+
+@dataclass(frozen=True)
+class Run:
+    """How a job runs: in this process, or on a Dask cluster (``workers`` starts a local one,
+    ``scheduler`` is a running one's address; ``cluster``: that start, begun by the caller with
+    ``jobs.cluster.start_cluster``); ``progress`` hears its stages and blocks."""
+
+    progress: Progress | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    cluster: ClusterStart | None = None
+
+
+def sample_dataset(config: Config, n_prs: int, seed: int, *, to: Destination | str | Path,
+                   run: Run | None = None, intervention: Intervention | None = None) -> dict[str, Any]:
+    """Sample ``n_prs`` PRs and all their child rows into ``to``; return the manifest.
+
+    ``to`` is a :class:`Destination`, or a path or URL for Parquet alone. Nothing
+    becomes visible until everything succeeded: the Parquet output gets its
+    manifest last (a local directory is published from a staging directory),
+    the database load is one transaction. The dataset is a function of
+    (config, seed, n_prs, intervention): byte-identical on every run, whatever
+    the engine, the number of workers or the order blocks run in.
     """
-    check_size(n_prs, seed)
-    if out is None and db is None:
-        raise ConfigError("give --out DIR (Parquet) and/or --db URL (a database)")
-    if db is not None:
-        from causalsynth.sinks.sql import SqlSink, check_options  # SQLAlchemy only when a database is asked for
+    return _sample(config, n_prs, seed, Destination.of(to), run or Run(), intervention)
 
-        check_options(db, db_schema, if_exists)
-    check_cluster(workers, scheduler, out, db)
-    progress = progress or Progress()
+
+def _sample(config: Config, n_prs: int, seed: int, to: Destination, run: Run, intervention: Intervention | None,
+            intercepts: dict[str, float] | None = None, factual: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``sample_dataset``; a twin also reuses its factual dataset's calibration ``intercepts`` and names
+    that dataset (``factual``) in its manifest."""
+    check_size(n_prs, seed)
+    to.check()
+    progress = run.progress or Progress()
     with ExitStack() as stack:
-        output = None if out is None else stack.enter_context(staged_location(out, force=force))
+        output = None if to.out is None else stack.enter_context(staged_location(to.out, force=to.force))
         target = None if output is None else output.location
         client = None
         from causalsynth.engine import cache
 
         cache_dir = None if cache.DIRECTORY is None else str(cache.DIRECTORY)
+        cluster = run.cluster
         if cluster is None:
-            cluster = start_cluster(workers, scheduler, out, db)
+            cluster = start_cluster(run.workers, run.scheduler, to.out, to.db)
             if cluster is not None:
                 stack.callback(cluster.close)
         if cluster is not None:
-            progress.on_stage(f"connecting to {scheduler}" if scheduler else f"starting {workers} workers")
+            progress.on_stage(f"connecting to {run.scheduler}" if run.scheduler else f"starting {run.workers} workers")
             client = cluster.client()
             stack.enter_context(client.as_current())  # the client Dask's helpers (``wait``) find, in this thread
             warming = warm_up(client, config.data, cache_dir)  # noqa: F841 - held until the job ends
-        sql = None if db is None else SqlSink(db, schema=db_schema, if_exists=if_exists)
+        if to.db is not None:
+            from causalsynth.sinks.sql import SqlSink
+
+            sql = SqlSink(to.db, schema=to.schema, if_exists=to.if_exists)
+        else:
+            sql = None
         checkpoint = stack.enter_context(deferred_interrupts())
         try:
             world = prepare_world(config, intervention, intercepts, progress)
@@ -128,9 +152,7 @@ def sample_dataset(
             job = BlockJob(config=config.data, params=world.params, do=world.do, seed=seed, n_prs=n_prs,
                            out=target, cache_dir=cache_dir, versions=versions(program.model))
             n_blocks = -(-n_prs // program.block_prs)
-            indices = list(range(n_blocks)) if order is None else list(order)
-            if sorted(indices) != list(range(n_blocks)):
-                raise ConfigError(f"order: must list each of the {n_blocks} blocks once")
+            indices = list(range(n_blocks))
             progress.on_start(n_blocks)
             if client is not None:
                 stream = run_on_dask(client, job, indices, checkpoint=checkpoint)
@@ -147,7 +169,7 @@ def sample_dataset(
                     progress.on_block(result.n_rows)
             parts = _parts(specs, [results[i] for i in range(n_blocks)]) if target is not None else None
             if client is not None and target.local:
-                _check_parts_arrived(target, out, parts)
+                _check_parts_arrived(target, to.out, parts)
             if sql is not None:
                 if client is not None:
                     stream_parts(target, {s.name: parts[s.name] for s in specs}, sql, progress, checkpoint)
@@ -221,10 +243,9 @@ def _manifest(world, config, seed, n_prs, specs, counts: Counts, parts, factual)
     }
 
 
-def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str | Path,
-                force: bool = False, progress: Progress | None = None, workers: int | None = None,
-                scheduler: str | None = None, cluster: ClusterStart | None = None) -> dict[str, Any]:
-    """The twin of a factual dataset under ``intervention``: same seed, config, size and keys."""
+def sample_twin(factual_dir: str | Path, intervention: Intervention, *, to: Destination | str | Path,
+                run: Run | None = None) -> dict[str, Any]:
+    """The twin of a factual dataset under ``intervention``: same seed, config, size, keys and noise."""
     factual = locate(factual_dir)
     data = manifest_bytes_at(factual)
     manifest = parse_manifest(factual, data)
@@ -235,10 +256,6 @@ def sample_twin(*, factual_dir: str | Path, intervention: Intervention, out: str
                           f"installation has {config.model.NAME} {config.model.VERSION}; its twin would "
                           f"not share its mechanisms")
     base = Intervention(**manifest["intervention"])
-    return sample_dataset(
-        config=config, n_prs=manifest["n_prs"], seed=manifest["seed"], out=out, force=force,
-        intervention=base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
-        factual={"path": factual.absolute, "manifest_sha256": hashlib.sha256(data).hexdigest()},
-        progress=progress, workers=workers, scheduler=scheduler, cluster=cluster)
-
-
+    return _sample(config, manifest["n_prs"], manifest["seed"], Destination.of(to), run or Run(),
+                   base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
+                   factual={"path": factual.absolute, "manifest_sha256": hashlib.sha256(data).hexdigest()})

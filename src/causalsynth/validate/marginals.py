@@ -107,14 +107,12 @@ def marginal_checks(config, moved: set[tuple[str, str]], intervention: str, foun
     return out
 
 
-def counted_checks(manifest: dict) -> list[Check]:
+def counted_checks(manifest: dict, config) -> list[Check]:
     """The marginal checks, judged on the tallies sampling wrote into the manifest: no file is read.
 
-    ``sample`` closes with these; ``validate`` runs every check from the files.
+    ``config`` is the one the dataset was sampled with. ``sample`` closes with these; ``validate``
+    runs every check from the files.
     """
-    from causalsynth.config.loading import load_config
-
-    config = load_config(data=manifest["config"])
     intervention = manifest["intervention"]
     moved = set()
     if intervention["do"] or intervention["set"]:
