@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import read_table
+from conftest import SMALL_BLOCKS, read_table
+from typer.testing import CliRunner
 
+from causalsynth.cli import app
+from causalsynth.cli.sample import EPILOG
 from causalsynth.config.loading import load_config
 from causalsynth.config.plugins import source_files
 from causalsynth.engine.interventions import Intervention
@@ -76,3 +79,42 @@ def test_its_twin_intervenes_on_its_own_sites(dataset, tmp_path):
     pd.testing.assert_series_equal(factual.duration_s, twin.duration_s)
     assert twin.failed[buggy].mean() < factual.failed[buggy].mean() - 0.2
     assert (twin.failed[~buggy] == factual.failed[~buggy]).all()
+
+
+def test_sample_offers_the_options_the_chosen_model_declares(tmp_path):
+    """`--builds-per-pr` is ci_builds' own; the shipped model's `--runs-per-pr` is refused for it, in one
+    line naming what it offers; `sample --help` names both models' options."""
+    base = ["sample", "--n-prs", "50", "--config", str(CONFIG), "--set", SMALL_BLOCKS]
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "two"), "--builds-per-pr", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["tables"]["builds"]["rows"] == 100
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "no"), "--runs-per-pr", "2"])
+    assert result.exit_code == 2 and not (tmp_path / "no").exists()
+    assert result.output.splitlines() == ["error: --runs-per-pr: not an option of sample, nor one its model "
+                                          "ci_builds declares (its options: --builds-per-pr; --set KEY=VALUE "
+                                          "sets any config value)"]
+    plugin = load_config(CONFIG).model
+    shipped = load_config().model
+    assert all(o.flag in EPILOG for o in (*plugin.OPTIONS, *shipped.OPTIONS))
+
+
+def test_its_task_exports_and_evaluates_and_rca_says_why_not(dataset, tmp_path):
+    """ci_builds declares one ML task with no categorical label; `export` and `evaluate` run it as they run
+    the shipped model's, and root-cause analysis, which needs incident series, is refused by name."""
+    model = ["--model", str(EXAMPLE / "ci_builds.py")]
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(dataset), "--out", str(tmp_path / "ml"), *model])
+    assert result.exit_code == 0, result.output
+    fields = json.loads((tmp_path / "ml" / "schema.json").read_text())["tasks"]["build_failure"]["fields"]
+    assert [f["role"] for f in fields if f["role"].startswith("label")] == ["label (binary)", "label (continuous)"]
+    assert len(pd.read_parquet(tmp_path / "ml" / "build_failure.parquet")) == 3000 * 4
+    result = runner.invoke(app, ["evaluate", str(dataset), *model])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((dataset / "evaluation.json").read_text())["build_failure"]
+    assert set(scores) == {*(f"failed.{m}" for m in ("accuracy", "balanced_accuracy", "precision", "recall", "f1",
+                                                     "roc_auc", "pr_auc")), "failure_probability.mae", "_rows"}
+    assert scores["failed.roc_auc"]["value"] > 0.7 > scores["failed.roc_auc"]["majority"]
+    for args in (["export", str(dataset), "--format", "rcaeval"], ["evaluate", str(dataset), "--tasks", "root_cause"]):
+        result = runner.invoke(app, [*args, *model])
+        assert result.exit_code == 2
+        assert result.output.strip().endswith(f"{dataset} has no incident series: its model ci_builds samples none")

@@ -24,7 +24,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from causalsynth.spec.modeling import Calibration, Marginal, Signature, Table, derived
+from causalsynth.spec.modeling import Calibration, Marginal, Option, Signature, Table, Task, derived
 
 NAME = "ci_builds"
 VERSION = "1.0.0"
@@ -42,7 +42,12 @@ MARGINALS = (
     Marginal("pull_requests.has_bug", "bug.rate", headline="buggy PRs"),
     Marginal("builds.failed", "build.failure_rate", headline="failed builds"),
 )
+OPTIONS = (Option("--builds-per-pr", "shape.builds_per_pr", "CI builds of each PR."),)
 SIGNATURES = (Signature("builds.failed", by="pull_requests.has_bug", direction="higher"),)
+# Which builds fail, from what is known before the build runs (and its duration, a sibling of the outcome).
+TASKS = (Task("build_failure", table="builds", kind="predict",
+              features=("duration_s", "pull_requests.lines_changed", "pull_requests.test_coverage"),
+              binary="failed", continuous="failure_probability", probability="builds.failure_probability"),)
 DESCRIPTIONS = {
     "lines_changed": "Size of the change, in lines (added plus deleted; continuous)",
     "test_coverage": "Share of changed lines covered by tests",

@@ -59,6 +59,7 @@ from .tasks import (
     GAPS,
     IDENTITIES,
     MARGINALS,
+    OPTIONS,
     RCA_METHODS,
     REPORT,
     ROLLUPS,
@@ -74,7 +75,7 @@ VERSION = "2.0.0"
 DEFAULTS = resources.files("causalsynth.configs").joinpath("default.yaml")
 
 __all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", "GAPS", "IDENTITIES", "ROLLUPS",
-           "SHAPES", "SIGNATURES", "REPORT", "RCA_METHODS", "TASKS", "DESCRIPTIONS", "model", "validate",
+           "SHAPES", "SIGNATURES", "REPORT", "RCA_METHODS", "OPTIONS", "TASKS", "DESCRIPTIONS", "model", "validate",
            "anomaly_posterior"]
 
 

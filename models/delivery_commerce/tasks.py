@@ -1,11 +1,23 @@
 """What the engine needs to know of the model besides its story: tables, calibration,
-the checks `validate` runs, the report's plots and the ML tasks."""
+the checks `validate` runs, the report's plots, the ML tasks and its command-line options."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from causalsynth.spec.modeling import Calibration, Gaps, Identity, Marginal, Plot, Rollup, Shape, Signature, Table, Task
+from causalsynth.spec.modeling import (
+    Calibration,
+    Gaps,
+    Identity,
+    Marginal,
+    Option,
+    Plot,
+    Rollup,
+    Shape,
+    Signature,
+    Table,
+    Task,
+)
 
 from .calendar import merge_calendar_agrees, run_calendar_agrees
 
@@ -16,6 +28,14 @@ TABLES = (
     Table("ecommerce_flows", plates=("prs", "runs", "flows"), key="flow_id"),
     Table("flow_steps", plates=("prs", "runs", "flows", "steps"), key="step_id", min_rows=1),
     Table("service_timeseries", plates=("prs", "runs", "services", "ticks"), key="point_id"),  # --series
+)
+
+# The knobs of this story that `causalsynth sample` offers as options.
+OPTIONS = (
+    Option("--runs-per-pr", "shape.runs_per_pr", "System runs per PR."),
+    Option("--flows-per-run", "shape.flows_per_run", "Flows per run."),
+    Option("--series", "telemetry.enabled", "Also sample per-service metric series and each run's incident.",
+           switch=True),
 )
 
 # Intercepts solved so that the mean of each probability site equals its target,

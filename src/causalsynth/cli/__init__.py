@@ -15,11 +15,13 @@ from causalsynth.cli import effects, evaluate, export, graph, load, report, samp
 from causalsynth.cli.app import app, run
 from causalsynth.cli.console import clear_errors
 
-# In the order --help lists them: making a dataset, then reading one.
-COMMANDS = (sample.sample, variant.variant, load.load, graph.graph, effects.effects, validate.validate,
-            report.report, export.export, evaluate.evaluate)
+# In the order --help lists them: making a dataset, then reading one. Each module's command is its
+# namesake; a module may give Click settings and an epilog for it.
+COMMANDS = (sample, variant, load, graph, effects, validate, report, export, evaluate)
 
-for _command in COMMANDS:
-    app.command(_command.__name__)(clear_errors()(_command))
+for _module in COMMANDS:
+    _name = _module.__name__.rpartition(".")[2]
+    app.command(_name, context_settings=getattr(_module, "CONTEXT_SETTINGS", None),
+                epilog=getattr(_module, "EPILOG", None))(clear_errors()(getattr(_module, _name)))
 
 __all__ = ["app", "run"]

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from causalsynth.cli.console import clear_errors
+from causalsynth.errors import ConfigError
 
 DATASET_HELP = "A dataset written by `causalsynth sample`: a directory or an fsspec URL (s3://bucket/prefix)."
 
@@ -40,6 +41,30 @@ Model = Annotated[Optional[Path], typer.Option(
     "--model", callback=_trust_model, help="The plug-in model (its .py file or package directory) the dataset "
     "was sampled from, where it is not a shipped one: a dataset never imports the code it names; this is "
     "loaded if its source is the one the manifest records.")]
+
+
+def model_overrides(model, args: list[str]) -> list[str]:
+    """``dotted.key=value`` overrides from ``args``, the options the command did not know itself:
+    each must be one the model declares (its ``OPTIONS``)."""
+    declared = {option.flag: option for option in model.OPTIONS}
+    out, rest = [], list(args)
+    while rest:
+        token = rest.pop(0)
+        flag, eq, value = token.partition("=")
+        option = declared.get(flag)
+        if option is None:
+            raise ConfigError(f"{token}: not an option of sample, nor one its model {model.NAME} declares (its "
+                              f"options: {', '.join(declared) or 'none'}; --set KEY=VALUE sets any config value)")
+        if option.switch:
+            if eq:
+                raise ConfigError(f"{flag}: a switch, given alone, got {token!r}")
+            value = "true"
+        elif not eq:
+            if not rest:
+                raise ConfigError(f"{flag}: needs a value ({option.help.rstrip('.')})")
+            value = rest.pop(0)
+        out.append(f"{option.key}={value}")
+    return out
 
 
 def comma_list(value: str | None) -> list[str] | None:

@@ -7,18 +7,33 @@ from typing import Annotated, Optional
 import typer
 
 from causalsynth.cli.console import out, print_checks, verdict
-from causalsynth.cli.options import ConfigFile, Do, Force, Overrides, Scheduler, Variant, Workers, intervention
+from causalsynth.cli.options import (
+    ConfigFile,
+    Do,
+    Force,
+    Overrides,
+    Scheduler,
+    Variant,
+    Workers,
+    intervention,
+    model_overrides,
+)
 from causalsynth.cli.progress import destination, run_dataset_job
+
+# Options past these are the model's own (its OPTIONS), read once the config has named the model.
+CONTEXT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+EPILOG = ("The chosen model adds its own options (its OPTIONS). The shipped model's: --runs-per-pr N (system "
+          "runs per PR), --flows-per-run N (flows per run), --series (also per-service metric series and each "
+          "run's incident). The ci_builds example's: --builds-per-pr N.")
 
 
 def sample(
+    ctx: typer.Context,
     n_prs: Annotated[int, typer.Option("--n-prs", help="Number of pull requests (each brings its runs, "
                                                         "service rows, flows and steps).")],
     out_dir: Annotated[Optional[str], typer.Option("--out", help="Output directory for Parquet, or an fsspec "
                                                                  "URL such as s3://bucket/prefix (written "
                                                                  "atomically).")] = None,
-    runs_per_pr: Annotated[Optional[int], typer.Option(help="System runs per PR (config: shape.runs_per_pr).")] = None,
-    flows_per_run: Annotated[Optional[int], typer.Option(help="Flows per run (config: shape.flows_per_run).")] = None,
     seed: Annotated[int, typer.Option(help="Root random seed; same seed and config, same bytes.")] = 0,
     config: ConfigFile = None,
     set_: Overrides = None,
@@ -34,8 +49,6 @@ def sample(
                                                                      "(a one-line verdict is always shown).")] = False,
     latents: Annotated[bool, typer.Option("--latents", help="Also write the model's hidden causes as columns "
                                                             "(config: sampling.latents).")] = False,
-    series: Annotated[bool, typer.Option("--series", help="Also sample per-service metric series and each "
-                                                          "run's incident (config: telemetry.enabled).")] = False,
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
@@ -47,17 +60,14 @@ def sample(
     from causalsynth.config.loading import load_config
     from causalsynth.jobs.sample import Destination, Run, sample_dataset
 
-    overrides = list(set_ or []) + ["sampling.latents=true"] * latents + ["telemetry.enabled=true"] * series
-    if runs_per_pr is not None:
-        overrides.append(f"shape.runs_per_pr={runs_per_pr}")
-    if flows_per_run is not None:
-        overrides.append(f"shape.flows_per_run={flows_per_run}")
+    overrides = list(set_ or []) + ["sampling.latents=true"] * latents
     to = Destination(out=out_dir, force=force, db=db, schema=db_schema, if_exists=if_exists)
 
     loaded = []  # the config, once loaded inside the job: its errors are the job's
 
     def job(progress):
-        loaded.append(load_config(config, overrides))
+        chosen = load_config(config, overrides)
+        loaded.append(chosen.with_overrides(model_overrides(chosen.model, ctx.args)))
         return sample_dataset(loaded[0], n_prs, seed, to=to, run=Run(progress, workers, scheduler, cluster),
                               intervention=intervention(variant, do))
 

@@ -40,7 +40,7 @@ REQUIRED = ("NAME", "VERSION", "TABLES", "model")
 # learnt beyond the generic checks; no cross-key rules; no priors of its own.
 OPTIONAL: dict[str, Any] = {
     "CALIBRATION": (), "MARGINALS": (), "GAPS": (), "IDENTITIES": (), "ROLLUPS": (), "SHAPES": (), "SIGNATURES": (),
-    "REPORT": (), "TASKS": (), "RCA_METHODS": {}, "DESCRIPTIONS": {}, "DEFAULTS": None,
+    "REPORT": (), "TASKS": (), "RCA_METHODS": {}, "OPTIONS": (), "DESCRIPTIONS": {}, "DEFAULTS": None,
     "validate": lambda params: [],
 }
 

@@ -212,7 +212,8 @@ class Signature:
 
 @dataclass(frozen=True)
 class Task:
-    """An ML task over one table: its features and its binary, continuous and categorical labels.
+    """An ML task over one table: its features, its binary and continuous labels and, where the model
+    has one, a categorical label.
 
     ``kind`` is "predict" (features are causes: none may descend from a label)
     or "diagnose" (features are symptoms of a latent label). ``probability``
@@ -230,9 +231,27 @@ class Task:
     features: tuple[str, ...]
     binary: str
     continuous: str
-    categorical: str
+    categorical: str | None = None
     probability: str | None = None
     posterior: str | None = None
+
+    @property
+    def labels(self) -> tuple[tuple[str, str], ...]:
+        """(kind, column) of each label the task has, binary first."""
+        return tuple((kind, column) for kind, column in (("binary", self.binary), ("continuous", self.continuous),
+                                                         ("categorical", self.categorical)) if column)
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option of ``causalsynth sample`` that the model offers: ``FLAG VALUE`` sets the config value
+    at ``key`` (a ``switch``: ``FLAG`` alone sets it true). A model's shape knobs are its own, so the
+    command line offers the ones the chosen model declares."""
+
+    flag: str
+    key: str
+    help: str
+    switch: bool = False
 
 
 @dataclass(frozen=True)

@@ -142,13 +142,6 @@ def evaluate_task(train_ds: Dataset, test_ds: Dataset, name: str) -> dict[str, d
     if p is not None:
         bayes = _binary_scores(y_test, p > 0.5, p)
 
-    cat_train, cat_test = train[task.categorical].astype(str), test[task.categorical].astype(str)
-    labels = sorted(set(cat_train) | set(cat_test))
-    multi = HistGradientBoostingClassifier(**common).fit(X_train, cat_train)
-    # mode() sorts its values, so a tie between categories resolves the same way every time.
-    macro_f1 = _macro_f1(cat_test, multi.predict(X_test), labels)
-    majority_f1 = _macro_f1(cat_test, np.full(len(test), cat_train.mode()[0]), labels)
-
     score_train, score_test = train[task.continuous].to_numpy(float), test[task.continuous].to_numpy(float)
     regressor = HistGradientBoostingRegressor(**common).fit(X_train, score_train)
     mae = mean_absolute_error(score_test, regressor.predict(X_test))
@@ -159,10 +152,21 @@ def evaluate_task(train_ds: Dataset, test_ds: Dataset, name: str) -> dict[str, d
     out: dict[str, dict[str, Any]] = {
         f"{task.binary}.{metric}": _entry(value, targets.get(metric), bayes.get(metric), majority[metric])
         for metric, value in baseline.items()}
-    out[f"{task.categorical}.macro_f1"] = _entry(macro_f1, None, None, majority_f1)
+    if task.categorical is not None:
+        out[f"{task.categorical}.macro_f1"] = _categorical(train, test, task.categorical, X_train, X_test, common)
     out[f"{task.continuous}.mae"] = _entry(mae, None, None, majority_mae)
     out["_rows"] = {"train": int(len(train)), "test": int(len(test))}
     return out
+
+
+def _categorical(train: pd.DataFrame, test: pd.DataFrame, label: str, X_train, X_test, common) -> dict[str, Any]:
+    """Macro-F1 of the categorical ``label``, learnt and as the train split's most common category."""
+    cat_train, cat_test = train[label].astype(str), test[label].astype(str)
+    labels = sorted(set(cat_train) | set(cat_test))
+    multi = HistGradientBoostingClassifier(**common).fit(X_train, cat_train)
+    # mode() sorts its values, so a tie between categories resolves the same way every time.
+    return _entry(_macro_f1(cat_test, multi.predict(X_test), labels), None, None,
+                  _macro_f1(cat_test, np.full(len(test), cat_train.mode()[0]), labels))
 
 
 def label_information(frame: pd.DataFrame, label: str, given: list[str], causes: list[str],
@@ -195,16 +199,18 @@ ROOT_CAUSE = "root_cause"  # the series' task: which service an incident started
 def evaluate(directory: str | Path, *, test_dir: str | Path | None = None, tasks: list[str] | None = None,
              on_task=lambda name: None) -> dict[str, Any]:
     """Train on ``directory``'s train split, test on ``test_dir`` (default: the same dataset)."""
+    from causalsynth.tasks.rca import no_series  # pandas-heavy RCA code loads with the task that needs it
+
     train_ds = Dataset(directory)
     test_ds = Dataset(test_dir) if test_dir is not None else train_ds
-    has_series = "service_timeseries" in test_ds.manifest["tables"]
-    names = list(tasks or [*train_ds.tasks, *[ROOT_CAUSE] * has_series])
+    missing = no_series(test_ds)
+    names = list(tasks or [*train_ds.tasks, *[ROOT_CAUSE] * (missing is None)])
     no_tasks(train_ds, names, "evaluate")
     for name in names:
         if name != ROOT_CAUSE:
             train_ds.task(name)
-        elif not has_series:
-            raise ConfigError(f"--tasks {ROOT_CAUSE}: {test_ds.directory} has no series; sample it with --series")
+        elif missing is not None:
+            raise ConfigError(f"--tasks {ROOT_CAUSE}: {missing}")
     results = {}
     for name in names:
         on_task(name)

@@ -2,7 +2,7 @@
 
 The tasks are declared by the model (``TASKS``): a task's rows are one table,
 its features are columns of that table or of an ancestor table (joined down
-the foreign keys), and it has a binary, a continuous and a categorical label.
+the foreign keys), and it has a binary and a continuous label, and a categorical one where the model has it.
 Every row carries the key of its pull request and a ``split`` drawn per pull
 request, so no PR's rows fall in two splits.
 """
@@ -48,8 +48,8 @@ class TaskView:
     root_key: str
 
     @property
-    def labels(self) -> tuple[str, str, str]:
-        return (self.task.binary, self.task.continuous, self.task.categorical)
+    def labels(self) -> tuple[str, ...]:
+        return tuple(column for _, column in self.task.labels)
 
 
 class Dataset:
@@ -168,8 +168,7 @@ def task_view(ds: Dataset, name: str, *, split_by: str = "pr", seed: int = 0) ->
         raise ConfigError(f"--split-by {split_by}: allowed values are {', '.join(SPLIT_BY)}")
     task = ds.task(name)
     unit_key = ds.key(task.table)
-    labels = list(dict.fromkeys([task.binary, task.continuous, task.categorical]
-                                + ([probability_column(task)] if task.probability else [])))
+    labels = list(dict.fromkeys([c for _, c in task.labels] + ([probability_column(task)] if task.probability else [])))
     frame = ds.frame(task.table, list(task.features) + labels)
     table = ds.root(task.table)
     root_key = ds.key(table)
@@ -204,7 +203,7 @@ def check_leakage(ds: Dataset, task: Task) -> list[str]:
     outcome (where a flow stopped, for conversion) and is known only with it.
     """
     graph = model_graph(ds.program)
-    label_sites = {ds.site(task.table, c) for c in (task.binary, task.continuous, task.categorical)}
+    label_sites = {ds.site(task.table, c) for _, c in task.labels}
     probabilities = {c.site for c in ds.config.model.CALIBRATION} | ({task.probability} if task.probability else set())
     descendants = graph.descendants(label_sites)
     label_noise = {p for label in label_sites for p in graph.parents.get(label, ()) if p.startswith("_")}
@@ -241,8 +240,7 @@ def data_dictionary(ds: Dataset, names: list[str], split_by: str, seed: int) -> 
     for name in names:
         task = ds.task(name)
         fields = [entry(task, *_split_feature(task, f), "feature") for f in task.features]
-        fields += [entry(task, task.table, c, f"label ({kind})") for kind, c in
-                   (("binary", task.binary), ("continuous", task.continuous), ("categorical", task.categorical))]
+        fields += [entry(task, task.table, c, f"label ({kind})") for kind, c in task.labels]
         if task.probability:
             fields.append(entry(task, task.table, probability_column(task), "model probability of the binary label"))
         out["tasks"][name] = {"unit": task.table, "kind": task.kind, "fields": fields}

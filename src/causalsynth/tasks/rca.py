@@ -58,15 +58,24 @@ class Cases:
         return len(self.run_id)
 
 
+def no_series(ds) -> str | None:
+    """Why the dataset ``ds`` holds no incident series, as an error says it (None: it holds them)."""
+    if "service_timeseries" in ds.manifest["tables"]:
+        return None
+    model = ds.config.model
+    if any(option.flag == "--series" for option in model.OPTIONS):
+        return f"{ds.directory} has no service_timeseries table; sample it with --series"
+    return f"{ds.directory} has no incident series: its model {model.NAME} samples none"
+
+
 def read_cases(source) -> Cases:
     """Every incident run of a dataset sampled with ``--series`` (``source``: its directory, or a
     ``Dataset`` already open)."""
     from causalsynth.tasks.ml import Dataset
 
     ds = source if isinstance(source, Dataset) else Dataset(source)
-    directory = ds.directory
-    if "service_timeseries" not in ds.manifest["tables"]:
-        raise ConfigError(f"{directory}: has no service_timeseries table; sample it with --series")
+    if (why := no_series(ds)) is not None:
+        raise ConfigError(why)
     config = ds.config
     runs = ds.read("system_runs", ["run_id", "started_at", "root_cause_service", "fault_kind", "fault_onset_s"])
     runs = runs[runs.fault_kind.astype(str) != "NONE"].reset_index(drop=True)
