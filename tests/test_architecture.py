@@ -92,3 +92,12 @@ def test_a_planted_import_breaks_its_rule(tmp_path, module, planted, rule):
     path.write_text(path.read_text() + f"\n\ndef _planted():\n    {planted.replace(chr(10), chr(10) + '    ')}\n")
     found = violations(tmp_path)
     assert any(rule in v for v in found), found
+
+
+def test_every_package_is_installed():
+    """A non-editable install holds only the packages pyproject.toml lists: each folder of the layout."""
+    import tomllib
+
+    listed = set(tomllib.loads((SRC.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(SRC, p.parent / "__init__.py") for p in (SRC / "causalsynth").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
