@@ -60,7 +60,8 @@ def test_help_shows_every_option_as_written(command):
     assert result.exit_code == 0, result.output
     assert "<bool>" not in result.output
     if command == "sample":
-        assert "System runs per PR (config: shape.runs_per_pr)." in result.output
+        assert "Print the full validation table (a one-line verdict is always shown)." in result.output
+        assert "The chosen model adds its own options (its OPTIONS)." in result.output
 
 
 HEAVY = ("jax", "numpyro", "numpy", "pandas", "pyarrow", "scipy", "sklearn", "sqlalchemy", "matplotlib", "dask")
