@@ -18,9 +18,10 @@ from tolerance import Z, assert_share, assert_within, cluster_se
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
+from causalsynth.dataset.reading import Dataset
 from causalsynth.jobs.sample import sample_dataset
 from causalsynth.tasks.evaluation import evaluate
-from causalsynth.tasks.ml import FORMATS, Dataset, check_leakage, export, task_view
+from causalsynth.tasks.ml import FORMATS, check_leakage, export, task_named, task_view
 
 runner = CliRunner()
 TASKS = ("pr_impact", "service_health", "conversion", "anomaly")
@@ -118,20 +119,20 @@ def test_schema_json_is_a_data_dictionary(exported):
 @pytest.mark.parametrize("task", TASKS)
 def test_no_feature_leaks_its_labels(small_dataset, task):
     ds = Dataset(small_dataset)
-    assert check_leakage(ds, ds.task(task)) == []
+    assert check_leakage(ds, task_named(ds, task)) == []
 
 
 def test_leakage_check_catches_descendants_labels_and_probabilities(small_dataset):
     ds = Dataset(small_dataset)
-    conversion = ds.task("conversion")
+    conversion = task_named(ds, "conversion")
     assert "known only with the outcome" in check_leakage(ds, replace(conversion, features=("last_step",)))[0]
-    assert "causal descendant" in check_leakage(ds, replace(ds.task("pr_impact"),
+    assert "causal descendant" in check_leakage(ds, replace(task_named(ds, "pr_impact"),
                                                             features=("system_runs.response_time_ms",)))[0]
     assert "is a label" in check_leakage(ds, replace(conversion, features=("converted",)))[0]
-    assert "own probabilities" in check_leakage(ds, replace(ds.task("pr_impact"),
+    assert "own probabilities" in check_leakage(ds, replace(task_named(ds, "pr_impact"),
                                                             features=("regression_probability",)))[0]
     # the run metrics are symptoms of an anomaly: allowed when diagnosing, a leak when predicting
-    anomaly = ds.task("anomaly")
+    anomaly = task_named(ds, "anomaly")
     assert check_leakage(ds, anomaly) == []
     assert check_leakage(ds, replace(anomaly, kind="predict"))
 
@@ -192,7 +193,7 @@ def _split_labels(ds: Dataset, task: str, split: str) -> pd.Series:
 @pytest.mark.parametrize("task", TASKS)
 def test_binary_scores_stand_beside_a_constant(small_dataset, evaluated, task):
     ds = Dataset(small_dataset)
-    binary = ds.task(task).binary
+    binary = task_named(ds, task).binary
     scores = {metric: evaluated[task][f"{binary}.{metric}"] for metric in BINARY_METRICS}
     for metric, entry in scores.items():
         for reference in ("value", "bayes", "majority"):
@@ -233,7 +234,7 @@ def test_every_target_is_checked_for_the_baseline_and_for_a_constant(small_datas
 def test_categorical_and_continuous_labels_have_a_constant_reference(small_dataset, evaluated):
     ds = Dataset(small_dataset)
     for task in TASKS:
-        t = ds.task(task)
+        t = task_named(ds, task)
         frame = task_view(ds, task).frame
         train, test = frame[frame.split == "train"], frame[frame.split == "test"]
         # Independently of sklearn: the median's error, and macro-F1 when one level is always predicted.
@@ -313,7 +314,7 @@ def test_evaluate_fits_on_the_train_split_and_scores_on_the_test_split_only(smal
       constant alike.
     """
     honest = evaluated[task]
-    t = Dataset(small_dataset).task(task)
+    t = task_named(Dataset(small_dataset), task)
     assert evaluate(_negated_on(small_dataset, tmp_path / "valid", task, "valid"), tasks=[task])[task] == honest
     negated = evaluate(_negated_on(small_dataset, tmp_path / "test", task, "test"), tasks=[task])[task]
     assert negated["_rows"] == honest["_rows"]
@@ -371,7 +372,7 @@ def test_anomaly_posterior_is_calibrated(dataset_20k):
 
     ds = Dataset(dataset_20k)
     frame = task_view(ds, "anomaly").frame
-    p = _label_probability(ds, ds.task("anomaly"), frame)
+    p = _label_probability(ds, task_named(ds, "anomaly"), frame)
     # Runs of one PR share its (summed-out) regression, so the standard error is clustered by PR.
     y = frame.is_anomalous.to_numpy(np.float64)
     assert_within(y.mean(), p.mean(), cluster_se(y - p, frame.pr_id), "anomalous runs against the mean posterior")

@@ -236,7 +236,7 @@ def unit_frame(dataset_dir: str | Path, treatment_column: str, outcome: str,
     columns are named by these refs, and the root table's key (``pr_id``)
     is the cluster: rows of one PR share its draws.
     """
-    from causalsynth.tasks.ml import Dataset
+    from causalsynth.dataset.reading import Dataset
 
     ds = Dataset(dataset_dir)
     layout, _ = _resolve_outcome(ds.program, outcome)

@@ -1,14 +1,20 @@
-"""A dataset's Parquet parts as `validate` reads them: a column, or a few row groups, at a time.
+"""The one reader of a dataset's Parquet parts: every command that reads rows reads them here.
 
-Holding a few columns in memory, never whole tables, keeps validation's
-memory bounded as datasets grow. A table that cannot be read raises
-``UnreadableTable`` wherever it is used, so each check that needs it is
-reported as not run instead of vanishing.
+``DatasetFiles`` is how ``validate`` reads: a column, or a few row groups,
+at a time. Holding a few columns in memory, never whole tables, keeps
+validation's memory bounded as datasets grow, and a table that cannot be read
+raises ``UnreadableTable`` wherever it is used, so each check that needs it is
+reported as not run instead of vanishing. ``Dataset`` is how everything else
+reads (tasks, reports, effects, RCA): whole columns of a table, or a table
+joined to its ancestors' columns, after checking up front that every part is
+there; ``read_part`` is one part, for streaming a table to a database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +22,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from causalsynth.dataset.location import Location
-from causalsynth.errors import one_line
+from causalsynth.config.loading import Config
+from causalsynth.dataset.location import Location, locate, unreadable
+from causalsynth.dataset.manifest import dataset_config, read_manifest, table_parts
+from causalsynth.engine.program import Program
+from causalsynth.errors import ConfigError, one_line
 
 # Rows per chunk when streaming a table: large enough that per-chunk overheads
 # (parsing a rule) vanish, small enough that a chunk's columns stay a few MB each.
@@ -67,6 +76,15 @@ def as_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray | pd.Categorical:
         codes = values.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         return pd.Categorical.from_codes(codes, pd.Index(values.dictionary.to_pylist(), dtype=object))
     return values.to_numpy(zero_copy_only=False)
+
+
+def read_part(location: Location, part: dict[str, Any], columns: list[str] | None = None) -> pa.Table:
+    """``columns`` (all by default) of one part, given by its manifest entry; ``UnreadableDataset``
+    naming the file when it cannot be read."""
+    try:
+        return location.parquet(part["file"]).read(columns=None if columns is None else list(dict.fromkeys(columns)))
+    except (OSError, pa.ArrowException) as exc:
+        raise unreadable(location, part["file"], exc) from None
 
 
 class PartedTable:
@@ -207,3 +225,64 @@ class DatasetFiles:
             values = pc.invert(values) if negate else values
             mask = values if mask is None else pc.and_(mask, values)
         return mask
+
+
+class Dataset(DatasetFiles):
+    """A dataset directory with its manifest, config and model program, read by table.
+
+    Opening one checks its manifest, its config and that every table's
+    Parquet file is there and readable (``UnreadableDataset`` otherwise), so
+    a command fails before any work; the program is traced when first used.
+    """
+
+    def __init__(self, directory: str | Path):
+        location = locate(directory)
+        super().__init__(location, read_manifest(directory))
+        self.directory = directory
+        self.parts = table_parts(location, self.manifest)
+        self.config: Config = dataset_config(directory, self.manifest)
+
+    def beside(self, name: str, option: str = "--out") -> Path:
+        """``name`` in the dataset's directory: the default place for what is derived from it."""
+        if not self.location.local:
+            raise ConfigError(f"{option}: give a local directory; {self.location.url} is not on this machine")
+        return self.location.path / name
+
+    @cached_property
+    def program(self) -> Program:
+        return Program(self.config)
+
+    def read(self, table: str, columns: list[str]) -> pd.DataFrame:
+        return self.read_arrow(table, columns).to_pandas()
+
+    def read_arrow(self, table: str, columns: list[str]) -> pa.Table:
+        """``columns`` of every part of ``table``, in row order."""
+        return pa.concat_tables([read_part(self.location, part, columns) for part in self.parts[table]])
+
+    def root(self, table: str) -> str:
+        while self.parent(table) is not None:
+            table = self.parent(table)[0]
+        return table
+
+    def frame(self, table: str, refs: list[str]) -> pd.DataFrame:
+        """Rows of ``table`` with its key, its root table's key, and ``refs``.
+
+        A ref is a column of ``table``, or "ancestor.column" of an ancestor
+        table (named "ancestor_column" in the frame), joined down the foreign keys.
+        """
+        own = [r for r in refs if "." not in r]
+        parent = self.parent(table)
+        frame = self.read(table, [self.key(table)] + ([parent[1]] if parent else []) + own)
+        link = parent
+        while link is not None:
+            up_table, up_key = link
+            wanted = [r.partition(".")[2] for r in refs if r.partition(".")[0] == up_table]
+            up_parent = self.parent(up_table)
+            up = self.read(up_table, [up_key] + ([up_parent[1]] if up_parent else []) + wanted)
+            frame = frame.merge(up.rename(columns={c: f"{up_table}_{c}" for c in wanted}),
+                                on=up_key, how="left", validate="many_to_one")
+            link = up_parent
+        return frame
+
+    def site(self, table: str, column: str) -> str:
+        return next(c.site for c in self.program.table(table).columns if c.name == column)

@@ -7,9 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from causalsynth.dataset.location import Location, locate, unreadable
+from causalsynth.dataset.location import Location, locate
 from causalsynth.dataset.manifest import (
     MANIFEST,
     dataset_config,
@@ -18,6 +16,7 @@ from causalsynth.dataset.manifest import (
     read_schema,
     table_parts,
 )
+from causalsynth.dataset.reading import read_part
 from causalsynth.dataset.staging import deferred_interrupts
 from causalsynth.engine.program import Program
 from causalsynth.engine.world import Progress
@@ -32,10 +31,7 @@ def stream_parts(location: Location, parts: dict[str, list[dict[str, Any]]], sin
     """Every part of every table, in row order, to ``sink`` in batches of at most ``LOAD_BATCH_ROWS``."""
     for table, listed in parts.items():
         for part in listed:
-            try:
-                rows = location.parquet(part["file"]).read()
-            except (OSError, pa.ArrowException) as exc:
-                raise unreadable(location, part["file"], exc) from None
+            rows = read_part(location, part)
             for batch in rows.to_batches(max_chunksize=LOAD_BATCH_ROWS):
                 sink.write(table, batch)
             progress.on_block(rows.num_rows)

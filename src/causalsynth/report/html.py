@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from causalsynth.causal.graph import graphviz, model_graph, story_sites
+from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import atomic_file
 from causalsynth.errors import MissingTool
 from causalsynth.report import charts
 from causalsynth.spec.modeling import Plot
-from causalsynth.tasks.ml import Dataset
 from causalsynth.validate.quality import Check, validate_dataset
 
 STYLE = """

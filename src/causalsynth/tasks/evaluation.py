@@ -46,11 +46,20 @@ from sklearn.metrics import (
 )
 
 from causalsynth.dataset.location import locate
+from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import atomic_file
 from causalsynth.engine.interventions import Intervention, soft_overrides
 from causalsynth.engine.sampling import with_intercepts
 from causalsynth.errors import ConfigError
-from causalsynth.tasks.ml import Dataset, TaskView, no_tasks, probability_column, task_view, uniform_by_key
+from causalsynth.tasks.ml import (
+    TaskView,
+    declared_tasks,
+    no_tasks,
+    probability_column,
+    task_named,
+    task_view,
+    uniform_by_key,
+)
 
 SEED = 0
 
@@ -204,11 +213,11 @@ def evaluate(directory: str | Path, *, test_dir: str | Path | None = None, tasks
     train_ds = Dataset(directory)
     test_ds = Dataset(test_dir) if test_dir is not None else train_ds
     missing = no_series(test_ds)
-    names = list(tasks or [*train_ds.tasks, *[ROOT_CAUSE] * (missing is None)])
+    names = list(tasks or [*declared_tasks(train_ds), *[ROOT_CAUSE] * (missing is None)])
     no_tasks(train_ds, names, "evaluate")
     for name in names:
         if name != ROOT_CAUSE:
-            train_ds.task(name)
+            task_named(train_ds, name)
         elif missing is not None:
             raise ConfigError(f"--tasks {ROOT_CAUSE}: {missing}")
     results = {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,9 @@ import pyarrow.parquet as pq
 
 from causalsynth.causal.graph import model_graph
 from causalsynth.config.limits import check_seed
-from causalsynth.dataset.location import locate
-from causalsynth.dataset.manifest import dataset_config, read_manifest, table_parts
+from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
-from causalsynth.engine.program import Program
-from causalsynth.errors import ConfigError, UnreadableDataset, one_line
+from causalsynth.errors import ConfigError
 from causalsynth.spec.modeling import Task
 
 FORMATS = ("parquet", "csv", "jsonl", "json")
@@ -52,85 +49,15 @@ class TaskView:
         return tuple(column for _, column in self.task.labels)
 
 
-class Dataset:
-    """A dataset directory with its manifest, model program and graph, read lazily by table.
+def declared_tasks(ds: Dataset) -> dict[str, Task]:
+    return {t.name: t for t in ds.config.model.TASKS}
 
-    Opening one checks its manifest, its config and that every table's
-    Parquet file is there and readable (``UnreadableDataset`` otherwise), so
-    a command fails before any work; the program is traced when first used.
-    """
 
-    def __init__(self, directory: str | Path):
-        self.directory = directory
-        self.location = locate(directory)
-        self.manifest = read_manifest(directory)
-        self.parts = table_parts(self.location, self.manifest)
-        self.config = dataset_config(directory, self.manifest)
-        self.tasks = {t.name: t for t in self.config.model.TASKS}
-
-    def beside(self, name: str, option: str = "--out") -> Path:
-        """``name`` in the dataset's directory: the default place for what is derived from it."""
-        if not self.location.local:
-            raise ConfigError(f"{option}: give a local directory; {self.location.url} is not on this machine")
-        return self.location.path / name
-
-    @cached_property
-    def program(self) -> Program:
-        return Program(self.config)
-
-    def parent(self, table: str) -> tuple[str, str] | None:
-        parent = self.manifest["tables"][table]["parent"]
-        return None if parent is None else (parent["table"], parent["key"])
-
-    def key(self, table: str) -> str:
-        return self.manifest["tables"][table]["key"]
-
-    def read(self, table: str, columns: list[str]) -> pd.DataFrame:
-        return self.read_arrow(table, columns).to_pandas()
-
-    def read_arrow(self, table: str, columns: list[str]) -> pa.Table:
-        """``columns`` of every part of ``table``, in row order."""
-        pieces = []
-        for part in self.parts[table]:
-            try:
-                pieces.append(self.location.parquet(part["file"]).read(columns=list(dict.fromkeys(columns))))
-            except (OSError, pa.ArrowException) as exc:
-                where = self.location.show(part["file"])
-                raise UnreadableDataset(f"{where}: cannot be read ({one_line(exc)})") from None
-        return pa.concat_tables(pieces)
-
-    def root(self, table: str) -> str:
-        while self.parent(table) is not None:
-            table = self.parent(table)[0]
-        return table
-
-    def frame(self, table: str, refs: list[str]) -> pd.DataFrame:
-        """Rows of ``table`` with its key, its root table's key, and ``refs``.
-
-        A ref is a column of ``table``, or "ancestor.column" of an ancestor
-        table (named "ancestor_column" in the frame), joined down the foreign keys.
-        """
-        own = [r for r in refs if "." not in r]
-        parent = self.parent(table)
-        frame = self.read(table, [self.key(table)] + ([parent[1]] if parent else []) + own)
-        link = parent
-        while link is not None:
-            up_table, up_key = link
-            wanted = [r.partition(".")[2] for r in refs if r.partition(".")[0] == up_table]
-            up_parent = self.parent(up_table)
-            up = self.read(up_table, [up_key] + ([up_parent[1]] if up_parent else []) + wanted)
-            frame = frame.merge(up.rename(columns={c: f"{up_table}_{c}" for c in wanted}),
-                                on=up_key, how="left", validate="many_to_one")
-            link = up_parent
-        return frame
-
-    def site(self, table: str, column: str) -> str:
-        return next(c.site for c in self.program.table(table).columns if c.name == column)
-
-    def task(self, name: str) -> Task:
-        if name not in self.tasks:
-            raise ConfigError(f"--tasks {name}: no such task; tasks: {', '.join(self.tasks)}")
-        return self.tasks[name]
+def task_named(ds: Dataset, name: str) -> Task:
+    tasks = declared_tasks(ds)
+    if name not in tasks:
+        raise ConfigError(f"--tasks {name}: no such task; tasks: {', '.join(tasks)}")
+    return tasks[name]
 
 
 def _split_feature(task: Task, feature: str) -> tuple[str, str]:
@@ -166,7 +93,7 @@ def task_view(ds: Dataset, name: str, *, split_by: str = "pr", seed: int = 0) ->
     """The task's rows, with their PR's split."""
     if split_by not in SPLIT_BY:
         raise ConfigError(f"--split-by {split_by}: allowed values are {', '.join(SPLIT_BY)}")
-    task = ds.task(name)
+    task = task_named(ds, name)
     unit_key = ds.key(task.table)
     labels = list(dict.fromkeys([c for _, c in task.labels] + ([probability_column(task)] if task.probability else [])))
     frame = ds.frame(task.table, list(task.features) + labels)
@@ -238,7 +165,7 @@ def data_dictionary(ds: Dataset, names: list[str], split_by: str, seed: int) -> 
                 "causal_parents": sorted(p for p in graph.parents.get(site, ()) if not p.startswith("_"))}
 
     for name in names:
-        task = ds.task(name)
+        task = task_named(ds, name)
         fields = [entry(task, *_split_feature(task, f), "feature") for f in task.features]
         fields += [entry(task, task.table, c, f"label ({kind})") for kind, c in task.labels]
         if task.probability:
@@ -330,10 +257,10 @@ def export(directory: str | Path, *, tasks: list[str] | None = None, formats: li
     formats = list(formats or ["parquet"])
     check_export_options(formats, split_by, seed)
     ds = Dataset(directory)
-    names = list(tasks or ds.tasks)
+    names = list(tasks or declared_tasks(ds))
     no_tasks(ds, names, "export")
     for name in names:
-        ds.task(name)
+        task_named(ds, name)
     written = []
     with staged_directory(out if out else ds.beside("ml"), force=force, what="a causalsynth export",
                           owned=json_marker("schema.json", "tasks")) as staging:

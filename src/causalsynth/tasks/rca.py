@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from causalsynth.dataset.reading import Dataset, read_part
 from causalsynth.errors import ConfigError
 
 METRICS = ("latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage")
@@ -71,8 +72,6 @@ def no_series(ds) -> str | None:
 def read_cases(source) -> Cases:
     """Every incident run of a dataset sampled with ``--series`` (``source``: its directory, or a
     ``Dataset`` already open)."""
-    from causalsynth.tasks.ml import Dataset
-
     ds = source if isinstance(source, Dataset) else Dataset(source)
     if (why := no_series(ds)) is not None:
         raise ConfigError(why)
@@ -104,7 +103,7 @@ def read_cases(source) -> Cases:
 
 def _batches(ds, table: str, columns: list[str]):
     for part in ds.parts[table]:
-        yield from ds.location.parquet(part["file"]).iter_batches(columns=columns)
+        yield from read_part(ds.location, part, columns).to_batches()
 
 
 def split_at_onset(cases: Cases, first_after: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -174,8 +173,6 @@ def world_config(ds):
 
 def evaluate_rca(directory: str | Path) -> dict[str, dict[str, float]]:
     """Each method's scores on the dataset's incidents: {method: {"AC@1": ..., ...}} plus counts."""
-    from causalsynth.tasks.ml import Dataset
-
     ds = Dataset(directory)
     cases = read_cases(ds)
     if len(cases) == 0:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.tasks.rca import METRICS, read_cases
 
@@ -39,8 +40,6 @@ FAULTS = {"REGRESSION": "delay", "PERFORMANCE": "delay", "ERROR_RATE": "loss", "
 def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: bool = False,
                   on_case=lambda path: None) -> Path:
     """Write every incident run of the dataset as an RCAEval case; return the output directory."""
-    from causalsynth.tasks.ml import Dataset
-
     ds = Dataset(directory)
     cases = read_cases(ds)
     out = out if out else ds.beside("rcaeval")
