@@ -234,7 +234,7 @@ def test_a_worker_running_other_code_is_refused(tmp_path, small_config):
     from causalsynth.jobs.blocks import BlockJob, run_blocks, versions
 
     world = prepare_world(small_config)
-    job = BlockJob(config=small_config.data, params=world.params, do=world.do, seed=0, n_prs=10, out=None,
+    job = BlockJob(config=small_config.data, params=world.params, do=world.do, seed=0, n_prs=10, parts=None,
                    cache_dir=None, versions=versions(small_config.model) | {"causalsynth": "0.0.1"})
     with pytest.raises(ClusterError, match="causalsynth .* here, 0.0.1 on the client"):
         run_blocks(job, [0])

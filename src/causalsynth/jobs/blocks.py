@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,12 +26,12 @@ from typing import Any
 import jax
 import pyarrow as pa
 
-from causalsynth.dataset.location import Location
 from causalsynth.engine.program import Program
 from causalsynth.engine.sampling import sample_blocks
 from causalsynth.engine.tabulate import Tables
 from causalsynth.errors import CausalsynthError, ClusterError, one_line
-from causalsynth.sinks.parquet import write_part
+from causalsynth.sinks import Sink
+from causalsynth.sinks.parquet import ParquetSink
 from causalsynth.spec.params import Params
 from causalsynth.validate.marginals import Tally, parse_column, tally, tally_key
 
@@ -56,16 +56,16 @@ class BlockJob:
     do: dict[str, float]    # encoded hard interventions
     seed: int
     n_prs: int
-    out: Location | None    # where the parts go (None: no files, e.g. a database only)
+    parts: ParquetSink | None  # where the parts go, written by whichever process runs a block (None: no files)
     cache_dir: str | None   # the client's compilation cache, reused by workers on its machine
     versions: dict[str, str] = field(default_factory=dict)  # what made the client's bytes (``versions``)
 
 
 def versions(model) -> dict[str, str]:
     """What a block's bytes depend on besides the job: the package, the model's source, JAX and pyarrow."""
-    from causalsynth.engine import cache
+    from causalsynth.engine import identity
 
-    return {"causalsynth": cache.package_version(), "model source": cache.model_digest(model),
+    return {"causalsynth": identity.package_version(), "model source": identity.model_digest(model),
             "jax": jax.__version__, "pyarrow": pa.__version__}
 
 
@@ -108,26 +108,27 @@ def count(program: Program, batches: dict[str, pa.RecordBatch]) -> Counts:
     return counts
 
 
-def _write(out: Location | None, index: int, batches: dict[str, pa.RecordBatch]) -> dict[str, dict[str, Any]]:
-    if out is None:
+def _write(parts: ParquetSink | None, index: int, batches: dict[str, pa.RecordBatch]) -> dict[str, dict[str, Any]]:
+    if parts is None:
         return {}
-    return {table: write_part(out, table, index, batch) for table, batch in batches.items()}
+    return {table: parts.write(table, batch, index) for table, batch in batches.items()}
 
 
-def run_local(job: BlockJob, program: Program, indices: list[int],
-              on_batches: Callable[[dict[str, pa.RecordBatch]], None] = lambda batches: None,
+def run_local(job: BlockJob, program: Program, indices: list[int], in_order: Sequence[Sink] = (),
               checkpoint: Callable[[], None] = lambda: None) -> Iterator[BlockResult]:
-    """The blocks ``indices`` in this process, in that order; ``on_batches`` sees each block's
-    batches in order (a database sink), before its parts are written."""
+    """The blocks ``indices`` in this process, in that order. The sinks ``in_order`` (a database) take
+    each block's batches in this thread, in block order, before its parts are written."""
     tables = Tables(program)
     with ThreadPoolExecutor(1, thread_name_prefix="causalsynth-writer") as writer:
         pending: deque = deque()
         try:
             for block in sample_blocks(program, job.params, job.seed, job.n_prs, indices, job.do):
                 batches = tables.batches(block)
-                on_batches(batches)
+                for sink in in_order:
+                    for table, batch in batches.items():
+                        sink.write(table, batch, block.index)
                 counts = count(program, batches)
-                pending.append((block.index, counts, writer.submit(_write, job.out, block.index, batches)))
+                pending.append((block.index, counts, writer.submit(_write, job.parts, block.index, batches)))
                 checkpoint()
                 while len(pending) > WRITE_AHEAD:
                     yield _finished(pending.popleft())

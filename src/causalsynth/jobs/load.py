@@ -21,19 +21,19 @@ from causalsynth.dataset.staging import deferred_interrupts
 from causalsynth.engine.program import Program
 from causalsynth.engine.world import Progress
 from causalsynth.errors import UnreadableDataset
-from causalsynth.sinks import TableSpec, table_specs
+from causalsynth.sinks import Sink, TableSpec, table_specs
 
 LOAD_BATCH_ROWS = 500_000
 
 
-def stream_parts(location: Location, parts: dict[str, list[dict[str, Any]]], sink, progress: Progress,
+def stream_parts(location: Location, parts: dict[str, list[dict[str, Any]]], sink: Sink, progress: Progress,
                  checkpoint: Callable[[], None] = lambda: None) -> None:
     """Every part of every table, in row order, to ``sink`` in batches of at most ``LOAD_BATCH_ROWS``."""
     for table, listed in parts.items():
-        for part in listed:
+        for index, part in enumerate(listed):
             rows = read_part(location, part)
             for batch in rows.to_batches(max_chunksize=LOAD_BATCH_ROWS):
-                sink.write(table, batch)
+                sink.write(table, batch, index)
             progress.on_block(rows.num_rows)
             checkpoint()
 

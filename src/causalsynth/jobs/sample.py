@@ -21,7 +21,6 @@ from causalsynth.dataset.location import Location, locate
 from causalsynth.dataset.manifest import (
     FORMAT,
     FORMAT_VERSION,
-    MANIFEST,
     _schema_json,
     dataset_config,
     manifest_bytes,
@@ -29,7 +28,7 @@ from causalsynth.dataset.manifest import (
     parse_manifest,
 )
 from causalsynth.dataset.staging import deferred_interrupts, staged_location
-from causalsynth.engine.cache import model_digest, package_version
+from causalsynth.engine.identity import model_digest, package_version
 from causalsynth.engine.interventions import Intervention
 from causalsynth.engine.program import Program
 from causalsynth.engine.world import Progress, prepare_world
@@ -37,7 +36,8 @@ from causalsynth.errors import ConfigError, OutputError
 from causalsynth.jobs.blocks import BlockJob, BlockResult, Counts, run_local, run_on_dask, versions, warm_up
 from causalsynth.jobs.cluster import ClusterStart, start_cluster
 from causalsynth.jobs.load import stream_parts
-from causalsynth.sinks import TableSpec, table_specs
+from causalsynth.sinks import Sink, TableSpec, table_specs
+from causalsynth.sinks.parquet import ParquetSink
 from causalsynth.validate.marginals import levels, tallies_to_json
 
 
@@ -131,12 +131,14 @@ def _sample(config: Config, n_prs: int, seed: int, to: Destination, run: Run, in
             client = cluster.client()
             stack.enter_context(client.as_current())  # the client Dask's helpers (``wait``) find, in this thread
             warming = warm_up(client, config.data, cache_dir)  # noqa: F841 - held until the job ends
+        parquet = None if target is None else ParquetSink(target)
         if to.db is not None:
             from causalsynth.sinks.sql import SqlSink
 
             sql = SqlSink(to.db, schema=to.schema, if_exists=to.if_exists)
         else:
             sql = None
+        sinks: list[Sink] = [s for s in (parquet, sql) if s is not None]
         checkpoint = stack.enter_context(deferred_interrupts())
         try:
             world = prepare_world(config, intervention, intercepts, progress)
@@ -145,20 +147,17 @@ def _sample(config: Config, n_prs: int, seed: int, to: Destination, run: Run, in
             specs = table_specs(program)
             if output is not None:
                 output.begin()  # from here on the job writes: a forced replacement removes the old dataset now
-                for spec in specs:
-                    target.makedirs(spec.name)
-            if sql is not None:
-                sql.open(specs)
+            for sink in sinks:
+                sink.open(specs)
             job = BlockJob(config=config.data, params=world.params, do=world.do, seed=seed, n_prs=n_prs,
-                           out=target, cache_dir=cache_dir, versions=versions(program.model))
+                           parts=parquet, cache_dir=cache_dir, versions=versions(program.model))
             n_blocks = -(-n_prs // program.block_prs)
             indices = list(range(n_blocks))
             progress.on_start(n_blocks)
             if client is not None:
                 stream = run_on_dask(client, job, indices, checkpoint=checkpoint)
             else:
-                write_sql = (lambda batches: [sql.write(t, b) for t, b in batches.items()]) if sql else None
-                stream = run_local(job, program, indices, on_batches=write_sql or (lambda batches: None),
+                stream = run_local(job, program, indices, in_order=[s for s in sinks if s.in_order],
                                    checkpoint=checkpoint)
             results: dict[int, BlockResult] = {}
             counts = Counts()
@@ -170,20 +169,18 @@ def _sample(config: Config, n_prs: int, seed: int, to: Destination, run: Run, in
             parts = _parts(specs, [results[i] for i in range(n_blocks)]) if target is not None else None
             if client is not None and target.local:
                 _check_parts_arrived(target, to.out, parts)
-            if sql is not None:
-                if client is not None:
-                    stream_parts(target, {s.name: parts[s.name] for s in specs}, sql, progress, checkpoint)
-                sql.close()
+            if sql is not None and client is not None:  # the workers wrote only parts: the database reads them
+                stream_parts(target, {s.name: parts[s.name] for s in specs}, sql, progress, checkpoint)
+            for sink in sinks:
+                sink.close()
             progress.on_stage("writing manifest")
             manifest = _manifest(world, config, seed, n_prs, specs, counts, parts, factual)
             data = manifest_bytes(manifest)
-            if target is not None:
-                target.write_bytes(MANIFEST, data)
-            if sql is not None:
-                sql.commit(data)
+            for sink in sinks:
+                sink.commit(data)
         except BaseException:
-            if sql is not None:
-                sql.abort()
+            for sink in sinks:
+                sink.abort()
             raise
     return manifest
 

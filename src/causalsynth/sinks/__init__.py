@@ -1,17 +1,18 @@
-"""Databases as a dataset job sees them, behind one interface.
+"""Where a dataset's rows go, behind one interface: Parquet parts (``parquet``) and SQL databases (``sql``).
 
-A job opens the sink with the tables' specs, streams record batches to it
+A job opens each sink with the tables' specs, writes record batches to it
 (each block's as it is sampled, or every part once a cluster wrote them),
 closes it (data complete), builds the manifest, and then commits it, or
 aborts it if anything failed. A sink makes nothing visible before
-``commit``: the SQL sink loads inside one transaction. (Parquet parts are
-written by ``causalsynth.dataset.location``, block by block, wherever the block runs.)
+``commit``: the Parquet sink writes the manifest that makes its parts a
+dataset last, the SQL sink loads inside one transaction. May import
+``engine`` (a table's schema), ``dataset`` (where parts go) and ``errors``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -31,11 +32,21 @@ class TableSpec:
 
 
 class Sink(Protocol):
+    """What a job writes a dataset's rows to.
+
+    ``in_order`` says how ``write`` may be called: False, from any thread or
+    process in any order (each part is a file of its own: Parquet); True, from
+    one thread, parts in row order (appending to tables: SQL).
+    """
+
+    in_order: bool
+
     def open(self, tables: list[TableSpec]) -> None:
         """Prepare to receive batches of each table."""
 
-    def write(self, table: str, batch: pa.RecordBatch) -> None:
-        """Append one batch of rows (of the table's schema) to ``table``."""
+    def write(self, table: str, batch: pa.RecordBatch, part: int) -> dict[str, Any] | None:
+        """Write one batch of rows (of the table's schema) of ``table``'s part ``part``; return the
+        part's manifest entry (``file``, ``rows``, ``sha256``) where the sink keeps parts as files."""
 
     def close(self) -> None:
         """Finish the data (keys, indexes)."""

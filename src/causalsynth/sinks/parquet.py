@@ -1,4 +1,4 @@
-"""Parquet parts: how a block's batch of one table is encoded and written (zstd, one row group)."""
+"""Parquet parts: a dataset's tables as one file a table and block (zstd, one row group), and its manifest."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from causalsynth.dataset.location import Location
+from causalsynth.dataset.manifest import MANIFEST
+from causalsynth.sinks import TableSpec
 
 # zstd at a low level: close to snappy's write speed at a markedly smaller size
 # for these columns (dictionary-encoded categories, low-entropy floats).
@@ -37,10 +39,38 @@ def encode_part(batch: pa.RecordBatch) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def write_part(location: Location, table: str, index: int, batch: pa.RecordBatch) -> dict[str, Any]:
-    """Write ``batch`` as part ``index`` of ``table``; return its manifest entry (file, rows, sha256)."""
-    data = encode_part(batch)
-    name = part_name(table, index)
-    location.write_bytes(name, data)
-    return {"file": name, "rows": batch.num_rows, "sha256": hashlib.sha256(data).hexdigest()}
+class ParquetSink:
+    """A dataset's parts and manifest at ``location`` (a staging directory or an object-store prefix,
+    which ``dataset.staging`` publishes, or removes on a failure).
+
+    Each part is a file of its own, named by its table and block, so blocks
+    are written from any thread or process, in any order: the sink is plain
+    data, shipped to a cluster's workers, which write their blocks' parts
+    themselves. The manifest, written by ``commit``, makes the parts a dataset.
+    """
+
+    in_order = False
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    def open(self, tables: list[TableSpec]) -> None:
+        for spec in tables:
+            self.location.makedirs(spec.name)
+
+    def write(self, table: str, batch: pa.RecordBatch, part: int) -> dict[str, Any]:
+        """Write ``batch`` as part ``part`` of ``table``; return its manifest entry (file, rows, sha256)."""
+        data = encode_part(batch)
+        name = part_name(table, part)
+        self.location.write_bytes(name, data)
+        return {"file": name, "rows": batch.num_rows, "sha256": hashlib.sha256(data).hexdigest()}
+
+    def close(self) -> None:
+        """Every part is complete when its ``write`` returns."""
+
+    def commit(self, manifest: bytes) -> None:
+        self.location.write_bytes(MANIFEST, manifest)
+
+    def abort(self) -> None:
+        """What was written is the staging's to remove (``dataset.staging``), with the directory it made."""
 

@@ -297,6 +297,8 @@ class SqlSink:
     data moves.
     """
 
+    in_order = True  # one transaction, tables appended part after part
+
     def __init__(self, url: str, *, schema: str | None = None, if_exists: str = "fail",
                  manifest_sha256: str | None = None) -> None:
         backend = check_options(url, schema, if_exists)
@@ -345,7 +347,8 @@ class SqlSink:
         except self._errors() as exc:
             raise DatabaseError(f"--db {masked(self.url)}: preparing the tables failed: {_cause(exc)}") from None
 
-    def write(self, table: str, batch: pa.RecordBatch) -> None:
+    def write(self, table: str, batch: pa.RecordBatch, part: int) -> None:
+        """Append ``batch`` to ``table`` (a part may come in several batches)."""
         self.rows[table] = self.rows.get(table, 0) + batch.num_rows
         try:
             self.session.ingest(self.metadata.tables[self._qualified(table)], batch)
