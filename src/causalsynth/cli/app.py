@@ -47,7 +47,7 @@ def run() -> None:
 
 def _version(value: bool) -> None:
     if value:
-        from causalsynth.engine.cache import package_version
+        from causalsynth.engine.identity import package_version
 
         out.print(f"causalsynth {package_version()}")
         raise typer.Exit()

@@ -15,12 +15,13 @@ and the caller verifies what it reads before using it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from causalsynth.engine import identity
 
 DIRECTORY: Path | None = None
 
@@ -51,73 +52,13 @@ def _path(kind: str, identity: dict) -> Path | None:
 def model_identity(model) -> dict:
     """What a model's code is: its name, version, source, and the package that runs it (its version and
     its own source, so an edited installation never reads what the code before the edit kept)."""
-    return {"model": [model.NAME, model.VERSION], "source": model_digest(model), "package": package_version(),
-            "engine": engine_digest()}
+    return {"model": [model.NAME, model.VERSION], "source": identity.model_digest(model),
+            "package": identity.package_version(), "engine": identity.engine_digest()}
 
 
 def config_identity(program) -> dict:
     """What a result derived from a config depends on: the model's code and the resolved config."""
     return model_identity(program.model) | {"config": program.config.data}
-
-
-def signature(args: Any) -> str:
-    """The tree and abstract types of ``args``: what a trace of a function of them depends on.
-
-    Static values (strings, ints, tuples inside ``Params``) are part of the tree;
-    floats count only by type, so changing a prior keeps the signature.
-    """
-    import jax
-
-    leaves, tree = jax.tree.flatten(args)
-    text = str(tree) + "|" + ",".join(str(jax.typeof(leaf)) for leaf in leaves)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-@functools.cache
-def machine_identity() -> dict:
-    """What a compiled executable depends on beyond its program: JAX, the device, the CPU, XLA's flags."""
-    import jax
-    import jaxlib
-
-    device = jax.devices()[0]
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        import platform
-
-        flags = platform.processor() or platform.machine()
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "platform": device.platform,
-            "device": device.device_kind, "platform_version": device.client.platform_version,
-            "cpu": hashlib.sha256(flags.encode()).hexdigest(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "jax_config": sorted((k, repr(v)) for k, v in jax.config.values.items() if "cache" not in k)}
-
-
-def package_version() -> str:
-    """This installation's version ("0+unknown" when run from a tree that is not installed)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("causalsynth")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-@functools.cache
-def engine_digest() -> str:
-    """SHA-256 of this package's Python source."""
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-@functools.cache
-def model_digest(model) -> str:
-    """SHA-256 of a model's Python source: a researcher's edit changes it."""
-    from causalsynth.config.plugins import module_root, source_digest
-
-    return source_digest(module_root(model))
 
 
 def load_object(kind: str, identity: dict) -> Any | None:

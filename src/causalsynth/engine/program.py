@@ -23,6 +23,7 @@ from numpyro.distributions import constraints
 from causalsynth.config.loading import Config
 from causalsynth.engine import cache
 from causalsynth.engine.compiled import CachedJit
+from causalsynth.engine.identity import signature
 from causalsynth.engine.interventions import Support, switch_do
 from causalsynth.errors import ConfigError
 from causalsynth.spec.domains import Domain, domain_of
@@ -147,7 +148,7 @@ class Program:
         """
         args = (jax.random.key(0), self.initial_params())
         identity = cache.model_identity(self.model) | {"block_prs": self.block_prs,
-                                                        "signature": cache.signature(args)}
+                                                        "signature": signature(args)}
         captured = cache.load_object("structure", identity)
         if captured is not None:
             return captured

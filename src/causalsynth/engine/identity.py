@@ -1,0 +1,74 @@
+"""What made a dataset's bytes: the package, the engine's and the model's source, and the machine.
+
+The manifest records these (``jobs.sample``), a cluster's workers are held to
+the client's (``jobs.blocks.versions``), and the caches key their entries by
+them (``engine.cache``), so each is computed once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+
+def signature(args: Any) -> str:
+    """The tree and abstract types of ``args``: what a trace of a function of them depends on.
+
+    Static values (strings, ints, tuples inside ``Params``) are part of the tree;
+    floats count only by type, so changing a prior keeps the signature.
+    """
+    import jax
+
+    leaves, tree = jax.tree.flatten(args)
+    text = str(tree) + "|" + ",".join(str(jax.typeof(leaf)) for leaf in leaves)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def machine_identity() -> dict:
+    """What a compiled executable depends on beyond its program: JAX, the device, the CPU, XLA's flags."""
+    import jax
+    import jaxlib
+
+    device = jax.devices()[0]
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        import platform
+
+        flags = platform.processor() or platform.machine()
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "platform": device.platform,
+            "device": device.device_kind, "platform_version": device.client.platform_version,
+            "cpu": hashlib.sha256(flags.encode()).hexdigest(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "jax_config": sorted((k, repr(v)) for k, v in jax.config.values.items() if "cache" not in k)}
+
+
+def package_version() -> str:
+    """This installation's version ("0+unknown" when run from a tree that is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("causalsynth")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@functools.cache
+def engine_digest() -> str:
+    """SHA-256 of the engine's Python source (this folder's)."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def model_digest(model) -> str:
+    """SHA-256 of a model's Python source: a researcher's edit changes it."""
+    from causalsynth.config.plugins import module_root, source_digest
+
+    return source_digest(module_root(model))
