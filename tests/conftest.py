@@ -39,14 +39,40 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.services)
 
 
+# JAX as strict as NumPyro allows, in this process and in every command a test starts (they inherit the
+# environment): a PRNG key consumed twice, or a NaN or an infinity out of a compiled function, is an
+# error (validate's run of the model on stored columns, where one is a finding, lifts the last two);
+# 32-bit floats, which the pinned bytes are. Not on: rank promotion "raise" and dtype promotion
+# "strict" (NumPyro broadcasts plates by rank promotion, and its discrete distributions add bools to
+# Python ints).
+STRICT_JAX = {"jax_debug_key_reuse": True, "jax_debug_nans": True, "jax_debug_infs": True, "jax_enable_x64": False}
+
+
 @pytest.fixture(scope="session", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Compile each distinct sampler once per test session; the CLI's caches (compiled samplers,
-    solved intercepts) go to the session's directory too, not the user's."""
-    cache = tmp_path_factory.mktemp("jax-cache")
-    os.environ["CAUSALSYNTH_CACHE_DIR"] = str(cache)
-    jax.config.update("jax_compilation_cache_dir", str(cache))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+def strict_jax():
+    for name, value in STRICT_JAX.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value).lower()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory, strict_jax):
+    """The CLI's caches (compiled samplers, traced structures, solved intercepts, graphs), on for every
+    test as every command has them, in the session's directory rather than the user's: each distinct
+    sampler compiles once per session, in this process or in a command it starts."""
+    from causalsynth.engine import cache
+
+    directory = tmp_path_factory.mktemp("causalsynth-cache")
+    os.environ["CAUSALSYNTH_CACHE_DIR"] = str(directory)
+    cache.enable(directory)
+
+
+@pytest.fixture
+def key():
+    """The PRNG key of a test that runs a model or a sampler directly: block 0 of seed 0."""
+    from causalsynth.engine.sampling import block_key
+
+    return block_key(0, 0)
 
 
 def sha256(path: Path) -> str:

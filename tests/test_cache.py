@@ -7,6 +7,7 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pytest
 from conftest import SMALL_BLOCKS
 
-from causalsynth.engine import cache
+from causalsynth.engine import cache, identity
 from causalsynth.engine.program import Column, Program
 from causalsynth.engine.sampling import block_key, with_intercepts
 from causalsynth.engine.tabulate import _column_array, _strings
@@ -22,12 +23,9 @@ from causalsynth.engine.tabulate import _column_array, _strings
 
 @pytest.fixture
 def own_cache(tmp_path, monkeypatch):
-    """The CLI's arrangement: our cache directory, and JAX's own persistent cache off."""
+    """A cache directory of the test's own."""
     monkeypatch.setattr(cache, "DIRECTORY", tmp_path)
-    configured = jax.config.jax_compilation_cache_dir
-    jax.config.update("jax_compilation_cache_dir", None)
-    yield tmp_path
-    jax.config.update("jax_compilation_cache_dir", configured)
+    return tmp_path
 
 
 def block_args(program: Program, seed: int = 3):
@@ -44,7 +42,9 @@ def test_params_keep_their_tree_when_jax_maps_their_leaves(small_config):
 
 
 # A process of its own, as every command is: it counts the model's traces and the calibration's
-# evaluations, and prints a checksum of one block.
+# evaluations, and prints a checksum of one block. The caches know no model: these processes run the
+# small ci_builds plug-in, which compiles in a fifth of the shipped model's time.
+PLUGIN = Path(__file__).parents[1] / "examples" / "ci_builds" / "ci_builds.yaml"
 PROCESS = """
 import hashlib, json, sys
 import jax, numpy as np
@@ -57,7 +57,7 @@ traced, evaluations = [], []
 trace, means = Program._trace, sampling.block_means
 Program._trace = lambda self, *a, **k: traced.append(1) or trace(self, *a, **k)
 sampling.block_means = lambda *a, **k: evaluations.append(1) or means(*a, **k)
-program = Program(load_config(overrides=sys.argv[2:]))
+program = Program(load_config(sys.argv[2], overrides=sys.argv[3:]))
 intercepts = sampling.calibrate(program)
 args = (sampling.block_key(3, 0), sampling.with_intercepts(program.config.params, intercepts),
         program.interventions())
@@ -69,7 +69,7 @@ print(json.dumps({"traced": len(traced), "evaluations": len(evaluations), "inter
 
 
 def run_process(directory, *overrides) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROCESS, str(directory), SMALL_BLOCKS, *overrides],
+    done = subprocess.run([sys.executable, "-c", PROCESS, str(directory), str(PLUGIN), SMALL_BLOCKS, *overrides],
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -85,7 +85,7 @@ def test_a_later_process_loads_the_structure_sampler_and_intercepts_untraced(tmp
     assert later["sampler"] == first["sampler"] is not None
 
     # a changed prior (a float) is an argument: the same structure and executable serve it, untraced
-    moved = run_process(tmp_path, "pull_request.added_logit_mean=0.2")
+    moved = run_process(tmp_path, "pull_request.log_lines_mean=4.5")
     assert moved["traced"] == 0 and moved["sampler"] == first["sampler"]
     assert moved["evaluations"] > 1 and moved["block"] != first["block"]  # its own calibration, other data
     assert len(list((tmp_path / "sampler").iterdir())) == 1
@@ -95,9 +95,10 @@ def test_a_later_process_loads_the_structure_sampler_and_intercepts_untraced(tmp
 # persistent cache gives: an executable without its kernels (run twice: the first fills JAX's cache).
 WITHOUT_KERNELS = """
 import sys
+from pathlib import Path
 import jax
 from jax.experimental import serialize_executable
-from causalsynth.engine import cache
+from causalsynth.engine import cache, identity
 from causalsynth.engine import sampling
 from causalsynth.config.loading import load_config
 from causalsynth.engine.program import Program
@@ -105,11 +106,11 @@ jax.config.update("jax_compilation_cache_dir", sys.argv[2])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 cache.enable(sys.argv[1])
-program = Program(load_config(overrides=sys.argv[3:]))
+program = Program(load_config(sys.argv[3], overrides=sys.argv[4:]))
 params = sampling.with_intercepts(program.config.params, {c.name: 0.0 for c in program.model.CALIBRATION})
 args = (sampling.block_key(3, 0), params, program.interventions())
 executable, _, out_tree = serialize_executable.serialize(program.sample_block._jitted.lower(*args).compile())
-cache.store_object("sampler", program.sample_block._entry_identity(cache.signature(args)),
+cache.store_object("sampler", program.sample_block._entry_identity(identity.signature(args)),
                    {"executable": executable, "out_tree": out_tree})
 """
 
@@ -118,7 +119,7 @@ def test_a_kept_executable_without_its_kernels_is_compiled_afresh(tmp_path):
     fresh = run_process(tmp_path / "fresh")
     for _ in range(2):
         subprocess.run([sys.executable, "-c", WITHOUT_KERNELS, str(tmp_path / "ours"), str(tmp_path / "jax"),
-                        SMALL_BLOCKS], capture_output=True, text=True, check=True)
+                        str(PLUGIN), SMALL_BLOCKS], capture_output=True, text=True, check=True)
     (entry,) = (tmp_path / "ours" / "sampler").iterdir()
     broken = hashlib.sha256(pickle.loads(entry.read_bytes()[32:])["executable"]).hexdigest()
 
@@ -145,13 +146,13 @@ def test_intercepts_kept_by_another_executable_are_evaluated_once(tmp_path):
 def test_a_changed_structure_or_machine_is_another_entry(own_cache, small_config):
     program = Program(small_config)
     args = block_args(program)
-    key = cache.signature(args)
-    assert cache.signature(block_args(Program(small_config.with_overrides(["pull_request.added_logit_mean=0.2"])))) \
+    key = identity.signature(args)
+    assert identity.signature(block_args(Program(small_config.with_overrides(["pull_request.added_logit_mean=0.2"])))) \
         == key  # floats count by type only
     longer = Program(small_config.with_overrides(["calendar.window_days=300"]))  # an int: structure
-    assert cache.signature(block_args(longer)) != key
-    identity = cache.model_identity(program.model) | cache.machine_identity()
-    assert {"source", "package", "jax", "jaxlib", "device", "cpu", "xla_flags"} <= identity.keys()
+    assert identity.signature(block_args(longer)) != key
+    entry = cache.model_identity(program.model) | identity.machine_identity()
+    assert {"source", "package", "jax", "jaxlib", "device", "cpu", "xla_flags"} <= entry.keys()
 
 
 def test_a_damaged_entry_is_absent(own_cache):

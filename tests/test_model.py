@@ -11,8 +11,8 @@ from conftest import part_path
 from numpyro import handlers
 
 from causalsynth.config.loading import load_config
+from causalsynth.engine.compiled import compiler_options
 from causalsynth.engine.program import Program
-from causalsynth.engine.sampling import block_key
 
 CONTRACT = {
     "pull_requests": {
@@ -92,7 +92,7 @@ def test_tables_follow_plate_nests(default_config):
     assert all(t.mask_site is None for t in program.tables if t.table.name != "flow_steps")
 
 
-def test_site_shapes_in_a_trace(default_config):
+def test_site_shapes_in_a_trace(default_config, key):
     program = Program(default_config)
     shapes, plates = {}, {}
 
@@ -103,7 +103,7 @@ def test_site_shapes_in_a_trace(default_config):
                 plates[name] = [f.name for f in site["cond_indep_stack"]]
         return 0
 
-    jax.eval_shape(trace, block_key(0, 0), program.initial_params())
+    jax.eval_shape(trace, key, program.initial_params())
     assert shapes["has_performance_regression"] == (7, 1, 1, 1)
     assert shapes["response_time_ms"] == (7, 5, 1, 1)
     assert shapes["services.response_time_ms"] == (7, 5, 5, 1)
@@ -112,16 +112,29 @@ def test_site_shapes_in_a_trace(default_config):
     assert plates["latency_ms"] == ["steps", "flows", "runs", "prs"]
 
 
-def test_sampler_with_every_switch_off_is_the_plain_model():
+def test_sampler_with_every_switch_off_is_the_plain_model(key):
     config = load_config(overrides=["sampling.block_prs=4"])
     program = Program(config)
     params = program.initial_params()
-    ours = program.sample_block(block_key(1, 0), params, program.interventions())
+    ours = program.sample_block(key, params, program.interventions())
 
     def plain(key, params):
         trace = handlers.trace(handlers.seed(config.model.model, key)).get_trace(params, 4)
         return {site: trace[site]["value"] for site in ours}
 
-    theirs = jax.jit(plain)(block_key(1, 0), params)
+    theirs = jax.jit(plain, compiler_options=compiler_options())(jax.random.clone(key), params)  # the same noise
     for site, value in ours.items():
         np.testing.assert_allclose(np.asarray(value), np.asarray(theirs[site]), rtol=1e-5, atol=1e-6, err_msg=site)
+
+
+def test_the_suite_runs_jax_strict(key):
+    """A PRNG key consumed twice, or a NaN or an infinity out of a compiled function, fails the test that
+    does it (conftest's ``STRICT_JAX``)."""
+    import jax.numpy as jnp
+
+    with pytest.raises(jax.errors.KeyReuseError):
+        jax.jit(lambda k: jax.random.normal(k) + jax.random.normal(k))(key)
+    with pytest.raises(FloatingPointError):
+        jax.jit(jnp.sqrt)(-1.0)
+    with pytest.raises(FloatingPointError):
+        jax.jit(jnp.log)(0.0)

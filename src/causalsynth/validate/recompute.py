@@ -259,7 +259,10 @@ def _count(files: DatasetFiles, program: Program, params, p: Plan, sites: list[s
             return np.pad(values, [(0, block_prs - n)] + [(0, 0)] * (values.ndim - 1), mode="edge")
 
         stored = {s: _as_site(block(v), program.sites[s].shape) for s, v in inputs.items()}
-        computed = jax.device_get(run(params, stored))
+        # The model on stored, perhaps corrupted, columns: a NaN (a row that differs) or a -inf (a value of
+        # probability 0) is a finding, never a failure, even where JAX is set to stop on one.
+        with jax.debug_nans(False), jax.debug_infs(False):
+            computed = jax.device_get(run(params, stored))
         for s in sites:
             grid = (block_prs, *p.stored[s].layout.grid[1:])
             value = np.broadcast_to(computed[s], grid)[:n]
