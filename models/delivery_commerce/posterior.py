@@ -8,6 +8,27 @@ from causalsynth.spec.params import Params
 
 from .mechanisms import USAGE_COLUMNS, run_metric_means
 
+# The normal log-densities and the log-sum-exps are written out over numpy arrays: scipy.stats'
+# generic distributions and scipy.special.logsumexp spend most of their time checking and
+# broadcasting arguments over these (runs x hypotheses) arrays. At 100,000 runs: 23.8 s with them,
+# 9.8 s without, the probabilities equal to 1e-15.
+_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
+
+
+def _normal_logpdf(x: np.ndarray, mu: np.ndarray, sd: float) -> np.ndarray:
+    return -0.5 * np.square((x - mu) / sd) - np.log(sd) - _LOG_SQRT_2PI
+
+
+def _logsumexp(a: np.ndarray, axis: int, b: np.ndarray | None = None) -> np.ndarray:
+    """log(sum(b * exp(a))) over ``axis``, shifted by the largest term (a row of -inf gives -inf)."""
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    terms = np.exp(a - top)
+    if b is not None:
+        terms = terms * b
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(terms, axis=axis)) + np.squeeze(top, axis=axis)
+
 
 def _dirichlet_logpdf(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Log density of a Dirichlet over the last axis (``xlogy``: a zero share with alpha 1 is fine)."""
@@ -32,7 +53,7 @@ def anomaly_posterior(p: Params, runs, nodes: int = 24):
     task's feature columns; returns one probability per row.
     """
     from numpy.polynomial.hermite_e import hermegauss
-    from scipy import special, stats
+    from scipy import special
 
     rn, rg, an, tw = p.run, p.regression, p.run.anomaly, p.team_workload
     load = np.asarray(runs["load_intensity"], float)[:, None]
@@ -51,6 +72,9 @@ def anomaly_posterior(p: Params, runs, nodes: int = 24):
                 ("response_time_ms", "error_rate", "timeout_rate", "throughput_rps", *USAGE_COLUMNS)}
     shares_seen = np.stack([1.0 - observed["error_rate"] - observed["timeout_rate"], observed["timeout_rate"],
                             observed["error_rate"]], axis=-1)
+    log_rt, log_tput = np.log(observed["response_time_ms"]), np.log(observed["throughput_rps"])
+    clipped = {c: observed[c] >= 1.0 for c in USAGE_COLUMNS}
+    log_usage = {c: np.log(np.minimum(observed[c], 1.0)) for c in USAGE_COLUMNS}
     log_like = []
     for scale in effect:
         per_workload = []
@@ -61,20 +85,20 @@ def anomaly_posterior(p: Params, runs, nodes: int = 24):
             split = m["split"]
             alpha = float(rn.request_concentration) * np.concatenate(
                 [split[..., :2], split[..., 2:].sum(-1, keepdims=True)], axis=-1)
-            ll = (stats.norm.logpdf(np.log(observed["response_time_ms"]), m["log_rt"], float(rn.response_time_sd))
+            ll = (_normal_logpdf(log_rt, m["log_rt"], float(rn.response_time_sd))
                   + _dirichlet_logpdf(shares_seen, alpha)
-                  + stats.norm.logpdf(np.log(observed["throughput_rps"]), m["log_tput"], float(rn.throughput_sd)))
+                  + _normal_logpdf(log_tput, m["log_tput"], float(rn.throughput_sd)))
             for i, column in enumerate(USAGE_COLUMNS):
-                x, mu = observed[column], m["log_usage"][..., i]
-                ll = ll + np.where(x >= 1.0, stats.norm.logsf(0.0, mu, float(rn.resource_sd)),
-                                   stats.norm.logpdf(np.log(np.minimum(x, 1.0)), mu, float(rn.resource_sd)))
+                mu, sd = m["log_usage"][..., i], float(rn.resource_sd)
+                ll = ll + np.where(clipped[column], special.log_ndtr(mu / sd),  # P(usage >= 1): censored
+                                   _normal_logpdf(log_usage[column], mu, sd))
             per_workload.append(ll)
-        log_like.append(special.logsumexp(np.stack(per_workload), b=hidden_w[:, None, None], axis=0))
+        log_like.append(_logsumexp(np.stack(per_workload), b=hidden_w[:, None, None], axis=0))
     log_like = np.stack(log_like, axis=1)                          # (runs, regression effect, hypothesis)
     prior_anomalous = special.expit(float(p.intercepts.anomaly) + float(an.regression_coefficient) * effect
                                     + float(an.load_coefficient) * np.log(load))   # (runs, effect)
     normal = np.log1p(-prior_anomalous) + log_like[..., 0]
-    anomalous = np.log(prior_anomalous) + special.logsumexp(log_like[..., 1:], b=weights, axis=-1)
+    anomalous = np.log(prior_anomalous) + _logsumexp(log_like[..., 1:], b=weights, axis=-1)
     log_effect = np.log(effect_prior)
-    numerator = special.logsumexp(anomalous + log_effect, axis=-1)
-    return np.exp(numerator - np.logaddexp(numerator, special.logsumexp(normal + log_effect, axis=-1)))
+    numerator = _logsumexp(anomalous + log_effect, axis=-1)
+    return np.exp(numerator - np.logaddexp(numerator, _logsumexp(normal + log_effect, axis=-1)))
