@@ -21,6 +21,8 @@ TABLES = ("pull_requests", "system_runs", "service_metrics", "ecommerce_flows", 
 # Small blocks keep the many tiny datasets of these tests cheap; the block size is
 # part of a dataset's identity, so tests that compare datasets use the same one.
 SMALL_BLOCKS = "sampling.block_prs=1000"
+# The second scenario, a plug-in model: small, so it compiles in a fifth of the shipped model's time.
+CI_BUILDS = Path(__file__).parents[1] / "examples" / "ci_builds"
 
 
 # The fast lane, `pytest -m "not services"`, runs without these: a server (PostgreSQL, an S3
@@ -56,13 +58,19 @@ def strict_jax():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def compilation_cache(tmp_path_factory, strict_jax):
+def compilation_cache(request, tmp_path_factory, strict_jax):
     """The CLI's caches (compiled samplers, traced structures, solved intercepts, graphs), on for every
-    test as every command has them, in the session's directory rather than the user's: each distinct
-    sampler compiles once per session, in this process or in a command it starts."""
+    test as every command has them, in this process and in every command a test starts.
+
+    They are kept between runs in pytest's own cache (``.pytest_cache``, emptied by
+    ``--cache-clear``), never the user's: a later run compiles only what an edit changed, since every
+    entry is keyed by the package's and the model's source, the shapes and the machine (which the
+    caches' own tests hold). With pytest's cache off (``-p no:cacheprovider``), the session's
+    temporary directory serves."""
     from causalsynth.engine import cache
 
-    directory = tmp_path_factory.mktemp("causalsynth-cache")
+    kept = getattr(request.config, "cache", None)
+    directory = kept.mkdir("causalsynth") if kept is not None else tmp_path_factory.mktemp("causalsynth-cache")
     os.environ["CAUSALSYNTH_CACHE_DIR"] = str(directory)
     cache.enable(directory)
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import SMALL_BLOCKS
+from conftest import CI_BUILDS, SMALL_BLOCKS
 
 from causalsynth.engine import cache, identity
 from causalsynth.engine.program import Column, Program
@@ -43,8 +43,8 @@ def test_params_keep_their_tree_when_jax_maps_their_leaves(small_config):
 
 # A process of its own, as every command is: it counts the model's traces and the calibration's
 # evaluations, and prints a checksum of one block. The caches know no model: these processes run the
-# small ci_builds plug-in, which compiles in a fifth of the shipped model's time.
-PLUGIN = Path(__file__).parents[1] / "examples" / "ci_builds" / "ci_builds.yaml"
+# small ci_builds plug-in.
+PLUGIN = CI_BUILDS / "ci_builds.yaml"
 PROCESS = """
 import hashlib, json, sys
 import jax, numpy as np
@@ -191,3 +191,20 @@ def test_strings_built_over_numpy_buffers():
     values = np.char.mod("PR-%06d", np.arange(1, 4))
     assert _strings(values).to_pylist() == ["PR-000001", "PR-000002", "PR-000003"]
     assert _strings(("", "é", "ab")).to_pylist() == ["", "é", "ab"]
+
+
+@pytest.mark.parametrize("edited", ["spec/modeling.py", "config/loading.py", "engine/program.py"])
+def test_an_edit_anywhere_in_the_package_is_another_key(tmp_path, edited):
+    """A trace runs the primitives (spec/), the config (config/) and the engine alike: the caches' key
+    holds the whole package's source, so an edit to any of it never reads what the code before kept."""
+    import shutil
+
+    import causalsynth
+    from causalsynth.config.plugins import source_digest
+
+    copy = tmp_path / "causalsynth"
+    shutil.copytree(Path(causalsynth.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert source_digest(copy) == identity.package_digest()
+    with open(copy / edited, "a") as f:
+        f.write("\n# an edit\n")
+    assert source_digest(copy) != identity.package_digest()

@@ -71,7 +71,10 @@ def test_cached_intercepts_are_verified_then_reused(small_config, monkeypatch):
     from causalsynth.engine import cache, sampling
 
     program = Program(small_config.with_overrides(["regression.rate=0.27"]))  # an entry of its own
+    other = Program(small_config.with_overrides(["regression.rate=0.3"]))
     entry = cache._path("calibration", cache.config_identity(program))
+    for kept in (entry, cache._path("calibration", cache.config_identity(other))):
+        kept.unlink(missing_ok=True)  # an earlier run's
     evaluations = []
     solve = sampling.block_means
     monkeypatch.setattr(sampling, "block_means", lambda *a, **k: evaluations.append(1) or solve(*a, **k))
@@ -86,7 +89,6 @@ def test_cached_intercepts_are_verified_then_reused(small_config, monkeypatch):
     assert calibrate(program) == first and len(evaluations) == 2 * solving + 2
     entry.write_bytes(entry.read_bytes()[:-3])  # damaged
     assert calibrate(program) == first and len(evaluations) == 3 * solving + 2
-    other = Program(small_config.with_overrides(["regression.rate=0.3"]))
     assert calibrate(other)["regression"] != first["regression"]  # another config, another entry
     assert cache._path("calibration", cache.config_identity(other)).is_file()
 

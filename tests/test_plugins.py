@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SMALL_BLOCKS, read_table
+from conftest import CI_BUILDS, SMALL_BLOCKS, read_table
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
@@ -23,7 +23,7 @@ from causalsynth.engine.interventions import Intervention
 from causalsynth.jobs.sample import sample_dataset, sample_twin
 from causalsynth.validate.quality import validate_dataset
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "ci_builds"
+EXAMPLE = CI_BUILDS
 CONFIG = EXAMPLE / "ci_builds.yaml"
 
 

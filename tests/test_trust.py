@@ -7,13 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import CI_BUILDS
 from typer.testing import CliRunner
 
 from causalsynth.cli import app
 from causalsynth.jobs.sample import sample_dataset
 
 runner = CliRunner()
-EXAMPLE = Path(__file__).parents[1] / "examples" / "ci_builds"
+EXAMPLE = CI_BUILDS
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def model_identity(model) -> dict:
     """What a model's code is: its name, version, source, and the package that runs it (its version and
     its own source, so an edited installation never reads what the code before the edit kept)."""
     return {"model": [model.NAME, model.VERSION], "source": identity.model_digest(model),
-            "package": identity.package_version(), "engine": identity.engine_digest()}
+            "package": identity.package_version(), "package_source": identity.package_digest()}
 
 
 def config_identity(program) -> dict:

@@ -57,13 +57,12 @@ def package_version() -> str:
 
 
 @functools.cache
-def engine_digest() -> str:
-    """SHA-256 of the engine's Python source (this folder's)."""
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+def package_digest() -> str:
+    """SHA-256 of causalsynth's Python source, every package of it: a trace runs the primitives of
+    ``spec``, the config of ``config`` and the engine alike, so an edit to any of them is other code."""
+    from causalsynth.config.plugins import source_digest
+
+    return source_digest(Path(__file__).parents[1])
 
 
 @functools.cache
