@@ -16,8 +16,11 @@ k, Avg@5 the mean of AC@1..AC@5 (RCAEval's definitions).
   config)``), which may know how its faults look; the shipped model's
   ``mechanism`` (models/delivery_commerce/rca.py).
 
-These modules know no model: the services, their call graph and any
-fault pattern come from the dataset and its model.
+The methods know no model: the services, their call graph and any fault
+pattern come from the dataset and its model. Reading the cases does not
+yet: ``read_cases`` names the incident layout of the models that sample
+series (the runs' ``system_runs`` columns, ``service_metrics``,
+``service_timeseries`` and its metrics), which no model declares yet.
 """
 
 from __future__ import annotations
