@@ -19,6 +19,9 @@ SHIPPED_MODELS = "causalsynth.models"
 # Opening a Parquet file to read it (pyarrow's readers, or a Location's .parquet): only dataset/ does;
 # writing is the sinks' and the exports'.
 PARQUET_READS = {"parquet", "ParquetFile", "read_table", "read_parquet", "ParquetDataset", "read_metadata", "read_schema"}
+# The shipped model's tables: the engine reads a model's tables from its declarations, never by name.
+SHIPPED_TABLES = {"pull_requests", "system_runs", "service_metrics", "ecommerce_flows", "flow_steps",
+                  "service_timeseries"}
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -26,11 +29,11 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph(root: Path) -> tuple[nx.DiGraph, dict[str, list[str]]]:
-    """Module -> module edges of every import (function-level ones included), and each module's
-    Parquet reads."""
+def import_graph(root: Path) -> tuple[nx.DiGraph, dict[str, list[str]], dict[str, list[str]]]:
+    """Module -> module edges of every import (function-level ones included), each module's Parquet
+    reads, and each module's strings that name a table of the shipped model."""
     files = {module_name(root, p): p for p in (root / "causalsynth").rglob("*.py")}
-    graph, reads = nx.DiGraph(), {}
+    graph, reads, tables = nx.DiGraph(), {}, {}
     for name, path in files.items():
         graph.add_node(name)
         tree = ast.parse(path.read_text(), str(path))
@@ -48,14 +51,16 @@ def import_graph(root: Path) -> tuple[nx.DiGraph, dict[str, list[str]]]:
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
             elif isinstance(node, ast.Attribute) and node.attr in PARQUET_READS:
                 reads.setdefault(name, []).append(f"line {node.lineno}: .{node.attr}")
+            elif isinstance(node, ast.Constant) and node.value in SHIPPED_TABLES:
+                tables.setdefault(name, []).append(f"line {node.lineno}: {node.value!r}")
             for target in targets:
                 if target.startswith("causalsynth") and target != name:
                     graph.add_edge(name, target)
-    return graph, reads
+    return graph, reads, tables
 
 
 def violations(root: Path) -> list[str]:
-    graph, reads = import_graph(root)
+    graph, reads, tables = import_graph(root)
     inside = graph.subgraph(n for n in graph if not n.startswith(SHIPPED_MODELS))
     found = [f"cycle: {' -> '.join(c)}" for c in nx.simple_cycles(inside)]
     for a, b in graph.edges:
@@ -69,11 +74,13 @@ def violations(root: Path) -> list[str]:
             found.append(f"{a} imports the command line {b}")
     found += [f"{m} reads Parquet itself ({', '.join(r)}), not through causalsynth.dataset"
               for m, r in reads.items() if not m.startswith("causalsynth.dataset")]
+    found += [f"{m} spells a table of the shipped model ({', '.join(t)})"
+              for m, t in tables.items() if not m.startswith(SHIPPED_MODELS)]
     return found
 
 
 def test_the_import_graph_keeps_the_rules():
-    graph, _ = import_graph(SRC)
+    graph, _, _ = import_graph(SRC)
     assert len(graph) > 40 and graph.has_edge("causalsynth.jobs.sample", "causalsynth.engine.world")
     assert violations(SRC) == []
 
@@ -87,6 +94,7 @@ def test_the_import_graph_keeps_the_rules():
     ("tasks/ml.py", "import pyarrow.parquet as pq\npq.read_table('x')", "reads Parquet itself"),
     ("tasks/rca.py", "ds.location.parquet('x').read()", "reads Parquet itself"),
     ("jobs/load.py", "from causalsynth.cli.console import err", "imports the command line"),
+    ("tasks/rca.py", "ds.read('system_runs')", "spells a table of the shipped model"),
 ])
 def test_a_planted_import_breaks_its_rule(tmp_path, module, planted, rule):
     shutil.copytree(SRC / "causalsynth", tmp_path / "causalsynth")
@@ -103,3 +111,10 @@ def test_every_package_is_installed():
     listed = set(tomllib.loads((SRC.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {module_name(SRC, p.parent / "__init__.py") for p in (SRC / "causalsynth").rglob("__init__.py")}
     assert found <= listed, sorted(found - listed)
+
+
+def test_the_shipped_tables_are_the_shipped_models():
+    """The names the rule above looks for are the shipped model's tables, all of them."""
+    from causalsynth.config.loading import load_config
+
+    assert {t.name for t in load_config().model.TABLES} == SHIPPED_TABLES

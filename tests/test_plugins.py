@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -118,3 +119,13 @@ def test_its_task_exports_and_evaluates_and_rca_says_why_not(dataset, tmp_path):
         result = runner.invoke(app, [*args, *model])
         assert result.exit_code == 2
         assert result.output.strip().endswith(f"{dataset} has no incident series: its model ci_builds samples none")
+
+
+def test_the_model_guide_names_every_declaration():
+    """docs/guides/models.md's table has a row for every name the engine reads from a model."""
+    from causalsynth.config.plugins import OPTIONAL, REQUIRED
+
+    guide = (Path(__file__).parents[1] / "docs" / "guides" / "models.md").read_text()
+    named = {name for line in guide.splitlines() if line.startswith("| `")
+             for name in re.findall(r"`(\w+)", line.split("|")[1])}
+    assert {*REQUIRED, *OPTIONAL} - named == set()

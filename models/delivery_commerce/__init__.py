@@ -58,6 +58,7 @@ from .tasks import (
     CALIBRATION,
     GAPS,
     IDENTITIES,
+    INCIDENTS,
     MARGINALS,
     OPTIONS,
     RCA_METHODS,
@@ -75,8 +76,8 @@ VERSION = "2.0.0"
 DEFAULTS = resources.files("causalsynth.configs").joinpath("default.yaml")
 
 __all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", "GAPS", "IDENTITIES", "ROLLUPS",
-           "SHAPES", "SIGNATURES", "REPORT", "RCA_METHODS", "OPTIONS", "TASKS", "DESCRIPTIONS", "model", "validate",
-           "anomaly_posterior"]
+           "SHAPES", "SIGNATURES", "REPORT", "RCA_METHODS", "INCIDENTS", "OPTIONS", "TASKS", "DESCRIPTIONS", "model",
+           "validate", "anomaly_posterior"]
 
 
 def validate(p: Params) -> list[str]:

@@ -14,10 +14,13 @@ import warnings
 
 import numpy as np
 
-from causalsynth.tasks.rca import REGRESSION_METRICS, Cases, split_at_onset
+from causalsynth.tasks.rca import Cases, split_at_onset
 
 from .mechanisms import dependency_matrix
 from .telemetry import hops
+
+# The series a regression moves (INCIDENTS.metrics' columns).
+REGRESSION_METRICS = ("latency_ms", "p95_latency_ms", "request_rate", "error_rate")
 
 
 def mechanism(cases: Cases, config) -> np.ndarray:
@@ -39,6 +42,7 @@ def _scores(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float, e
     either pattern explains (least squares in its amplitudes).
     """
     n_cases, n_svc, n_metrics, n_ticks = cases.series.shape
+    regression = [cases.metrics.index(m) for m in REGRESSION_METRICS]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         logs = np.log(np.maximum(cases.series, 1e-9))
@@ -59,7 +63,7 @@ def _scores(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float, e
         start = onset[:, :, None] + hop_lag_s * np.where(reach, distance[j], 0)[None, :, None]   # (C, S, 1)
         step = (ticks[None, None, :] >= start) * weight[None, :, None]        # (C, S, T)
         # Latency, errors and (down) requests follow the step, each metric with its own amplitude.
-        fit = np.sum(step[:, :, None, :] * z[:, :, REGRESSION_METRICS, :], axis=(1, 3))      # (C, M')
+        fit = np.sum(step[:, :, None, :] * z[:, :, regression, :], axis=(1, 3))      # (C, M')
         explained = np.sum(fit ** 2, axis=1) / np.maximum(np.sum(step ** 2, axis=(1, 2)), 1e-9)
         event = ((ticks[None, :] >= onset) & (ticks[None, :] < onset + event_ticks * cases.tick_s))  # (C, T)
         per_metric = np.sum(z[:, j, :, :] * event[:, None, :], axis=-1) ** 2 / np.maximum(

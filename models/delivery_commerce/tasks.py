@@ -9,6 +9,7 @@ from causalsynth.spec.modeling import (
     Calibration,
     Gaps,
     Identity,
+    Incidents,
     Marginal,
     Option,
     Plot,
@@ -239,3 +240,16 @@ def _mechanism(cases, config):
 
 # Root-cause methods that know this model's faults, scored beside the engine's (causalsynth.tasks.rca).
 RCA_METHODS = {"mechanism": _mechanism}
+
+# Where the incidents of a run sampled with --series are. RCAEval's names: a metric's suffix in its
+# cases' columns, and a fault by the metric it moves (a regression and a PERFORMANCE anomaly slow a
+# service down: delay; ERROR_RATE: loss; RESOURCE_USAGE: cpu; BEHAVIOR, dropped requests: socket).
+INCIDENTS = Incidents(
+    runs="system_runs", window_start="started_at", fault="fault_kind", root_cause="root_cause_service",
+    onset_s="fault_onset_s", services="service_metrics", service="service_name", series="service_timeseries",
+    tick="tick_index",
+    metrics={"latency_ms": "latency", "p95_latency_ms": "latency-95", "request_rate": "workload",
+             "error_rate": "error", "cpu_usage": "cpu", "memory_usage": "mem"},
+    faults={"REGRESSION": "delay", "PERFORMANCE": "delay", "ERROR_RATE": "loss", "RESOURCE_USAGE": "cpu",
+            "BEHAVIOR": "socket"},
+    service_names="services", ticks="telemetry.ticks", tick_s="telemetry.tick_s", option="--series")

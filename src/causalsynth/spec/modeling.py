@@ -23,7 +23,7 @@ the model and its graph but not in the tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,6 +252,38 @@ class Option:
     key: str
     help: str
     switch: bool = False
+
+
+@dataclass(frozen=True)
+class Incidents:
+    """Where a model's incidents are, for root-cause analysis (``causalsynth.tasks.rca``) and its exports.
+
+    ``runs`` is the table of runs: its column ``fault`` names each run's injected fault (``no_fault``
+    where there is none), ``root_cause`` the service the fault starts at, and ``onset_s`` when, in
+    seconds after the run's window starts at the timestamp ``window_start``. ``services`` is the table
+    of a run's services (a child of ``runs``), its column ``service`` the service's name. ``series`` is
+    the table of each service's metric series (a child of ``services``), one row per tick, ``tick``
+    the tick's index; ``metrics`` maps its metric columns to RCAEval's names for them, ``faults`` each
+    fault to RCAEval's name for it. ``service_names``, ``ticks`` and ``tick_s`` are the config keys of
+    the services (in order), the ticks in a window and a tick's length in seconds. ``option`` is the
+    sample option that turns the series on, where they are optional."""
+
+    runs: str
+    window_start: str
+    fault: str
+    root_cause: str
+    onset_s: str
+    services: str
+    service: str
+    series: str
+    tick: str
+    metrics: Mapping[str, str]
+    faults: Mapping[str, str]
+    service_names: str
+    ticks: str
+    tick_s: str
+    no_fault: str = "NONE"
+    option: str | None = None
 
 
 @dataclass(frozen=True)

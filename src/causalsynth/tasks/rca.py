@@ -16,11 +16,10 @@ k, Avg@5 the mean of AC@1..AC@5 (RCAEval's definitions).
   config)``), which may know how its faults look; the shipped model's
   ``mechanism`` (models/delivery_commerce/rca.py).
 
-The methods know no model: the services, their call graph and any fault
-pattern come from the dataset and its model. Reading the cases does not
-yet: ``read_cases`` names the incident layout of the models that sample
-series (the runs' ``system_runs`` columns, ``service_metrics``,
-``service_timeseries`` and its metrics), which no model declares yet.
+These modules know no model: where the incidents are (tables, columns,
+metrics, fault names) is the model's ``INCIDENTS`` declaration
+(``spec.modeling.Incidents``), and the services, their call graph and any
+fault pattern come from the dataset and its model.
 """
 
 from __future__ import annotations
@@ -35,10 +34,6 @@ import pandas as pd
 from causalsynth.dataset.reading import Dataset, read_part
 from causalsynth.errors import ConfigError
 
-METRICS = ("latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage")
-# The metrics a regression moves, by index into METRICS.
-REGRESSION_METRICS = [METRICS.index(m) for m in ("latency_ms", "p95_latency_ms", "request_rate", "error_rate")]
-
 
 @dataclass(frozen=True)
 class Cases:
@@ -47,6 +42,7 @@ class Cases:
     run_id: np.ndarray          # (C,)
     started_at: np.ndarray      # (C,) the window's start, Unix seconds
     services: tuple[str, ...]
+    metrics: tuple[str, ...]    # the series' columns, in the order of the metric axis
     series: np.ndarray          # (C, S, M, T)
     tick_s: float
     onset_s: np.ndarray         # (C,) seconds from the window's start
@@ -64,12 +60,14 @@ class Cases:
 
 def no_series(ds) -> str | None:
     """Why the dataset ``ds`` holds no incident series, as an error says it (None: it holds them)."""
-    if "service_timeseries" in ds.manifest["tables"]:
-        return None
     model = ds.config.model
-    if any(option.flag == "--series" for option in model.OPTIONS):
-        return f"{ds.directory} has no service_timeseries table; sample it with --series"
-    return f"{ds.directory} has no incident series: its model {model.NAME} samples none"
+    incidents = model.INCIDENTS
+    if incidents is None:
+        return f"{ds.directory} has no incident series: its model {model.NAME} samples none"
+    if incidents.series in ds.manifest["tables"]:
+        return None
+    how = f"sample it with {incidents.option}" if incidents.option else f"its model {model.NAME} sampled none"
+    return f"{ds.directory} has no {incidents.series} table; {how}"
 
 
 def read_cases(source) -> Cases:
@@ -78,30 +76,32 @@ def read_cases(source) -> Cases:
     ds = source if isinstance(source, Dataset) else Dataset(source)
     if (why := no_series(ds)) is not None:
         raise ConfigError(why)
-    config = ds.config
-    runs = ds.read("system_runs", ["run_id", "started_at", "root_cause_service", "fault_kind", "fault_onset_s"])
-    runs = runs[runs.fault_kind.astype(str) != "NONE"].reset_index(drop=True)
-    services = tuple(config.get("services"))
-    svc = ds.read("service_metrics", ["service_metric_id", "run_id", "service_name"])
-    case_of = pd.Series(np.arange(len(runs)), index=runs.run_id)
-    svc = svc[svc.run_id.isin(runs.run_id)]
-    n_ticks = int(config.get("telemetry.ticks"))
-    series = np.full((len(runs), len(services), len(METRICS), n_ticks), np.nan, np.float64)
-    where = pd.DataFrame({"case": case_of.reindex(svc.run_id).to_numpy(),
-                          "service": pd.Categorical(svc.service_name.astype(str), services).codes},
-                         index=svc.service_metric_id.to_numpy())
-    for batch in _batches(ds, "service_timeseries", ["service_metric_id", "tick_index", *METRICS]):
+    config, inc = ds.config, ds.config.model.INCIDENTS
+    tables = ds.manifest["tables"]
+    run_key, service_key = tables[inc.runs]["key"], tables[inc.services]["key"]
+    runs = ds.read(inc.runs, [run_key, inc.window_start, inc.root_cause, inc.fault, inc.onset_s])
+    runs = runs[runs[inc.fault].astype(str) != inc.no_fault].reset_index(drop=True)
+    services, metrics = tuple(config.get(inc.service_names)), tuple(inc.metrics)
+    svc = ds.read(inc.services, [service_key, run_key, inc.service])
+    case_of = pd.Series(np.arange(len(runs)), index=runs[run_key])
+    svc = svc[svc[run_key].isin(runs[run_key])]
+    n_ticks = int(config.get(inc.ticks))
+    series = np.full((len(runs), len(services), len(metrics), n_ticks), np.nan, np.float64)
+    where = pd.DataFrame({"case": case_of.reindex(svc[run_key]).to_numpy(),
+                          "service": pd.Categorical(svc[inc.service].astype(str), services).codes},
+                         index=svc[service_key].to_numpy())
+    for batch in _batches(ds, inc.series, [service_key, inc.tick, *metrics]):
         frame = batch.to_pandas()
-        frame = frame[frame.service_metric_id.isin(where.index)]
-        at = where.loc[frame.service_metric_id.to_numpy()]
-        for m, metric in enumerate(METRICS):
-            series[at.case.to_numpy(), at.service.to_numpy(), m, frame.tick_index.to_numpy()] = frame[metric]
-    epoch_s = (runs.started_at - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return Cases(run_id=runs.run_id.to_numpy(), started_at=epoch_s.to_numpy(np.int64),
-                 services=services, series=series, tick_s=float(config.get("telemetry.tick_s")),
-                 onset_s=runs.fault_onset_s.to_numpy(np.float64),
-                 root=pd.Categorical(runs.root_cause_service.astype(str), services).codes.astype(int),
-                 kind=runs.fault_kind.astype(str).to_numpy())
+        frame = frame[frame[service_key].isin(where.index)]
+        at = where.loc[frame[service_key].to_numpy()]
+        for m, metric in enumerate(metrics):
+            series[at.case.to_numpy(), at.service.to_numpy(), m, frame[inc.tick].to_numpy()] = frame[metric]
+    epoch_s = (runs[inc.window_start] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return Cases(run_id=runs[run_key].to_numpy(), started_at=epoch_s.to_numpy(np.int64),
+                 services=services, metrics=metrics, series=series, tick_s=float(config.get(inc.tick_s)),
+                 onset_s=runs[inc.onset_s].to_numpy(np.float64),
+                 root=pd.Categorical(runs[inc.root_cause].astype(str), services).codes.astype(int),
+                 kind=runs[inc.fault].astype(str).to_numpy())
 
 
 def _batches(ds, table: str, columns: list[str]):

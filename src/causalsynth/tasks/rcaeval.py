@@ -8,14 +8,13 @@ fault, in run order), holding what RCAEval's ``main.py`` reads:
   index; a missing tick is an empty cell (RCAEval fills it forward);
 - ``inject_time.txt``: the onset, integer Unix seconds, one line.
 
-Metric suffixes follow RCAEval's names where one exists: ``latency`` (the
-mean, ms), ``latency-95`` (p95, ms), ``workload`` (requests per second),
-``error`` (error rate), ``cpu`` and ``mem`` (utilisation, 0-1). Fault names
-are RCAEval's, by the metric the fault moves: ``delay`` (a regression, a
-PERFORMANCE anomaly), ``loss`` (ERROR_RATE), ``cpu`` (RESOURCE_USAGE),
-``socket`` (BEHAVIOR: requests drop). ``cases.json`` holds the full ground
-truth of every case (run, fault kind, root cause, onset), so nobody has to
-parse folder names.
+Metric suffixes and fault names are RCAEval's, as the model's
+``INCIDENTS`` declares them (the shipped model: ``latency``, the mean in ms;
+``latency-95``; ``workload``, requests per second; ``error``; ``cpu`` and
+``mem``, utilisation 0-1; faults by the metric they move: ``delay``,
+``loss``, ``cpu``, ``socket``). ``cases.json`` holds the full ground truth
+of every case (run, fault kind, root cause, onset), so nobody has to parse
+folder names.
 """
 
 from __future__ import annotations
@@ -29,12 +28,7 @@ import pandas as pd
 
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
-from causalsynth.tasks.rca import METRICS, read_cases
-
-SUFFIXES = {"latency_ms": "latency", "p95_latency_ms": "latency-95", "request_rate": "workload",
-            "error_rate": "error", "cpu_usage": "cpu", "memory_usage": "mem"}
-FAULTS = {"REGRESSION": "delay", "PERFORMANCE": "delay", "ERROR_RATE": "loss", "RESOURCE_USAGE": "cpu",
-          "BEHAVIOR": "socket"}
+from causalsynth.tasks.rca import read_cases
 
 
 def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: bool = False,
@@ -42,8 +36,9 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
     """Write every incident run of the dataset as an RCAEval case; return the output directory."""
     ds = Dataset(directory)
     cases = read_cases(ds)
+    incidents = ds.config.model.INCIDENTS
     out = out if out else ds.beside("rcaeval")
-    columns = [f"{service}_{SUFFIXES[m]}" for service in cases.services for m in METRICS]
+    columns = [f"{service}_{incidents.metrics[m]}" for service in cases.services for m in cases.metrics]
     n_ticks = cases.series.shape[-1]
     numbers: Counter[str] = Counter()
     truth = []
@@ -51,7 +46,7 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
                           owned=json_marker("cases.json", "cases")) as staging:
         for c in range(len(cases)):
             service = cases.services[cases.root[c]]
-            fault = FAULTS[cases.kind[c]]
+            fault = incidents.faults[cases.kind[c]]
             numbers[f"{service}_{fault}"] += 1
             name = f"{service}_{fault}/{numbers[f'{service}_{fault}']}"
             folder = staging / name
