@@ -130,6 +130,40 @@ def test_a_kept_executable_without_its_kernels_is_compiled_afresh(tmp_path):
     assert run_process(tmp_path / "ours")["traced"] == 0
 
 
+# A fresh process on a warm cache, as a second command is: a dataset with a prior set anew, and its
+# twins under a variant that sets a site (do) and one that shifts priors. Prints the entries it compiled
+# and the shipped model's traces it made.
+WARM = """
+import json, sys, tempfile
+from causalsynth.config.loading import load_config
+from causalsynth.engine import cache, compiled
+from causalsynth.engine.interventions import load_variant
+from causalsynth.engine.program import Program
+from causalsynth.jobs.sample import sample_dataset, sample_twin
+cache.enable(sys.argv[1])
+made, traced = [], []
+compile_, trace = compiled.CachedJit._compile, Program._trace
+compiled.CachedJit._compile = lambda self, *a: made.append(self._kind) or compile_(self, *a)
+Program._trace = lambda self, *a, **k: traced.append(1) or trace(self, *a, **k)
+out = tempfile.mkdtemp()
+sample_dataset(config=load_config(overrides=sys.argv[2:]), n_prs=200, seed=4, to=out + "/factual")
+for variant in ("no_regressions", "peak_load"):
+    sample_twin(out + "/factual", load_variant(variant), to=out + "/" + variant)
+print(json.dumps({"compiled": made, "traced": len(traced)}))
+"""
+
+
+def test_a_new_prior_or_a_variant_compiles_nothing_in_a_fresh_process(tmp_path, small_config):
+    """Only a change of the model's source or of its shapes compiles: a prior set anew, a hard
+    intervention and a shifted prior all run the sampler kept by an earlier process."""
+    from causalsynth.jobs.sample import sample_dataset
+
+    sample_dataset(config=small_config, n_prs=200, seed=4, to=tmp_path / "earlier")  # the cache holds its sampler
+    done = subprocess.run([sys.executable, "-c", WARM, str(cache.DIRECTORY), SMALL_BLOCKS, "regression.rate=0.33"],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == {"compiled": [], "traced": 0}
+
+
 def test_intercepts_kept_by_another_executable_are_evaluated_once(tmp_path):
     """The sampler's runs are deterministic, so intercepts kept with the loaded executable's digest are
     what evaluating them again would give; any other entry is checked by one evaluation."""
