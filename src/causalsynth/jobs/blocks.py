@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 import time
 import uuid
@@ -37,6 +38,8 @@ from causalsynth.validate.marginals import Tally, parse_column, tally, tally_key
 
 # Blocks tabulated but not yet written, at most: bounds memory to a few blocks whatever N.
 WRITE_AHEAD = 2
+# Threads encoding and writing parts (pyarrow releases the GIL while it encodes): one per core.
+WRITERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # A cluster's task is a run of consecutive blocks, pipelined like one process: at most this many, and
@@ -108,18 +111,15 @@ def count(program: Program, batches: dict[str, pa.RecordBatch]) -> Counts:
     return counts
 
 
-def _write(parts: ParquetSink | None, index: int, batches: dict[str, pa.RecordBatch]) -> dict[str, dict[str, Any]]:
-    if parts is None:
-        return {}
-    return {table: parts.write(table, batch, index) for table, batch in batches.items()}
 
 
 def run_local(job: BlockJob, program: Program, indices: list[int], in_order: Sequence[Sink] = (),
               checkpoint: Callable[[], None] = lambda: None) -> Iterator[BlockResult]:
     """The blocks ``indices`` in this process, in that order. The sinks ``in_order`` (a database) take
-    each block's batches in this thread, in block order, before its parts are written."""
+    each block's batches in this thread, in block order, before its parts are written, each part by
+    one of ``WRITERS`` threads."""
     tables = Tables(program)
-    with ThreadPoolExecutor(1, thread_name_prefix="causalsynth-writer") as writer:
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="causalsynth-writer") as writer:
         pending: deque = deque()
         try:
             for block in sample_blocks(program, job.params, job.seed, job.n_prs, indices, job.do):
@@ -128,20 +128,23 @@ def run_local(job: BlockJob, program: Program, indices: list[int], in_order: Seq
                     for table, batch in batches.items():
                         sink.write(table, batch, block.index)
                 counts = count(program, batches)
-                pending.append((block.index, counts, writer.submit(_write, job.parts, block.index, batches)))
+                written = {} if job.parts is None else {table: writer.submit(job.parts.write, table, batch, block.index)
+                                                         for table, batch in batches.items()}
+                pending.append((block.index, counts, written))
                 checkpoint()
                 while len(pending) > WRITE_AHEAD:
                     yield _finished(pending.popleft())
             while pending:
                 yield _finished(pending.popleft())
         finally:
-            for *_, future in pending:
-                future.cancel()
+            for *_, written in pending:
+                for future in written.values():
+                    future.cancel()
 
 
 def _finished(entry) -> BlockResult:
-    index, counts, future = entry
-    return BlockResult(index, future.result(), counts)
+    index, counts, written = entry
+    return BlockResult(index, {table: future.result() for table, future in written.items()}, counts)
 
 
 _WORKER_PROGRAMS = threading.Lock()
