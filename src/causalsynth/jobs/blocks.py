@@ -4,8 +4,8 @@ A block's part files are a function of (config, parameters, seed, block
 index) alone, so a dataset's bytes are the same whether its blocks run in
 one process or are spread over a cluster, in any order. ``run_local``
 pipelines the blocks in this process: while a block is sampled (XLA's
-threads), the previous one is tabulated, and the one before that is written
-by a writer thread. ``run_on_dask`` submits each block as a task to a Dask
+threads), the previous one is tabulated, and the parts of the one before
+that are written by writer threads, one per core. ``run_on_dask`` submits each block as a task to a Dask
 cluster whose workers write their parts themselves and return only their
 manifest entries and counts.
 """
