@@ -1,8 +1,10 @@
-"""What made a dataset's bytes: the package, the engine's and the model's source, and the machine.
+"""What made a dataset's bytes: the package's version and source, the model's source, the machine,
+and the signature of a compiled function's arguments.
 
 The manifest records these (``jobs.sample``), a cluster's workers are held to
 the client's (``jobs.blocks.versions``), and the caches key their entries by
-them (``engine.cache``), so each is computed once per process.
+them (``engine.cache``); the digests and the machine are computed once per
+process.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ index) alone, so a dataset's bytes are the same whether its blocks run in
 one process or are spread over a cluster, in any order. ``run_local``
 pipelines the blocks in this process: while a block is sampled (XLA's
 threads), the previous one is tabulated, and the parts of the one before
-that are written by writer threads, one per core. ``run_on_dask`` submits each block as a task to a Dask
-cluster whose workers write their parts themselves and return only their
-manifest entries and counts.
+that are written by writer threads, one per core. ``run_on_dask`` submits
+each block as a task to a Dask cluster whose workers write their parts
+themselves and return only their manifest entries and counts.
 """
 
 from __future__ import annotations
