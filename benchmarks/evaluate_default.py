@@ -42,11 +42,13 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    fitted = ", ".join(f"{task} {r['_rows']['fitted']:,} of {r['_rows']['train']:,}" for task, r in results.items())
     lines = [f"## `causalsynth evaluate` on the default {args.n_prs:,}-PR dataset (seed {args.seed})", "",
              f"Measured {dt.date.today().isoformat()} by `python benchmarks/evaluate_default.py` on {machine()}; "
              f"training and scoring all four tasks took {seconds:.0f} s.",
-             "Baseline: HistGradientBoosting (scikit-learn defaults, random_state 0) trained on the train split, "
-             "scored on the test split. Bayes: the rule p > 1/2 on the model's own probability of the label "
+             "Baseline: HistGradientBoosting (scikit-learn defaults, random_state 0) trained on the train split "
+             f"(rows fitted of the split's, per task: {fitted}; `ml.max_train_rows`), scored on the whole test "
+             "split. Bayes: the rule p > 1/2 on the model's own probability of the label "
              "(for anomaly: its posterior given the run's metrics). Majority: a constant, the train split's "
              "majority class (binary, categorical) or median (continuous).", "",
              "| task | label | metric | baseline | seed target | Bayes | majority | |",

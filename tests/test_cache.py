@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +75,16 @@ def run_process(directory, *overrides) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_a_later_process_loads_the_structure_sampler_and_intercepts_untraced(tmp_path):
-    first = run_process(tmp_path)
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[Path, dict]:
+    """A first process on an empty cache: its directory, and what it printed."""
+    directory = tmp_path_factory.mktemp("first-run")
+    return directory, run_process(directory)
+
+
+def test_a_later_process_loads_the_structure_sampler_and_intercepts_untraced(first_run, tmp_path):
+    shutil.copytree(first_run[0], tmp_path, dirs_exist_ok=True)
+    first = first_run[1]
     assert first["traced"] >= 2 and first["evaluations"] > 1  # traced, compiled and solved
     assert {p.name for p in tmp_path.iterdir()} >= {"sampler", "structure", "calibration"}
 
@@ -115,8 +124,8 @@ cache.store_object("sampler", program.sample_block._entry_identity(identity.sign
 """
 
 
-def test_a_kept_executable_without_its_kernels_is_compiled_afresh(tmp_path):
-    fresh = run_process(tmp_path / "fresh")
+def test_a_kept_executable_without_its_kernels_is_compiled_afresh(first_run, tmp_path):
+    fresh = first_run[1]
     for _ in range(2):
         subprocess.run([sys.executable, "-c", WITHOUT_KERNELS, str(tmp_path / "ours"), str(tmp_path / "jax"),
                         str(PLUGIN), SMALL_BLOCKS], capture_output=True, text=True, check=True)
@@ -164,10 +173,11 @@ def test_a_new_prior_or_a_variant_compiles_nothing_in_a_fresh_process(tmp_path, 
     assert json.loads(done.stdout.splitlines()[-1]) == {"compiled": [], "traced": 0}
 
 
-def test_intercepts_kept_by_another_executable_are_evaluated_once(tmp_path):
+def test_intercepts_kept_by_another_executable_are_evaluated_once(first_run, tmp_path):
     """The sampler's runs are deterministic, so intercepts kept with the loaded executable's digest are
     what evaluating them again would give; any other entry is checked by one evaluation."""
-    solved = run_process(tmp_path)
+    shutil.copytree(first_run[0], tmp_path, dirs_exist_ok=True)
+    solved = first_run[1]
     (entry,) = (tmp_path / "calibration").iterdir()
     kept = pickle.loads(entry.read_bytes()[32:])
     assert kept == {"intercepts": solved["intercepts"], "sampler": solved["sampler"]}

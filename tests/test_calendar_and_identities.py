@@ -233,7 +233,10 @@ def test_abandonment_reason_carries_information_beyond_last_step(tables_20k):
         tables_20k["system_runs"][["run_id", "pr_id", "load_intensity"]], on="run_id")
     causes = ["cart_size", "cart_value", "region", "device_type", "user_segment", "expected_latency_ms",
               "load_intensity"]
-    scores = label_information(flows[~flows.converted], "abandonment_reason", ["last_step"], causes, "pr_id")
+    # A quarter of the PRs (about 50,000 abandoned flows) shows it as plainly as all of them: with the
+    # causes 0.74 against 0.49, where all 210,000 give 0.75 against 0.49 in three times the time.
+    abandoned = flows[~flows.converted & (flows.pr_id % 4 == 0)]
+    scores = label_information(abandoned, "abandonment_reason", ["last_step"], causes, "pr_id")
     assert scores["with_causes"] > scores["given"] + 0.05, scores
     assert scores["given"] > scores["majority"], scores
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -156,11 +155,10 @@ def test_interrupted_run_leaves_an_existing_dataset_untouched(tmp_path, small_co
 def test_ctrl_c_from_any_directory_leaves_nothing(tmp_path):
     """A real process, started outside the source tree, interrupted while writing."""
     out = tmp_path / "ds"
-    env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(tmp_path / "cache"))
     proc = subprocess.Popen(
         [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample",
          "--n-prs", "400000", "--out", str(out), "--set", SMALL_BLOCKS],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         staged = [p for p in tmp_path.glob(".ds.*.partial") if any(p.glob("*/*.parquet"))]

@@ -76,6 +76,7 @@ def test_unknown_key_in_file_names_it_and_the_closest_key(tmp_path):
     ("shape.runs_per_pr=0", "shape.runs_per_pr", "> 0"),
     ("sampling.block_prs=-3", "sampling.block_prs", "> 0"),
     ("regression.effect_scale.HIGH=0", "regression.effect_scale.HIGH", "> 0"),
+    ("ml.max_train_rows=0", "ml.max_train_rows", "> 0"),
     ("shape.runs_per_pr=2.5", "shape.runs_per_pr", "whole number"),
     ("regression.rate=high", "regression.rate", "a number"),
     ("funnel.steps.PAYMENT.service=billing", "funnel.steps.PAYMENT.service", "is not one of"),

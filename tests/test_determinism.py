@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import TABLES, read_tables, sha256
+from conftest import CI_BUILDS, TABLES, read_tables, sha256
 
+from causalsynth.config.loading import load_config
 from causalsynth.dataset.manifest import read_manifest
 from causalsynth.engine.program import Program
 from causalsynth.engine.sampling import calibrate, sample_blocks, with_intercepts
@@ -65,13 +66,15 @@ def test_block_order_does_not_change_the_data(small_config):
     assert all(forward[t].equals(backward[t]) for t in sch)
 
 
-def test_cached_intercepts_are_verified_then_reused(small_config, monkeypatch):
+def test_cached_intercepts_are_verified_then_reused(monkeypatch):
     """A solution kept by this very executable is reused as it is; one kept by another costs one
-    evaluation and gives the same intercepts; a stale one is solved again."""
+    evaluation and gives the same intercepts; a stale one is solved again. The calibration knows no
+    model: run on the small ci_builds plug-in."""
     from causalsynth.engine import cache, sampling
 
-    program = Program(small_config.with_overrides(["regression.rate=0.27"]))  # an entry of its own
-    other = Program(small_config.with_overrides(["regression.rate=0.3"]))
+    plugin = load_config(CI_BUILDS / "ci_builds.yaml", overrides=["sampling.block_prs=500", "sampling.calibration_prs=500"])
+    program = Program(plugin.with_overrides(["bug.rate=0.27"]))  # an entry of its own
+    other = Program(plugin.with_overrides(["bug.rate=0.3"]))
     entry = cache._path("calibration", cache.config_identity(program))
     for kept in (entry, cache._path("calibration", cache.config_identity(other))):
         kept.unlink(missing_ok=True)  # an earlier run's
@@ -89,7 +92,7 @@ def test_cached_intercepts_are_verified_then_reused(small_config, monkeypatch):
     assert calibrate(program) == first and len(evaluations) == 2 * solving + 2
     entry.write_bytes(entry.read_bytes()[:-3])  # damaged
     assert calibrate(program) == first and len(evaluations) == 3 * solving + 2
-    assert calibrate(other)["regression"] != first["regression"]  # another config, another entry
+    assert calibrate(other)["bug"] != first["bug"]  # another config, another entry
     assert cache._path("calibration", cache.config_identity(other)).is_file()
 
 

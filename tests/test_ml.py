@@ -326,6 +326,20 @@ def test_evaluate_fits_on_the_train_split_and_scores_on_the_test_split_only(smal
             assert negated[f"{t.binary}.{metric}"][reference] == pytest.approx(1 - was, abs=1e-12), (metric, reference)
 
 
+def test_a_large_train_split_is_fitted_on_about_max_train_rows_whole_prs(small_dataset, evaluated):
+    from causalsynth.tasks.evaluation import _fitted_rows
+
+    assert evaluated["conversion"]["_rows"]["fitted"] == evaluated["conversion"]["_rows"]["train"]  # under the cap
+    view = task_view(Dataset(small_dataset), "conversion")
+    train = view.frame[view.frame.split == "train"]
+    fitted = _fitted_rows(view, train, 5_000)
+    assert abs(len(fitted) - 5_000) < 0.15 * 5_000 and len(train) > 3 * 5_000
+    per_pr = train.groupby("pr_id").size()
+    assert (fitted.groupby("pr_id").size() == per_pr[fitted.pr_id.unique()]).all()  # whole PRs
+    assert fitted.equals(_fitted_rows(view, train, 5_000))
+    assert _fitted_rows(view, train, len(train)) is train
+
+
 def test_a_leak_in_the_train_split_never_reaches_the_reported_score(small_dataset, evaluated, tmp_path):
     """A feature equal to the label on the train split and noise elsewhere. The model fitted to it
     scores 1.0 wherever the scored rows carry the leak too (so would any score on the train split);
@@ -367,11 +381,13 @@ def test_export_refuses_to_overwrite_without_force(small_dataset, exported):
 
 
 def test_anomaly_posterior_is_calibrated(dataset_20k):
-    """The model's posterior given a run's metrics averages to the anomaly rate, and is sharp."""
+    """The model's posterior given a run's metrics averages to the anomaly rate, and is sharp: on the
+    test split (about 15,000 runs), where evaluate scores it."""
     from causalsynth.tasks.evaluation import _label_probability
 
     ds = Dataset(dataset_20k)
     frame = task_view(ds, "anomaly").frame
+    frame = frame[frame.split == "test"]
     p = _label_probability(ds, task_named(ds, "anomaly"), frame)
     # Runs of one PR share its (summed-out) regression, so the standard error is clustered by PR.
     y = frame.is_anomalous.to_numpy(np.float64)

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from causalsynth.cli import app
 from causalsynth.config.loading import load_config
 from causalsynth.jobs.sample import sample_dataset
+from causalsynth.validate.checks import Check
 from causalsynth.validate.quality import ks_distance, validate_dataset
 
 runner = CliRunner()
@@ -30,8 +31,25 @@ def small(tmp_path_factory, small_config) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def intact(small) -> set[str]:
+    """The names of every check of the intact dataset."""
+    return {c.check for c in validate_dataset(small)}
+
+
 def failed(directory) -> set[str]:
     return {c.check for c in validate_dataset(directory) if not c.passed}
+
+
+def validated(directory: Path, tmp_path: Path, *options: str) -> tuple[int, dict[str, Check]]:
+    """``causalsynth validate`` run once: its exit code, and its checks as its ``--json`` wrote them."""
+    report = tmp_path / "checks.json"
+    report.unlink(missing_ok=True)
+    result = runner.invoke(app, ["validate", str(directory), "--json", str(report), *options])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    checks = [Check(**{k: v for k, v in c.items() if k != "verdict"})
+              for c in json.loads(report.read_text())["checks"]]
+    return result.exit_code, {c.check: c for c in checks}
 
 
 def test_default_dataset_validates(dataset_20k, tmp_path):
@@ -264,16 +282,13 @@ def test_corruption_fails_the_check_that_names_it(small, tmp_path, case):
     rewrite(copy, table, change)
     if case == "a whole flow dropped":  # with its steps
         rewrite(copy, "flow_steps", lambda f: f[f.flow_id != 7])
-    checks = {c.check: c for c in validate_dataset(copy)}
-    assert not checks[check].passed, checks[check]
+    # Without re-sampling: the check of meaning that names the change catches it on its own.
+    exit_code, checks = validated(copy, tmp_path, "--resample", "0")
+    assert exit_code == 1 and not checks[check].passed, checks[check]
     integrity = [c for name, c in checks.items() if name.startswith("checksum") or name.count(" ") == 1
                  and name.startswith("rows ")]
     assert len(integrity) == 10 and all(c.passed for c in integrity), \
         "the manifest was updated: integrity checks cannot be what catches it"
-    result = runner.invoke(app, ["validate", str(copy), "--json", str(tmp_path / "checks.json")])
-    assert result.exit_code == 1
-    assert check in {c["check"] for c in json.loads((tmp_path / "checks.json").read_text())["checks"]
-                     if c["verdict"] == "FAIL"}
 
 
 def test_converted_without_payment_breaks_the_funnel(small, tmp_path):
@@ -285,36 +300,32 @@ def test_converted_without_payment_breaks_the_funnel(small, tmp_path):
     assert not funnel.passed and funnel.observed.startswith("200 of ")
 
 
-def test_a_truncated_file_is_reported_and_its_checks_not_dropped(small, tmp_path):
+def test_a_truncated_file_is_reported_and_its_checks_not_dropped(small, intact, tmp_path):
     copy = _copy(small, tmp_path)
     path = part_path(copy, "flow_steps")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["tables"]["flow_steps"]["parts"][0]["sha256"] = sha256(path)
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    intact = {c.check for c in validate_dataset(small)}
-    checks = {c.check: c for c in validate_dataset(copy)}
-    assert set(checks) == intact, "a check that cannot run is reported, never dropped"
+    exit_code, checks = validated(copy, tmp_path)
+    assert exit_code == 1 and set(checks) == intact, "a check that cannot run is reported, never dropped"
     assert not checks["rows flow_steps"].passed and "unreadable" in checks["rows flow_steps"].observed
     not_run = {name for name, c in checks.items() if c.observed.startswith("not run")}
     assert {"schema flow_steps", "rows per parent ecommerce_flows → flow_steps",
             "identity ecommerce_flows: converted exactly when paid and confirmed"} <= not_run
     assert all(not checks[name].passed for name in not_run)
     assert checks["identity system_runs: rates sum to 1"].passed  # other tables are still checked
-    assert runner.invoke(app, ["validate", str(copy)]).exit_code == 1
 
 
 @pytest.mark.parametrize("table", ["pull_requests", "system_runs", "service_metrics", "ecommerce_flows", "flow_steps"])
-def test_a_missing_table_fails_every_check_that_reads_it(small, tmp_path, table):
+def test_a_missing_table_fails_every_check_that_reads_it(small, intact, tmp_path, table):
     copy = _copy(small, tmp_path)
     part_path(copy, table).unlink()
-    checks = {c.check: c for c in validate_dataset(copy)}
-    assert set(checks) == {c.check for c in validate_dataset(small)}
+    exit_code, checks = validated(copy, tmp_path)
+    assert exit_code == 1 and set(checks) == intact
     assert not checks[f"checksum {table}"].passed and not checks[f"rows {table}"].passed
     assert checks[f"schema {table}"].observed.startswith("not run: ") and f"{table}/part-000000.parquet" in checks[
         f"schema {table}"].observed
-    result = runner.invoke(app, ["validate", str(copy)])
-    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_flipped_byte_fails_the_checksum(small, tmp_path):
@@ -323,8 +334,8 @@ def test_flipped_byte_fails_the_checksum(small, tmp_path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    assert "checksum system_runs" in failed(copy)
-    assert runner.invoke(app, ["validate", str(copy)]).exit_code == 1
+    exit_code, checks = validated(copy, tmp_path)
+    assert exit_code == 1 and not checks["checksum system_runs"].passed
 
 
 def test_deleted_child_rows_fail_the_row_count(small, tmp_path):
@@ -365,14 +376,14 @@ def test_unreadable_dataset_exits_2(tmp_path):
     assert result.exit_code == 2 and str(tmp_path / "nothing") in result.output
 
 
-def test_an_unreadable_table_does_not_hide_the_next_tables_checks(small, tmp_path):
+def test_an_unreadable_table_does_not_hide_the_next_tables_checks(small, intact, tmp_path):
     copy = _copy(small, tmp_path)
     path = part_path(copy, "system_runs")
     data = bytearray(path.read_bytes())
     data[4:len(data) // 2] = bytes(len(data) // 2 - 4)  # data pages zeroed, footer intact
     path.write_bytes(bytes(data))
     checks = {c.check: c for c in validate_dataset(copy)}
-    assert set(checks) == {c.check for c in validate_dataset(small)}
+    assert set(checks) == intact
     assert not checks["checksum system_runs"].passed
     assert checks["completeness flow_steps"].passed and checks["foreign key flow_steps.flow_id → ecommerce_flows"].passed
     # Checks that read system_runs' rows are reported as not run, not dropped.
@@ -392,10 +403,9 @@ def test_every_shipped_variant_twin_validates_without_warnings(small, tmp_path, 
     sample_twin(factual_dir=small, intervention=load_variant(variant), to=tmp_path / "twin")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        checks = validate_dataset(tmp_path / "twin")
-    assert all(c.passed for c in checks), [(c.check, c.observed) for c in checks if not c.passed]
-    result = runner.invoke(app, ["validate", str(tmp_path / "twin")])
-    assert result.exit_code == 0, result.output
+        exit_code, by_name = validated(tmp_path / "twin", tmp_path)
+    checks = list(by_name.values())
+    assert exit_code == 0 and all(c.passed for c in checks), [(c.check, c.observed) for c in checks if not c.passed]
     if variant == "all_regressions":  # no clean runs: shapes of clean runs have nothing to test
         shapes = [c for c in checks if c.check.startswith("shape")]
         assert shapes and all(c.verdict == "n/a" for c in shapes)
