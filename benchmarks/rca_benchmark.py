@@ -6,7 +6,9 @@ incident runs per PR, so 1,600 PRs give about 2,000 incidents) and scores
 every incident with ``causalsynth.tasks.rca``: BARO's robust z-score and n-sigma
 (the field's baselines, as RCAEval implements them), the mechanism-aware
 method, and a constant (the services ranked by how often each is the root
-cause).
+cause). On each world's runs without a fault it also measures how the
+series behave (``series_statistics``): persistence, spread, tails, and how
+metrics and services move together.
 
 Usage: python benchmarks/rca_benchmark.py [--n-prs 1600]
 Writes its section of benchmarks/RESULTS.md and prints it.
@@ -36,13 +38,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from causalsynth.config.loading import load_config
+    from causalsynth.dataset.reading import Dataset
     from causalsynth.engine.interventions import Intervention, load_variant
     from causalsynth.jobs.sample import sample_dataset
-    from causalsynth.tasks.rca import evaluate_rca
+    from causalsynth.tasks.rca import evaluate_rca, read_cases, series_statistics
 
     config = load_config(overrides=["telemetry.enabled=true"])
     work = Path(tempfile.mkdtemp(prefix="causalsynth-rca-"))
-    scores = {}
+    scores, realism = {}, {}
     started = time.perf_counter()
     try:
         for world in WORLDS:
@@ -50,6 +53,9 @@ def main() -> None:
             intervention = Intervention() if world == "default" else load_variant(world)
             sample_dataset(config=config, n_prs=args.n_prs, seed=0, to=out, intervention=intervention)
             scores[world] = evaluate_rca(out)
+            ds = Dataset(out)
+            clean = read_cases(ds, clean=True)
+            realism[world] = (len(clean), series_statistics(clean, dict(ds.config.model.INCIDENTS.metrics)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - started
@@ -73,6 +79,21 @@ def main() -> None:
               "(propagation, noise, unrelated events, gaps, drift), not from erasing the signal. A constant "
               f"guess (the most frequent root causes first) scores {hard['constant']['AC@1']:.2f}"
               + (": BARO falls below it on rca_hard." if hard["baro"]["AC@1"] < hard["constant"]["AC@1"] else ".")]
+    lines += ["", "**How the series behave** (`tasks.rca.series_statistics` on each world's runs without a fault): "
+              "lag-1 autocorrelation of the logs and coefficient of variation within a window, per metric; the "
+              "excess kurtosis of latency's log-differences; the lowest service's median correlation of latency "
+              "and of CPU with its request rate within a window; the median correlation of two services' "
+              "latencies; the busiest service's median CPU over the idlest's.", "",
+              "| world | windows | lag-1 latency / errors / requests / cpu / memory | CV latency / errors / cpu "
+              "| kurtosis | corr(latency, requests) | corr(cpu, requests) | corr(service, service) | CPU spread |",
+              "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for world in WORLDS:
+        n, r = realism[world]
+        lag = " / ".join(f"{r[m]['lag1']:.2f}" for m in ("latency", "error", "workload", "cpu", "mem"))
+        cv = " / ".join(f"{r[m]['cv']:.3f}" for m in ("latency", "error", "cpu"))
+        lines.append(f"| {world} | {n:,} | {lag} | {cv} | {r['latency']['kurtosis']:.1f} "
+                     f"| {r['latency']['corr_workload']:.2f} | {r['cpu']['corr_workload']:.2f} "
+                     f"| {r['services']['corr']:.2f} | {r['services']['cpu_spread']:.2f} |")
     print(write_section("rca", lines))
 
 

@@ -148,6 +148,54 @@ def test_series_summarise_to_their_snapshot(points):
     assert relative.median() < 0.01 and relative.quantile(0.99) < 0.15, relative.describe()
 
 
+def test_series_behave_like_telemetry(worlds):
+    """On the runs without a fault (a seed the priors were not tuned on): each metric has its own
+    persistence and spread, latency has heavy tails, latency and CPU rise with the request rate in
+    every service, services move together, and CPU levels differ by service."""
+    from causalsynth.dataset.reading import Dataset
+    from causalsynth.tasks.rca import read_cases, series_statistics
+
+    ds = Dataset(worlds["series"])
+    clean = read_cases(ds, clean=True)
+    stats = series_statistics(clean, dict(ds.config.model.INCIDENTS.metrics))
+    metrics = [m for m in stats if m != "services"]
+    assert len(clean) > 1000 and set(metrics) == {"latency", "latency-95", "workload", "error", "cpu", "mem"}
+    lag1, cv = [stats[m]["lag1"] for m in metrics], [stats[m]["cv"] for m in metrics]
+    assert max(lag1) - min(lag1) > 0.3 and max(cv) / min(cv) > 3, stats
+    assert stats["latency"]["kurtosis"] >= 1, stats["latency"]
+    assert stats["latency"]["corr_workload"] >= 0.3 and stats["cpu"]["corr_workload"] >= 0.3, stats
+    assert stats["services"]["corr"] > 0.2 and stats["services"]["cpu_spread"] > 1.3, stats["services"]
+
+
+def test_series_statistics_see_a_template():
+    """Every metric stamped from one AR(1) template, independent of each other: the figures say so."""
+    from causalsynth.tasks.rca import Cases, series_statistics
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((300, 3, 3, 60))
+    ar = np.zeros_like(z)
+    for t in range(60):
+        ar[..., t] = z[..., t] if t == 0 else 0.5 * ar[..., t - 1] + np.sqrt(0.75) * z[..., t]
+    cases = Cases(run_id=np.arange(300), started_at=np.zeros(300, np.int64), services=("a", "b", "c"),
+                  metrics=("lat", "req", "cpu"), series=np.exp(0.07 * ar), tick_s=10.0, onset_s=-np.ones(300),
+                  root=-np.ones(300, int), kind=np.full(300, "NONE"))
+    stats = series_statistics(cases, {"lat": "latency", "req": "workload", "cpu": "cpu"})
+    lag1 = [stats[m]["lag1"] for m in ("latency", "workload", "cpu")]
+    assert max(lag1) - min(lag1) < 0.05 and abs(stats["latency"]["kurtosis"]) < 0.3
+    assert abs(stats["latency"]["corr_workload"]) < 0.1 and abs(stats["services"]["corr"]) < 0.05
+    assert stats["services"]["cpu_spread"] < 1.02
+
+
+def test_resources_saturate_without_losing_a_fault():
+    from causalsynth.models.delivery_commerce.telemetry import saturate
+
+    usage = np.linspace(0.01, 3.0, 300)
+    out = np.asarray(saturate(usage))
+    assert np.all(np.diff(out) > 0) and out.max() < 1.0
+    assert np.allclose(out[usage <= 0.5], usage[usage <= 0.5], rtol=0.01)
+    assert float(saturate(1.2)) > 1.5 * float(saturate(0.6))  # a doubled busy service still shows
+
+
 def test_twins_are_identical_before_the_onset_and_where_no_fault_is(points, default_config):
     tick_s = default_config.get("telemetry.tick_s")
     same_anomaly = points.is_anomalous == points.twin_anomalous

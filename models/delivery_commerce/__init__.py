@@ -91,8 +91,18 @@ def validate(p: Params) -> list[str]:
     if not 0.0 <= tm.onset["from"] <= tm.onset["to"] <= 1.0:
         errors.append(f"telemetry.onset: from ({tm.onset['from']}) and to ({tm.onset['to']}) must be shares of "
                       f"the window, 0 <= from <= to <= 1")
-    if not 0.0 <= tm.autocorrelation < 1.0:
-        errors.append(f"telemetry.autocorrelation: {tm.autocorrelation} must be in [0, 1)")
+    for name, rho in [(f"metrics.{m}", tm.metrics[m].autocorrelation) for m in tm.metrics] + [
+            ("traffic", tm.traffic.autocorrelation)]:
+        if not 0.0 <= rho < 1.0:
+            errors.append(f"telemetry.{name}.autocorrelation: {rho} must be in [0, 1)")
+    for m in tm.metrics:
+        if tm.metrics[m].noise < 0:
+            errors.append(f"telemetry.metrics.{m}.noise: {tm.metrics[m].noise} must be >= 0")
+    for service, level in tm.resource_level.items():
+        if service not in services or not level > 0:
+            errors.append(f"telemetry.resource_level.{service}: a level > 0 for one of {services}")
+    if tm.bursts.size <= 0 or tm.call_share < 0:
+        errors.append("telemetry.bursts.size must be > 0 and telemetry.call_share >= 0")
     if int(tm.ticks) < 2 or not 1 <= int(tm.anomaly_ticks) <= int(tm.ticks):
         errors.append(f"telemetry.ticks ({tm.ticks}) must be at least 2, and telemetry.anomaly_ticks "
                       f"({tm.anomaly_ticks}) between 1 and it")

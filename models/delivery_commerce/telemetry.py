@@ -8,10 +8,28 @@ snapshot's value in the world without the regression), times a profile
 that says how the metric moves over the window (1 before the regression
 reaches the service, a post-onset multiplier after it, chosen so that the
 profile's window mean is the snapshot's ratio to its clean level), times
-autocorrelated noise and a slow drift scaled to a window mean of 1. So the
-window mean is the snapshot's up to the noise (exactly, without a
-regression), and before the onset a service's values are those of the
-world without the fault, tick for tick:
+the series' own motion scaled to a window mean of 1. So the window mean is
+the snapshot's up to the noise (exactly, without a regression), and before
+the onset a service's values are those of the world without the fault, tick
+for tick. The motion, in logs, is what makes the series telemetry rather
+than a template:
+
+- the run's traffic, shared by its services: an AR(1) path
+  (``telemetry.traffic``) on a daily cycle at the run's hour. Each metric
+  follows it by its own elasticity (``telemetry.metrics.M.load_elasticity``:
+  requests fully, latency and CPU in part), so within a window latency and
+  CPU rise with the request rate and services move together;
+- each metric's own AR(1) noise, its persistence and size its own
+  (``telemetry.metrics.M``: memory slow, errors jumpy); a callee's latency
+  noise reaches its callers by ``telemetry.call_share`` per call, so a
+  caller's latency includes its callees';
+- latency bursts (``telemetry.bursts``): at a tick's ``rate``, a jump of
+  exponential size, heavier in p95, which has its own tail noise;
+- a slow linear drift per service (``telemetry.drift``).
+
+CPU and memory sit at the run's level times the service's
+(``telemetry.resource_level``) and saturate smoothly towards 1 instead of
+being clipped, so a resource fault at a busy service still shows.
 
 - a regressed PR's deployment lands at a tick drawn in ``telemetry.onset``
   (a share of the window). Its primary service degrades from then on; each
@@ -45,6 +63,8 @@ from numpyro.distributions import constraints
 from causalsynth.spec.modeling import derived, label, rows, timestamp
 from causalsynth.spec.params import Params
 
+from .mechanisms import over_services, vec
+
 FAULT_KINDS = ("NONE", "REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR")
 # The series' metrics, in the order of the stacks below.
 METRICS = ("latency", "errors", "requests", "cpu", "memory")
@@ -68,12 +88,35 @@ def hops(depends: np.ndarray) -> np.ndarray:
 
 
 def _ar1(z, rho):
-    """Stationary AR(1) paths along the last axis from standard normal ``z``."""
+    """Stationary AR(1) paths along the last axis from standard normal ``z``, one coefficient per
+    leading row of ``z`` (``rho`` of shape ``z.shape[:1]``) or one for all (a scalar)."""
     t = z.shape[-1]
     k = jnp.arange(t)
-    powers = jnp.where(k[:, None] >= k[None, :], rho ** jnp.maximum(k[:, None] - k[None, :], 0), 0.0)
-    weights = powers * jnp.where(k[None, :] == 0, 1.0, jnp.sqrt(1.0 - rho ** 2))
-    return jnp.einsum("...j,kj->...k", z, weights)
+    rho = jnp.reshape(jnp.asarray(rho), (-1, 1, 1))                          # (R,1,1)
+    lags = jnp.maximum(k[:, None] - k[None, :], 0)
+    powers = jnp.where(k[:, None] >= k[None, :], rho ** lags, 0.0)
+    weights = powers * jnp.where(k[None, :] == 0, 1.0, jnp.sqrt(1.0 - rho ** 2))   # (R,T,T)
+    if weights.shape[0] == 1:
+        return jnp.einsum("...j,kj->...k", z, weights[0])
+    return jnp.einsum("r...j,rkj->r...k", z, weights)
+
+
+def call_mixing(depends: np.ndarray, share) -> jnp.ndarray:
+    """``C[s, j]``: how much of service ``j``'s own latency noise service ``s`` shows: 1 for itself,
+    ``share ** hops`` along every call path from ``s`` down to ``j`` (``(I - share * A)^-1``)."""
+    n = len(depends)
+    step = share * jnp.asarray(depends, jnp.float32)
+    out = term = jnp.eye(n, dtype=jnp.float32)
+    for _ in range(n - 1):  # a call graph without cycles has paths of at most n - 1 calls
+        term = step @ term
+        out = out + term
+    return out
+
+
+def saturate(usage):
+    """A share of capacity that approaches 1 smoothly instead of stopping at it: nearly ``usage`` below
+    0.6, ordered above, so a doubled load at a busy service still shows."""
+    return usage / (1.0 + usage ** 6) ** (1.0 / 6.0)
 
 
 def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[str, ...],
@@ -109,6 +152,12 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
                 constraints.greater_than_eq(-1.0))
         spurious_service = jnp.where(root >= 0, root, event_service)
         spurious_service = (spurious_service + spurious_shift) % n_svc
+    with plates.prs, plates.runs, plates.ticks:
+        # The run's traffic, shared by its services: its own persistence, on the day's cycle.
+        tr = tm.traffic
+        day = tr.daily_amplitude * jnp.sin(2.0 * jnp.pi * (runs["hour"] + mid / 3600.0) / 24.0)
+        traffic = tr.noise_sd * _ar1(numpyro.sample("_traffic_noise", dist.Normal(0.0, 1.0)), tr.autocorrelation)
+        traffic = traffic + day - jnp.mean(day, axis=-1, keepdims=True)           # (B,R,1,T)
     with plates.prs, plates.runs, plates.services:
         slope = tm.drift * numpyro.sample("_drift", dist.Normal(0.0, 1.0))   # (B,R,S,1)
     with plates.prs, plates.runs, plates.services, plates.ticks:
@@ -122,7 +171,17 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         post = jnp.maximum((snapshot / clean - before) / jnp.maximum(1.0 - before, 1.0 / n_ticks), 0.05)
         profile = jnp.where(reached, post, 1.0)                               # (M,B,R,S,T)
         z = numpyro.sample("_series_noise", dist.Normal(0.0, 1.0).expand([len(METRICS)]).to_event(1))
-        noise = tm.noise_sd * _ar1(jnp.moveaxis(z, -1, 0), tm.autocorrelation)   # (M,B,R,S,T)
+        dynamics = [tm.metrics[m] for m in METRICS]
+        own = tm.noise_sd * jnp.stack([d.noise for d in dynamics]).reshape(-1, 1, 1, 1, 1) * _ar1(
+            jnp.moveaxis(z, -1, 0), jnp.stack([d.autocorrelation for d in dynamics]))   # (M,B,R,S,T)
+        # A caller's latency includes its callees': their own noise reaches it along the calls.
+        own = own.at[0].set(over_services(call_mixing(depends, tm.call_share), own[0]))
+        burst = numpyro.sample("_burst", dist.Bernoulli(tm.bursts.rate)) * numpyro.sample(
+            "_burst_size", dist.Exponential(1.0 / tm.bursts.size))                        # (B,R,S,T)
+        tail = tm.noise_sd * numpyro.sample("_tail_noise", dist.Normal(0.0, 1.0))
+        elasticity = jnp.stack([d.load_elasticity for d in dynamics]).reshape(-1, 1, 1, 1, 1)
+        noise = own + elasticity * traffic + jnp.where(jnp.arange(len(METRICS)) == 0, 1.0, 0.0).reshape(
+            -1, 1, 1, 1, 1) * burst                                                   # bursts: latency
         wiggle = jnp.exp(noise + slope * (mid / window - 0.5))
         # Noise of window mean 1: a world without the fault has its snapshot as window mean, exactly, and
         # the same values before the onset as this one.
@@ -142,13 +201,15 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         timestamp("ticks.started_at", jnp.broadcast_to(mid - 0.5 * tick_s, shape.shape[1:]), since="started_at")
         derived("tick_index", jnp.broadcast_to(jnp.arange(n_ticks, dtype=jnp.int32), shape.shape[1:]),
                 constraints.integer_interval(0, n_ticks - 1))
-        value = clean * shape                                                 # (M,B,R,S,T)
+        level = jnp.stack([jnp.ones(n_svc)] * 3 + [vec(tm.resource_level, services)] * 2).reshape(-1, 1, 1, n_svc, 1)
+        value = clean * level * shape                                         # (M,B,R,S,T)
         latency = derived("ticks.latency_ms", value[0], constraints.positive)
-        derived("ticks.p95_latency_ms", latency * runs["p95_ratio"] * jnp.exp(0.5 * tm.noise_sd * noise[0]),
+        # The tail has its own noise, and a burst lifts it more than the median.
+        derived("ticks.p95_latency_ms", latency * runs["p95_ratio"] * jnp.exp(tail + 0.5 * burst),
                 constraints.positive)
         derived("ticks.request_rate", value[2], constraints.positive)
         derived("ticks.error_rate", jnp.clip(value[1], 0.0, 1.0), constraints.unit_interval)
-        derived("ticks.cpu_usage", jnp.clip(value[3], 0.0, 1.0), constraints.unit_interval)
-        derived("ticks.memory_usage", jnp.clip(value[4], 0.0, 1.0), constraints.unit_interval)
+        derived("ticks.cpu_usage", saturate(value[3]), constraints.unit_interval)
+        derived("ticks.memory_usage", saturate(value[4]), constraints.unit_interval)
         present = numpyro.sample("_tick_present", dist.Bernoulli(1.0 - tm.gap_rate)).astype(bool)
         rows("_ticks_present", jnp.broadcast_to(present, shape.shape[1:]))

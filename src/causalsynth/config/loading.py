@@ -291,20 +291,6 @@ def _check_values(node: Any, path: str, probabilities: bool = False, positives: 
         if not node > 0:
             errors.append(f"{path}: must be > 0, got {node}")
     return errors
-    if not isinstance(node, (int, float)) or isinstance(node, bool):
-        return errors
-    if not math.isfinite(node):
-        return [f"{path}: must be a finite number, got {node}"]
-    if name == "shares" or in_shares or _PROBABILITY.match(name) or below == _PROBABILITY_BELOW:
-        if not 0.0 <= node <= 1.0:
-            errors.append(f"{path}: must be a probability in [0, 1], got {node}")
-    elif name.endswith("_seed"):
-        if not 0 <= node <= MAX_SEED:
-            errors.append(f"{path}: must be a seed in [0, {MAX_SEED}], got {node}")
-    elif _POSITIVE.match(name) or below == _POSITIVE_BELOW:
-        if not node > 0:
-            errors.append(f"{path}: must be > 0, got {node}")
-    return errors
 
 
 def _check_relations(node: Any, path: str) -> list[str]:

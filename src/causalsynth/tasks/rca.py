@@ -46,7 +46,7 @@ class Cases:
     series: np.ndarray          # (C, S, M, T)
     tick_s: float
     onset_s: np.ndarray         # (C,) seconds from the window's start
-    root: np.ndarray            # (C,) index into services
+    root: np.ndarray            # (C,) index into services (-1: a run without a fault)
     kind: np.ndarray            # (C,) fault kind names
 
     @property
@@ -70,9 +70,10 @@ def no_series(ds) -> str | None:
     return f"{ds.directory} has no {incidents.series} table; {how}"
 
 
-def read_cases(source) -> Cases:
+def read_cases(source, *, clean: bool = False) -> Cases:
     """Every incident run of a dataset sampled with ``--series`` (``source``: its directory, or a
-    ``Dataset`` already open)."""
+    ``Dataset`` already open); with ``clean``, every run without a fault instead (root -1, onset -1):
+    the series as they are when nothing happens."""
     ds = source if isinstance(source, Dataset) else Dataset(source)
     if (why := no_series(ds)) is not None:
         raise ConfigError(why)
@@ -80,7 +81,7 @@ def read_cases(source) -> Cases:
     tables = ds.manifest["tables"]
     run_key, service_key = tables[inc.runs]["key"], tables[inc.services]["key"]
     runs = ds.read(inc.runs, [run_key, inc.window_start, inc.root_cause, inc.fault, inc.onset_s])
-    runs = runs[runs[inc.fault].astype(str) != inc.no_fault].reset_index(drop=True)
+    runs = runs[(runs[inc.fault].astype(str) == inc.no_fault) == clean].reset_index(drop=True)
     services, metrics = tuple(config.get(inc.service_names)), tuple(inc.metrics)
     svc = ds.read(inc.services, [service_key, run_key, inc.service])
     case_of = pd.Series(np.arange(len(runs)), index=runs[run_key])
@@ -100,7 +101,7 @@ def read_cases(source) -> Cases:
     return Cases(run_id=runs[run_key].to_numpy(), started_at=epoch_s.to_numpy(np.int64),
                  services=services, metrics=metrics, series=series, tick_s=float(config.get(inc.tick_s)),
                  onset_s=runs[inc.onset_s].to_numpy(np.float64),
-                 root=pd.Categorical(runs[inc.root_cause].astype(str), services).codes.astype(int),
+                 root=pd.Index(services).get_indexer(runs[inc.root_cause].astype(str)),  # -1: none
                  kind=runs[inc.fault].astype(str).to_numpy())
 
 
@@ -189,3 +190,52 @@ def evaluate_rca(directory: str | Path) -> dict[str, dict[str, float]]:
         "nsigma": accuracy(cases, nsigma(cases)),
     } | {name: accuracy(cases, method(cases, config)) for name, method in config.model.RCA_METHODS.items()}
     return {"cases": {"n": len(cases), "regressions": int(np.sum(cases.kind == "REGRESSION"))}} | results
+
+
+def series_statistics(cases: Cases, names: dict[str, str]) -> dict[str, dict[str, float]]:
+    """How the series behave, in the terms telemetry is judged by (best on ``read_cases(clean=True)``).
+
+    ``names`` maps the series' columns to RCAEval's metric names (a model's ``INCIDENTS.metrics``);
+    the figures are keyed by the latter. Per metric, medians over the service windows: ``lag1`` (the
+    lag-1 autocorrelation of its logs), ``cv`` (sd over mean within a window), ``kurtosis`` (the excess
+    kurtosis of its log-differences, pooled); with ``workload`` in ``names``, ``corr_workload``: the
+    median over windows of its correlation with the service's request rate, the lowest of the
+    services. ``services``: ``corr`` (the median correlation of one service's latency with
+    another's, within a window) and ``cpu_spread`` (the highest service's median CPU over the
+    lowest's).
+    """
+    rcaeval = [names[m] for m in cases.metrics]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        logs = np.log(np.maximum(cases.series, 1e-12))                       # (C, S, M, T)
+        centred = logs - np.nanmean(logs, -1, keepdims=True)
+
+        def corr(a, b):  # along ticks, per window
+            return (np.nanmean(a * b, -1) / np.sqrt(np.nanmean(a * a, -1) * np.nanmean(b * b, -1)))
+
+        out: dict[str, dict[str, float]] = {}
+        for m, name in enumerate(rcaeval):
+            x = centred[:, :, m, :]
+            diffs = np.diff(logs[:, :, m, :], axis=-1).ravel()
+            diffs = diffs[np.isfinite(diffs)]
+            z = (diffs - diffs.mean()) / diffs.std()
+            level = cases.series[:, :, m, :]
+            entry = {"lag1": float(np.nanmedian(corr(x[..., 1:], x[..., :-1]))),
+                     "cv": float(np.nanmedian(np.nanstd(level, -1) / np.nanmean(level, -1))),
+                     "kurtosis": float(np.mean(z ** 4) - 3.0)}
+            if "workload" in rcaeval and name != "workload":
+                per_service = np.nanmedian(corr(x, centred[:, :, rcaeval.index("workload"), :]), axis=0)
+                entry["corr_workload"] = float(np.min(per_service))
+            out[name] = entry
+        services = {}
+        if "latency" in rcaeval:
+            latency = centred[:, :, rcaeval.index("latency"), :]
+            pairs = [corr(latency[:, i], latency[:, j]) for i in range(len(cases.services))
+                     for j in range(i + 1, len(cases.services))]
+            services["corr"] = float(np.nanmedian(np.stack(pairs)))
+        if "cpu" in rcaeval:
+            cpu = np.nanmedian(np.nanmean(cases.series[:, :, rcaeval.index("cpu"), :], -1), axis=0)   # (S,)
+            services["cpu_spread"] = float(cpu.max() / cpu.min())
+        out["services"] = services
+    return out
+
