@@ -16,6 +16,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ENGINE_MAY_NOT = ("causalsynth.jobs", "causalsynth.dataset", "causalsynth.validate", "causalsynth.cli")
 VALIDATE_MAY_NOT = ("causalsynth.jobs", "causalsynth.cli")
 SHIPPED_MODELS = "causalsynth.models"
+# The caches are the engine's own: the command line turns them on, a job hands their directory to its
+# workers, and everything else keeps results through Program.compiled and Program.kept.
+CACHES, CACHE_USERS = "causalsynth.engine.cache", ("causalsynth.engine", "causalsynth.jobs", "causalsynth.cli")
 # Opening a Parquet file to read it (pyarrow's readers, or a Location's .parquet): only dataset/ does;
 # writing is the sinks' and the exports'.
 PARQUET_READS = {"parquet", "ParquetFile", "read_table", "read_parquet", "ParquetDataset", "read_metadata", "read_schema"}
@@ -70,6 +73,8 @@ def violations(root: Path) -> list[str]:
             found.append(f"{a} (engine) imports {b}")
         if a.startswith("causalsynth.validate") and b.startswith(VALIDATE_MAY_NOT):
             found.append(f"{a} (validate) imports {b}")
+        if b == CACHES and not a.startswith(CACHE_USERS):
+            found.append(f"{a} uses the engine's caches {b}")
         if b.startswith("causalsynth.cli") and not a.startswith("causalsynth.cli"):
             found.append(f"{a} imports the command line {b}")
     found += [f"{m} reads Parquet itself ({', '.join(r)}), not through causalsynth.dataset"
@@ -95,6 +100,7 @@ def test_the_import_graph_keeps_the_rules():
     ("tasks/rca.py", "ds.location.parquet('x').read()", "reads Parquet itself"),
     ("jobs/load.py", "from causalsynth.cli.console import err", "imports the command line"),
     ("tasks/rca.py", "ds.read('system_runs')", "spells a table of the shipped model"),
+    ("causal/graph.py", "from causalsynth.engine import cache", "uses the engine's caches"),
 ])
 def test_a_planted_import_breaks_its_rule(tmp_path, module, planted, rule):
     shutil.copytree(SRC / "causalsynth", tmp_path / "causalsynth")

@@ -315,6 +315,21 @@ def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
     assert results["baro.AC@1"]["value"] > constant
 
 
+def test_a_fault_the_model_names_no_rcaeval_fault_for_is_one_clear_error(worlds, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from causalsynth.dataset.reading import Dataset
+    from causalsynth.errors import ConfigError
+    from causalsynth.tasks.rcaeval import write_rcaeval
+
+    model = Dataset(worlds["series"]).config.model
+    faults = {k: v for k, v in model.INCIDENTS.faults.items() if k != "REGRESSION"}
+    monkeypatch.setattr(model, "INCIDENTS", replace(model.INCIDENTS, faults=faults))
+    with pytest.raises(ConfigError, match="names no RCAEval fault for REGRESSION"):
+        write_rcaeval(worlds["series"], tmp_path / "cases")
+    assert not (tmp_path / "cases").exists()
+
+
 @pytest.mark.parametrize("args, words", [
     (["export", "{plain}", "--format", "rcaeval"], "sample it with --series"),
     (["export", "{series}", "--format", "rcaeval,csv"], "--format rcaeval"),

@@ -18,7 +18,6 @@ import jax
 from numpyro import handlers
 from numpyro.ops.provenance import eval_provenance
 
-from causalsynth.engine import cache
 from causalsynth.engine.program import TRACING, Program
 from causalsynth.errors import MissingTool, one_line
 
@@ -194,15 +193,10 @@ def story_sites(program: Program) -> set[str]:
 def model_graph(program: Program) -> Graph:
     """The site-level causal graph of ``program``'s model (no sampling, no compilation).
 
-    Derived once per config, model and package (``causalsynth.engine.cache``): a cached
-    graph is used when its sites are exactly the program's."""
-    identity = cache.config_identity(program)
-    cached = cache.load_object("graph", identity)
-    if isinstance(cached, Graph) and set(cached.nodes) == set(program.sites):
-        return cached
-    graph = _derive_graph(program)
-    cache.store_object("graph", identity, graph)
-    return graph
+    Derived once per config, model and package (``Program.kept``): a kept graph is used when
+    its sites are exactly the program's."""
+    return program.kept("graph", lambda: _derive_graph(program),
+                        lambda kept: isinstance(kept, Graph) and set(kept.nodes) == set(program.sites))
 
 
 def _derive_graph(program: Program) -> Graph:

@@ -270,5 +270,21 @@ class Program:
             trace = self._trace(key, params, self.block_prs, switches)
             return {name: trace[name]["value"] for name in wanted}
 
-        identity = cache.model_identity(self.model) | {"block_prs": self.block_prs, "outputs": wanted}
-        return CachedJit(block, "sampler", identity)
+        return self.compiled(block, "sampler", block_prs=self.block_prs, outputs=wanted)
+
+    def compiled(self, fn, kind: str, **shape: Any) -> CachedJit:
+        """``fn`` jitted, its executables kept as ``kind`` entries of this model's code and ``shape``
+        (what else fixes its arrays' shapes): how any part of causalsynth compiles a function of the
+        model, without knowing the caches."""
+        return CachedJit(fn, kind, cache.model_identity(self.model) | shape)
+
+    def kept(self, kind: str, derive, usable=lambda value: True):
+        """``derive()``, a result of this program's config and model: computed once per config, model and
+        package where the caches are on, and ``usable(value)`` decides whether a kept one still serves."""
+        identity = cache.config_identity(self)
+        found = cache.load_object(kind, identity)
+        if found is not None and usable(found):
+            return found
+        value = derive()
+        cache.store_object(kind, identity, value)
+        return value

@@ -28,6 +28,7 @@ import pandas as pd
 
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
+from causalsynth.errors import ConfigError
 from causalsynth.tasks.rca import read_cases
 
 
@@ -37,6 +38,9 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
     ds = Dataset(directory)
     cases = read_cases(ds)
     incidents = ds.config.model.INCIDENTS
+    if unnamed := sorted(set(cases.kind) - set(incidents.faults)):
+        raise ConfigError(f"{directory}: its model {ds.config.model.NAME} names no RCAEval fault for "
+                          f"{', '.join(unnamed)} (INCIDENTS.faults names {', '.join(incidents.faults)})")
     out = out if out else ds.beside("rcaeval")
     columns = [f"{service}_{incidents.metrics[m]}" for service in cases.services for m in cases.metrics]
     n_ticks = cases.series.shape[-1]

@@ -36,7 +36,6 @@ from numpyro import handlers
 from numpyro.primitives import Messenger
 
 from causalsynth.dataset.reading import DatasetFiles, UnreadableTable
-from causalsynth.engine import cache
 from causalsynth.engine.compiled import CachedJit
 from causalsynth.engine.program import TRACING, Column, Program, TableLayout
 from causalsynth.validate.checks import Check, not_run
@@ -184,8 +183,7 @@ def _function(program: Program, p: Plan) -> CachedJit:
             _computed_again(model, stored, out)(params, n_prs)
         return {name: out[name] for name in wanted}
 
-    identity = cache.model_identity(program.model) | {"block_prs": n_prs, "inputs": p.inputs, "outputs": wanted}
-    return CachedJit(block, "recompute", identity)
+    return program.compiled(block, "recompute", block_prs=n_prs, inputs=p.inputs, outputs=wanted)
 
 
 def _values(files: DatasetFiles, st: Stored, dtype: str, n_prs: int) -> np.ndarray:
