@@ -64,14 +64,16 @@ def main() -> None:
              f"{seconds:.0f} s in all. Each world is `sample --series` (and `--variant`); every incident run "
              "is a case, scored as RCAEval scores (AC@k: the root cause among the first k services; Avg@5: the "
              "mean of AC@1..AC@5).", "",
-             "| world | incidents (regressions) | method | AC@1 | AC@3 | Avg@5 |",
-             "| --- | ---: | --- | ---: | ---: | ---: |"]
+             "| world | incidents (by fault) | method | AC@1 | AC@3 | Avg@5 | AC@1 by fault |",
+             "| --- | --- | --- | ---: | ---: | ---: | --- |"]
     for world in WORLDS:
         cases = scores[world]["cases"]
+        counted = ", ".join(f"{kind} {n:,}" for kind, n in cases["by_fault"].items())
         for i, method in enumerate(METHODS):
             m = scores[world][method]
-            head = f"{world} | {cases['n']:,} ({cases['regressions']:,})" if i == 0 else " | "
-            lines.append(f"| {head} | {method} | {m['AC@1']:.3f} | {m['AC@3']:.3f} | {m['Avg@5']:.3f} |")
+            head = f"{world} | {cases['n']:,} ({counted})" if i == 0 else " | "
+            by_fault = ", ".join(f"{kind} {s['AC@1']:.2f}" for kind, s in m["by_fault"].items())
+            lines.append(f"| {head} | {method} | {m['AC@1']:.3f} | {m['AC@3']:.3f} | {m['Avg@5']:.3f} | {by_fault} |")
     easy, hard = scores["rca_easy"], scores["rca_hard"]
     lines += ["", f"BARO's AC@1 falls from {easy['baro']['AC@1']:.2f} on rca_easy to {hard['baro']['AC@1']:.2f} "
               f"on rca_hard, while the method that knows the fault's pattern keeps "

@@ -313,6 +313,15 @@ def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
     constant = results["baro.AC@1"]["majority"]
     assert results["mechanism.AC@1"]["value"] > constant + 0.3  # knowing the mechanism finds the root
     assert results["baro.AC@1"]["value"] > constant
+    # Per fault kind: every kind the model injects, the counts adding up, the scores their weighted mean.
+    counts = results["_cases"]["by_fault"]
+    assert set(counts) == {"REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR"}
+    assert sum(counts.values()) == results["_cases"]["n"]
+    for method in ("constant", "baro", "nsigma", "mechanism"):
+        by_fault = results["_by_fault"][method]
+        overall = constant if method == "constant" else results[f"{method}.AC@1"]["value"]
+        weighted = sum(by_fault[kind]["AC@1"] * n for kind, n in counts.items()) / results["_cases"]["n"]
+        assert weighted == pytest.approx(overall, abs=1e-12), method
 
 
 def test_a_fault_the_model_names_no_rcaeval_fault_for_is_one_clear_error(worlds, tmp_path, monkeypatch):

@@ -248,7 +248,8 @@ def root_cause(ds: Dataset) -> dict[str, Any]:
 
     scores = evaluate_rca(ds.directory)
     constant = scores.pop("constant")
-    out: dict[str, Any] = {"_cases": scores.pop("cases")}
+    out: dict[str, Any] = {"_cases": scores.pop("cases"),
+                           "_by_fault": {m: s.pop("by_fault") for m, s in (("constant", constant), *scores.items())}}
     for method, metrics in scores.items():
         for metric in ("AC@1", "AC@3", "Avg@5"):
             out[f"{method}.{metric}"] = _entry(metrics[metric], None, None, constant[metric])

@@ -175,21 +175,28 @@ def world_config(ds):
     return ds.config.with_overrides(soft_overrides(ds.config, Intervention(**ds.manifest["intervention"])))
 
 
-def evaluate_rca(directory: str | Path) -> dict[str, dict[str, float]]:
-    """Each method's scores on the dataset's incidents: {method: {"AC@1": ..., ...}} plus counts."""
+def evaluate_rca(directory: str | Path) -> dict[str, dict]:
+    """Each method's scores on the dataset's incidents, {method: {"AC@1": ..., ..., "by_fault": {kind:
+    {"AC@1": ..., ...}}}}, and the cases counted, {"cases": {"n": ..., "by_fault": {kind: n}}}."""
     ds = Dataset(directory)
     cases = read_cases(ds)
     if len(cases) == 0:
         raise ConfigError(f"{directory}: has no incident runs to score")
     config = world_config(ds)
     frequency = np.bincount(cases.root, minlength=len(cases.services)).astype(float)
-    results = {
+    scores = {
         # A constant: the services ranked by how often each is the root cause, the same for every case.
-        "constant": accuracy(cases, np.broadcast_to(frequency, (len(cases), len(cases.services)))),
-        "baro": accuracy(cases, baro(cases)),
-        "nsigma": accuracy(cases, nsigma(cases)),
-    } | {name: accuracy(cases, method(cases, config)) for name, method in config.model.RCA_METHODS.items()}
-    return {"cases": {"n": len(cases), "regressions": int(np.sum(cases.kind == "REGRESSION"))}} | results
+        "constant": np.broadcast_to(frequency, (len(cases), len(cases.services))),
+        "baro": baro(cases),
+        "nsigma": nsigma(cases),
+    } | {name: method(cases, config) for name, method in config.model.RCA_METHODS.items()}
+    kinds = sorted(set(cases.kind))
+    of_kind = {kind: Cases(**{k: v[cases.kind == kind] if isinstance(v, np.ndarray) else v
+                              for k, v in cases.__dict__.items()}) for kind in kinds}
+    results = {name: accuracy(cases, s) | {"by_fault": {kind: accuracy(of_kind[kind], s[cases.kind == kind])
+                                                        for kind in kinds}}
+               for name, s in scores.items()}
+    return {"cases": {"n": len(cases), "by_fault": {kind: len(of_kind[kind]) for kind in kinds}}} | results
 
 
 def series_statistics(cases: Cases, names: dict[str, str]) -> dict[str, dict[str, float]]:
