@@ -68,6 +68,8 @@ from .mechanisms import over_services, vec
 FAULT_KINDS = ("NONE", "REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR")
 # The series' metrics, in the order of the stacks below.
 METRICS = ("latency", "errors", "requests", "cpu", "memory")
+LATENCY = np.asarray([m == "latency" for m in METRICS], np.float32)
+RESOURCES = np.asarray([m in ("cpu", "memory") for m in METRICS])
 # Which metrics each anomaly type moves.
 ANOMALY_METRICS = {"PERFORMANCE": ("latency",), "ERROR_RATE": ("errors",), "RESOURCE_USAGE": ("cpu", "memory"),
                    "BEHAVIOR": ("requests",)}
@@ -114,8 +116,8 @@ def call_mixing(depends: np.ndarray, share) -> jnp.ndarray:
 
 
 def saturate(usage):
-    """A share of capacity that approaches 1 smoothly instead of stopping at it: nearly ``usage`` below
-    0.6, ordered above, so a doubled load at a busy service still shows."""
+    """A share of capacity that approaches 1 smoothly instead of stopping at it: within 1 % of ``usage``
+    up to 0.5 and increasing beyond, so a doubled load at a busy service still shows."""
     return usage / (1.0 + usage ** 6) ** (1.0 / 6.0)
 
 
@@ -180,8 +182,7 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
             "_burst_size", dist.Exponential(1.0 / tm.bursts.size))                        # (B,R,S,T)
         tail = tm.noise_sd * numpyro.sample("_tail_noise", dist.Normal(0.0, 1.0))
         elasticity = jnp.stack([d.load_elasticity for d in dynamics]).reshape(-1, 1, 1, 1, 1)
-        noise = own + elasticity * traffic + jnp.where(jnp.arange(len(METRICS)) == 0, 1.0, 0.0).reshape(
-            -1, 1, 1, 1, 1) * burst                                                   # bursts: latency
+        noise = own + elasticity * traffic + LATENCY.reshape(-1, 1, 1, 1, 1) * burst      # bursts: latency
         wiggle = jnp.exp(noise + slope * (mid / window - 0.5))
         # Noise of window mean 1: a world without the fault has its snapshot as window mean, exactly, and
         # the same values before the onset as this one.
@@ -201,7 +202,8 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         timestamp("ticks.started_at", jnp.broadcast_to(mid - 0.5 * tick_s, shape.shape[1:]), since="started_at")
         derived("tick_index", jnp.broadcast_to(jnp.arange(n_ticks, dtype=jnp.int32), shape.shape[1:]),
                 constraints.integer_interval(0, n_ticks - 1))
-        level = jnp.stack([jnp.ones(n_svc)] * 3 + [vec(tm.resource_level, services)] * 2).reshape(-1, 1, 1, n_svc, 1)
+        level = jnp.where(RESOURCES[:, None], vec(tm.resource_level, services)[None, :], 1.0)  # (M,S)
+        level = level.reshape(len(METRICS), 1, 1, n_svc, 1)
         value = clean * level * shape                                         # (M,B,R,S,T)
         latency = derived("ticks.latency_ms", value[0], constraints.positive)
         # The tail has its own noise, and a burst lifts it more than the median.
