@@ -32,26 +32,32 @@ WORLDS = ("default", "rca_easy", "rca_medium", "rca_hard")
 METHODS = ("constant", "baro", "nsigma", "mechanism")
 
 
+def sample_world(world: str, n_prs: int, out: Path) -> None:
+    """``sample --series`` of ``n_prs`` PRs (seed 0) into ``out``: the default priors, or a variant's."""
+    from causalsynth.config.loading import load_config
+    from causalsynth.engine.interventions import Intervention, load_variant
+    from causalsynth.jobs.sample import sample_dataset
+
+    intervention = Intervention() if world == "default" else load_variant(world)
+    sample_dataset(config=load_config(overrides=["telemetry.enabled=true"]), n_prs=n_prs, seed=0, to=out,
+                   intervention=intervention)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-prs", type=int, default=1600)
     args = parser.parse_args()
 
-    from causalsynth.config.loading import load_config
     from causalsynth.dataset.reading import Dataset
-    from causalsynth.engine.interventions import Intervention, load_variant
-    from causalsynth.jobs.sample import sample_dataset
     from causalsynth.tasks.rca import evaluate_rca, read_cases, series_statistics
 
-    config = load_config(overrides=["telemetry.enabled=true"])
     work = Path(tempfile.mkdtemp(prefix="causalsynth-rca-"))
     scores, realism = {}, {}
     started = time.perf_counter()
     try:
         for world in WORLDS:
             out = work / world
-            intervention = Intervention() if world == "default" else load_variant(world)
-            sample_dataset(config=config, n_prs=args.n_prs, seed=0, to=out, intervention=intervention)
+            sample_world(world, args.n_prs, out)
             scores[world] = evaluate_rca(out)
             ds = Dataset(out)
             clean = read_cases(ds, clean=True)

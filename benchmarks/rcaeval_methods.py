@@ -33,9 +33,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from rca_benchmark import WORLDS, sample_world  # noqa: E402
 from results import machine, write_section  # noqa: E402
 
-WORLDS = ("default", "rca_easy", "rca_medium", "rca_hard")
 METHODS = ("constant", "baro", "nsigma", "circa")
 
 
@@ -97,19 +97,14 @@ def main() -> None:
     parser.add_argument("--per-fault", type=int, default=30)
     args = parser.parse_args()
 
-    from causalsynth.config.loading import load_config
-    from causalsynth.engine.interventions import Intervention, load_variant
-    from causalsynth.jobs.sample import sample_dataset
     from causalsynth.tasks.rcaeval import write_rcaeval
 
-    config = load_config(overrides=["telemetry.enabled=true"])
     work = Path(tempfile.mkdtemp(prefix="causalsynth-rcaeval-"))
     scores = {}
     started = time.perf_counter()
     try:
         for world in WORLDS:
-            intervention = Intervention() if world == "default" else load_variant(world)
-            sample_dataset(config=config, n_prs=args.n_prs, seed=0, to=work / world, intervention=intervention)
+            sample_world(world, args.n_prs, work / world)
             write_rcaeval(work / world, work / f"{world}-cases")
             scores[world] = score_world(work / f"{world}-cases", args.per_fault)
             print(f"{world}: {time.perf_counter() - started:.0f} s", file=sys.stderr)

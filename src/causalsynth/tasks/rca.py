@@ -190,13 +190,13 @@ def evaluate_rca(directory: str | Path) -> dict[str, dict]:
         "baro": baro(cases),
         "nsigma": nsigma(cases),
     } | {name: method(cases, config) for name, method in config.model.RCA_METHODS.items()}
-    kinds = sorted(set(cases.kind))
-    of_kind = {kind: Cases(**{k: v[cases.kind == kind] if isinstance(v, np.ndarray) else v
-                              for k, v in cases.__dict__.items()}) for kind in kinds}
-    results = {name: accuracy(cases, s) | {"by_fault": {kind: accuracy(of_kind[kind], s[cases.kind == kind])
-                                                        for kind in kinds}}
+    masks = {kind: cases.kind == kind for kind in sorted(set(cases.kind))}
+    of_kind = {kind: Cases(**{k: v[mask] if isinstance(v, np.ndarray) else v for k, v in cases.__dict__.items()})
+               for kind, mask in masks.items()}
+    results = {name: accuracy(cases, s) | {"by_fault": {kind: accuracy(of_kind[kind], s[mask])
+                                                        for kind, mask in masks.items()}}
                for name, s in scores.items()}
-    return {"cases": {"n": len(cases), "by_fault": {kind: len(of_kind[kind]) for kind in kinds}}} | results
+    return {"cases": {"n": len(cases), "by_fault": {kind: len(of_kind[kind]) for kind in masks}}} | results
 
 
 def series_statistics(cases: Cases, names: dict[str, str]) -> dict[str, dict[str, float]]:
