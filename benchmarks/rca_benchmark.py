@@ -32,14 +32,14 @@ WORLDS = ("default", "rca_easy", "rca_medium", "rca_hard")
 METHODS = ("constant", "baro", "nsigma", "mechanism")
 
 
-def sample_world(world: str, n_prs: int, out: Path) -> None:
-    """``sample --series`` of ``n_prs`` PRs (seed 0) into ``out``: the default priors, or a variant's."""
+def sample_world(world: str, n_prs: int, out: Path, seed: int = 0) -> None:
+    """``sample --series`` of ``n_prs`` PRs into ``out``: the default priors, or a variant's."""
     from causalsynth.config.loading import load_config
     from causalsynth.engine.interventions import Intervention, load_variant
     from causalsynth.jobs.sample import sample_dataset
 
     intervention = Intervention() if world == "default" else load_variant(world)
-    sample_dataset(config=load_config(overrides=["telemetry.enabled=true"]), n_prs=n_prs, seed=0, to=out,
+    sample_dataset(config=load_config(overrides=["telemetry.enabled=true"]), n_prs=n_prs, seed=seed, to=out,
                    intervention=intervention)
 
 

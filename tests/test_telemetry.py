@@ -54,8 +54,8 @@ def points(tables) -> pd.DataFrame:
     series, twin = tables["series"], tables["twin"]
     runs = series["system_runs"][["run_id", "pr_id", "root_cause_service", "fault_kind", "fault_onset_s",
                                    "is_anomalous"]]
-    runs = runs.merge(twin["system_runs"][["run_id", "is_anomalous"]].rename(
-        columns={"is_anomalous": "twin_anomalous"}), on="run_id")
+    runs = runs.merge(twin["system_runs"][["run_id", "is_anomalous", "fault_kind"]].rename(
+        columns={"is_anomalous": "twin_anomalous", "fault_kind": "twin_fault"}), on="run_id")
     services = series["service_metrics"][["service_metric_id", "run_id", "service_name", "response_time_ms",
                                           "error_rate", "throughput_rps"]]
     return (series["service_timeseries"].merge(twin["service_timeseries"], on="point_id", suffixes=("", "_twin"))
@@ -68,7 +68,8 @@ def test_the_other_tables_are_the_same_bytes_with_or_without_series(worlds):
     plain = read_table(worlds["plain"], "system_runs").to_pandas()
     series = read_table(worlds["series"], "system_runs").to_pandas()
     pd.testing.assert_frame_equal(series[plain.columns], plain)
-    assert set(series.columns) - set(plain.columns) == {"root_cause_service", "fault_kind", "fault_onset_s"}
+    assert set(series.columns) - set(plain.columns) == {"root_cause_service", "fault_kind", "fault_onset_s",
+                                                        "spurious_event_service"}
 
 
 def test_the_series_table_has_its_rows_and_validates(worlds, tables, default_config):
@@ -82,18 +83,24 @@ def test_the_series_table_has_its_rows_and_validates(worlds, tables, default_con
         assert names["identity service_timeseries: ticks at their offsets in the run's window"].applicable
 
 
-def test_a_regression_incident_elsewhere_than_the_primary_service_fails_its_identity(worlds, tables, tmp_path):
+def test_mislabelled_incidents_fail_their_identities(worlds, tables, tmp_path):
+    """A regression incident elsewhere than the primary service; an injected fault in an anomalous run."""
     copy = tmp_path / "copy"
     shutil.copytree(worlds["series"], copy)
     runs = pq.read_table(part_path(copy, "system_runs")).to_pandas()
     prs = tables["series"]["pull_requests"].set_index("pr_id").primary_service
     row = int(np.flatnonzero(runs.fault_kind == "REGRESSION")[0])
     other = next(s for s in default_services() if s != prs[runs.pr_id.iloc[row]])
-    rewrite(copy, "system_runs", lambda f: with_value(f, "root_cause_service", [row], other))
+    anomaly = int(np.flatnonzero(runs.fault_kind == "PERFORMANCE")[0])
+    rewrite(copy, "system_runs", lambda f: with_value(with_value(f, "root_cause_service", [row], other),
+                                                      "fault_kind", [anomaly], "CPU_HOG"))
     checks = {c.check: c for c in validate_dataset(copy, resample=0)}
-    broken = checks["identity system_runs: a regression incident starts at the PR's primary service"]
-    assert not broken.passed and broken.observed.startswith("1 of ")
-    assert checks["identity system_runs: no root cause exactly without a fault"].passed  # only this rule sees it
+    for identity in ("a regression incident starts at the PR's primary service",
+                     "an anomaly incident exactly when anomalous and not regressed",
+                     "an injected fault only where nothing else goes on"):
+        broken = checks[f"identity system_runs: {identity}"]
+        assert not broken.passed and broken.observed.startswith("1 of "), identity
+    assert checks["identity system_runs: no root cause exactly without a fault"].passed  # only those rules see it
 
 
 def default_services() -> list[str]:
@@ -129,7 +136,17 @@ def test_healthy_runs_have_no_root_cause_and_incidents_have_theirs(tables):
     regression = runs.fault_kind == "REGRESSION"
     assert (regression == runs.has_performance_regression).all()
     assert (runs.root_cause_service[regression] == runs.primary_service[regression]).all()
-    assert ((runs.fault_kind != "NONE") & ~regression == runs.is_anomalous & ~runs.has_performance_regression).all()
+    anomaly = runs.fault_kind.isin(["PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR"])
+    assert (anomaly == runs.is_anomalous & ~runs.has_performance_regression).all()
+    # A regressed run's anomaly is the regression's symptom, at its service: every fault in a run is labelled.
+    injected = ~healthy & ~regression & ~anomaly
+    assert not (injected & (runs.is_anomalous | runs.has_performance_regression)).any()
+    quiet = ~runs.is_anomalous & ~runs.has_performance_regression
+    assert 0.2 < injected[quiet].mean() < 0.3  # telemetry.faults.rate: 0.25
+    kinds = runs.fault_kind[injected].astype(str).value_counts(normalize=True)
+    assert set(kinds.index) == {"CPU_HOG", "MEMORY_LEAK", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION"}
+    assert kinds.max() - kinds.min() < 0.1, kinds                   # balanced by default
+    assert (runs.spurious_event_service == "NONE").all()             # telemetry.spurious_rate: 0
 
 
 def test_series_summarise_to_their_snapshot(points):
@@ -196,13 +213,69 @@ def test_resources_saturate_without_losing_a_fault():
     assert float(saturate(1.2)) > 1.5 * float(saturate(0.6))  # a doubled busy service still shows
 
 
+def random_graphs(rng, n):
+    """``n`` random call graphs without cycles (``A[i, j]``: ``i`` calls ``j``; a caller before its callees)
+    and a service of each as the faulty one."""
+    for _ in range(n):
+        size = int(rng.integers(2, 12))
+        depends = np.triu(rng.random((size, size)) < rng.uniform(0.2, 0.8), 1).astype(np.float32)
+        yield depends, int(rng.integers(size))
+
+
+def test_no_caller_degrades_more_than_its_root():
+    """By construction of the mechanisms, over their parameters: on random call graphs, at every share,
+    effect size and base rate, a regression's factor at a caller (latency, errors; requests fall) is
+    never beyond the primary service's, and share ** shortest hops, not a sum over the paths."""
+    from types import SimpleNamespace
+
+    from causalsynth.models.delivery_commerce.mechanisms import degradation_factors, exposure
+    from causalsynth.models.delivery_commerce.telemetry import hops
+
+    rng = np.random.default_rng(0)
+    for depends, root in random_graphs(rng, 200):
+        size = len(depends)
+        share = float(rng.choice([0.0, 0.3, 0.5, 0.9, 1.0]))
+        felt = np.asarray(exposure(depends, (np.arange(size) == root).reshape(-1, 1), share))[:, 0]
+        distance = hops(depends)[root]
+        expected = np.where(distance < size, share ** np.minimum(distance, size).astype(float), 0.0)
+        np.testing.assert_allclose(felt, expected, rtol=1e-6)
+        effects = SimpleNamespace(response_time_increase=rng.uniform(0, 3), error_rate_increase=rng.uniform(0, 0.3))
+        factor = degradation_factors(effects, rng.uniform(1e-3, 0.05), rng.uniform(0, 3) * felt)
+        for metric in ("latency", "errors"):
+            assert np.all(np.asarray(factor[metric]) <= np.asarray(factor[metric])[root] + 1e-6), metric
+        assert np.all(np.asarray(factor["requests"]) >= np.asarray(factor["requests"])[root] - 1e-6)
+    # Two paths from `user` up to `gateway` (direct, and through `order`) used to add up to 1.71 at 0.9.
+    depends = np.asarray([[0, 1, 1], [0, 0, 1], [0, 0, 0]], np.float32)      # gateway, order, user
+    np.testing.assert_allclose(np.asarray(exposure(depends, np.asarray([[0], [0], [1]]), 0.9))[:, 0],
+                               [0.9, 0.9, 1.0], rtol=1e-6)
+
+
+def test_no_caller_moves_more_than_an_injected_fault():
+    """Every injected fault's log-lift, over random graphs, shares, sizes, onsets and ramps: at every tick
+    and metric no service moves more than the faulty one, and only latency and errors leave it."""
+    from causalsynth.models.delivery_commerce.telemetry import CARRIED, METRICS, hops, injected_lift
+
+    rng = np.random.default_rng(1)
+    mid = (np.arange(30) + 0.5) * 10.0
+    for depends, root in random_graphs(rng, 200):
+        size = len(depends)
+        distance = hops(depends)[root].reshape(-1, 1)
+        start = rng.uniform(0, 250) + rng.uniform(0, 30) * np.where(distance < size, distance, 0)
+        effect = rng.uniform(-2, 2, len(METRICS)).reshape(-1, 1, 1)
+        lift = np.asarray(injected_lift(effect, float(rng.uniform(0, 1)), distance, start, mid, 300.0,
+                                        bool(rng.integers(2))))                  # (M, S, T)
+        assert np.all(np.abs(lift) <= np.abs(lift[:, root:root + 1]) + 1e-6)
+        others = np.arange(size) != root
+        assert np.all(lift[~CARRIED][:, others] == 0) and np.all(lift[:, distance[:, 0] >= size] == 0)
+
+
 def test_twins_are_identical_before_the_onset_and_where_no_fault_is(points, default_config):
     tick_s = default_config.get("telemetry.tick_s")
-    same_anomaly = points.is_anomalous == points.twin_anomalous
     start = points.groupby("run_id").started_at.transform("min")
     offset = (points.started_at - start).dt.total_seconds()
     before = offset + tick_s / 2 < points.fault_onset_s  # the tick's middle is before the onset
-    regressed = (points.fault_kind == "REGRESSION") & same_anomaly
+    # A regressed run's anomaly event is at its service, from its onset; the twin's, where it is drawn.
+    regressed = (points.fault_kind == "REGRESSION") & ~points.is_anomalous & ~points.twin_anomalous
     for metric in ("latency_ms", "error_rate", "request_rate", "memory_usage"):
         np.testing.assert_allclose(points[metric][regressed & before], points[f"{metric}_twin"][regressed & before],
                                    rtol=2e-6, err_msg=metric)
@@ -219,7 +292,8 @@ def test_onset_and_hop_lag_are_visible(points, default_config):
     start = points.groupby("run_id").started_at.transform("min")
     offset = (points.started_at - start).dt.total_seconds()
     ratio = points.latency_ms / points.latency_ms_twin
-    incident = (points.fault_kind == "REGRESSION") & (points.is_anomalous == points.twin_anomalous)
+    # No anomaly in either world, and no fault in the twin (a quiet run there may get an injected one).
+    incident = (points.fault_kind == "REGRESSION") & ~points.is_anomalous & (points.twin_fault == "NONE")
     root = incident & (points.service_name == points.root_cause_service)
     first_tick_after = root & (offset >= points.fault_onset_s) & (offset < points.fault_onset_s + tick_s)
     assert (ratio[first_tick_after] > 1.05).mean() > 0.9
@@ -315,7 +389,8 @@ def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
     assert results["baro.AC@1"]["value"] > constant
     # Per fault kind: every kind the model injects, the counts adding up, the scores their weighted mean.
     counts = results["_cases"]["by_fault"]
-    assert set(counts) == {"REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR"}
+    assert set(counts) == {"REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR", "CPU_HOG",
+                           "MEMORY_LEAK", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION"}
     assert sum(counts.values()) == results["_cases"]["n"]
     for method in ("constant", "baro", "nsigma", "mechanism"):
         by_fault = results["_by_fault"][method]

@@ -69,6 +69,7 @@ from .tasks import (
     TABLES,
     TASKS,
 )
+from .telemetry import INJECTED_FAULTS, METRICS
 
 NAME = "delivery_commerce"
 VERSION = "2.0.0"
@@ -109,8 +110,27 @@ def validate(p: Params) -> list[str]:
     for key in ("tick_s", "anomaly_size"):
         if not tm[key] > 0:
             errors.append(f"telemetry.{key}: {tm[key]} must be > 0")
+    ft = tm.faults
+    for section, names in (("kind.shares", tuple(ft.kind.shares)), ("effects", tuple(ft.effects))):
+        if names != INJECTED_FAULTS:
+            errors.append(f"telemetry.faults.{section}: needs one entry per injected fault, in order: "
+                          f"{', '.join(INJECTED_FAULTS)}")
+    for kind, effects in ft.effects.items():
+        if tuple(effects) != METRICS:
+            errors.append(f"telemetry.faults.effects.{kind}: needs one log-scale change per metric, in order: "
+                          f"{', '.join(METRICS)}")
+    for kind in ft.ramp:
+        if kind not in INJECTED_FAULTS:
+            errors.append(f"telemetry.faults.ramp: {kind!r} is not one of {INJECTED_FAULTS}")
     if tm.hop_lag_s < 0 or tm.gap_rate >= 1.0:
         errors.append("telemetry.hop_lag_s must be >= 0 and telemetry.gap_rate below 1 (a series needs ticks)")
+    fx, scale = p.regression.effects, max(p.regression.effect_scale.values())
+    busiest = max(services, key=lambda s: p.services[s].error_rate)
+    if not p.run.error_rate > 0 or p.services[busiest].error_rate * (
+            1.0 + fx.error_rate_increase / p.run.error_rate * scale) > 0.9:
+        errors.append(f"services.{busiest}.error_rate: with regression.effects.error_rate_increase and the largest "
+                      f"regression.effect_scale it rises by the run's factor past 0.9 (run.error_rate must be > 0, "
+                      f"and error_rate x (1 + error_rate_increase / run.error_rate x {scale}) at most 0.9)")
     if p.service.entry not in services:
         errors.append(f"service.entry: {p.service.entry!r} is not one of {services}")
     for caller, callees in p.service.depends_on.items():

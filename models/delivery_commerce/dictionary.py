@@ -94,8 +94,11 @@ DESCRIPTIONS = {
     "latency_ms": "Latency of the call (ms)",
     "steps.started_at": "When the call started (UTC)",
     "root_cause_service": ("Ground truth of the run's incident: the regressed PR's primary service, else the "
-                           "service its anomaly started at, else NONE (with --series)"),
-    "fault_kind": "What the incident is: REGRESSION, the anomaly's type, or NONE (with --series)",
+                           "service its anomaly or injected fault started at, else NONE (with --series)"),
+    "fault_kind": ("What the incident is: REGRESSION, the anomaly's type, an injected fault (CPU_HOG, MEMORY_LEAK, "
+                   "NETWORK_DELAY, PACKET_LOSS, SOCKET_EXHAUSTION), or NONE (with --series)"),
+    "spurious_event_service": ("The service of the run's unrelated latency event, not its root cause "
+                               "(telemetry.spurious_rate); NONE without one (with --series)"),
     "fault_onset_s": "Seconds from the window's start to the incident's onset; -1 without one (with --series)",
     "ticks.started_at": "When the tick starts (UTC): the run's start plus the tick's offset",
     "tick_index": "Position of the tick in the run's window (0-based)",

@@ -43,6 +43,30 @@ def dependency_matrix(p: Params, services: tuple[str, ...]) -> np.ndarray:
     return a
 
 
+def exposure(depends, is_primary, share):
+    """How much of a regression each service feels, ``(..., S, 1)`` from its primary service's
+    indicator: 1 there, ``share ** hops`` at a caller ``hops`` calls up the graph by its shortest
+    path, 0 where the fault does not reach. The strongest path, not the sum over paths: a caller
+    reached by two paths does not feel more than the service the fault is at (``share <= 1``)."""
+    reach = is_primary.astype(jnp.float32)
+    for _ in range(len(depends) - 1):  # a call graph without cycles has paths of at most S - 1 calls
+        via = jnp.max(jnp.asarray(depends) * jnp.swapaxes(reach, -1, -2), axis=-1, keepdims=True)
+        reach = jnp.maximum(reach, share * via)
+    return reach
+
+
+def degradation_factors(effects, run_error_rate, degradation) -> dict:
+    """What a regression of effect ``degradation`` (scale times exposure) multiplies a service's
+    latency, error rate and request rate by. Each is a monotone function of the degradation alone,
+    the same at every service: so no caller's jump exceeds its root's, whatever its base rates. The
+    error rate rises by the factor the run's does (``effects.error_rate_increase`` is the run's
+    absolute rise at scale 1, over ``run_error_rate``), not by an absolute amount that would be a
+    larger jump at a service with fewer errors."""
+    latency = 1.0 + effects.response_time_increase * degradation
+    return {"latency": latency, "errors": 1.0 + effects.error_rate_increase / run_error_rate * degradation,
+            "requests": 1.0 / latency}
+
+
 def over_services(matrix, x):
     """``matrix @ x`` along the services axis (-2) of a ``(..., S, 1)`` array."""
     return jnp.einsum("ij,...jk->...ik", matrix, x)

@@ -22,7 +22,9 @@ from .calendar import FREEZE, HOLIDAY, SECONDS_PER_DAY, SECONDS_PER_HOUR, WEEKDA
 from .mechanisms import (
     USAGE_COLUMNS,
     cycle,
+    degradation_factors,
     dependency_matrix,
+    exposure,
     inverse_cdf,
     over_services,
     per_step,
@@ -229,30 +231,28 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
 
 
 def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, services, depends) -> dict:
-    """The regression degrades its service fully, and each caller up the graph by a share per hop."""
+    """The regression degrades its service fully, and each caller up the graph by the propagation share
+    per hop of its shortest path to it (``mechanisms.exposure``, ``mechanisms.degradation_factors``)."""
     sv, profile, fx, ic = p.service, p.services, p.regression.effects, p.intercepts
     load = runs["load"]
     base_rt = vec({s: profile[s].response_time_ms for s in services}).reshape(-1, 1)
     base_err = vec({s: profile[s].error_rate for s in services}).reshape(-1, 1)
     base_tput = vec({s: profile[s].throughput_rps for s in services}).reshape(-1, 1)
     retry_rate = vec({s: profile[s].retry_rate for s in services}).reshape(-1, 1)
-    exposure = hop = pr["is_primary"].astype(jnp.float32)
-    for _ in range(len(services) - 1):
-        hop = sv.propagation_share * over_services(depends, hop)
-        exposure = exposure + hop
-    degradation = scale * exposure                                    # (B,1,S,1)
+    degradation = scale * exposure(depends, pr["is_primary"], sv.propagation_share)   # (B,1,S,1)
+    factor = degradation_factors(fx, p.run.error_rate, degradation)
     with plates.prs, plates.runs, plates.services:
         label("services.service_name", jnp.arange(len(services)).reshape(-1, 1), services)
         numpyro.deterministic("is_touched_by_pr", pr["touched"].astype(bool))
         svc_clean = base_rt * load ** p.run.load_latency_elasticity
         svc_rt = numpyro.sample("services.response_time_ms", dist.LogNormal(
             jnp.log(svc_clean) + sv.run_coupling * jnp.log(runs["response_time"] / runs["clean_rt"])
-            + jnp.log1p(fx.response_time_increase * degradation), sv.response_time_sd))
-        err_logit = jax.scipy.special.logit(jnp.clip(base_err + fx.error_rate_increase * degradation, 1e-4, 0.9))
+            + jnp.log(factor["latency"]), sv.response_time_sd))
+        err_logit = jax.scipy.special.logit(jnp.clip(base_err * factor["errors"], 1e-4, 0.9))
         svc_err = numpyro.sample("services.error_rate", dist.TransformedDistribution(
             dist.Normal(err_logit, sv.error_logit_sd), dist.transforms.SigmoidTransform()))
         svc_tput = numpyro.sample("services.throughput_rps", dist.LogNormal(
-            jnp.log(base_tput * load / (1.0 + fx.response_time_increase * degradation)), sv.throughput_sd))
+            jnp.log(base_tput * load * factor["requests"]), sv.throughput_sd))
         slowness = jnp.log(svc_rt / svc_clean)
         excess_err = jnp.maximum(svc_err - base_err, 0.0)
         hw = sv.health_weights
@@ -287,11 +287,11 @@ def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, serv
             # (the same noise, the regression's terms taken out): the series start at the latter.
             "snapshot": {"latency": svc_rt, "errors": svc_err, "requests": svc_tput,
                          "cpu": runs["cpu"], "memory": runs["memory"]},
-            "clean": {"latency": svc_rt / ((1.0 + fx.response_time_increase * degradation)
+            "clean": {"latency": svc_rt / (factor["latency"]
                                            * (1.0 + fx.response_time_increase * scale) ** sv.run_coupling),
                       "errors": jax.nn.sigmoid(jax.scipy.special.logit(svc_err) - err_logit
                                                + jax.scipy.special.logit(jnp.clip(base_err, 1e-4, 0.9))),
-                      "requests": svc_tput * (1.0 + fx.response_time_increase * degradation),
+                      "requests": svc_tput / factor["requests"],
                       "cpu": runs["clean_cpu"], "memory": runs["clean_memory"]}}
 
 

@@ -21,6 +21,7 @@ from causalsynth.spec.modeling import (
 )
 
 from .calendar import merge_calendar_agrees, run_calendar_agrees
+from .telemetry import ANOMALY_METRICS, INJECTED_FAULTS
 
 TABLES = (
     Table("pull_requests", plates=("prs",), key="pr_id", number=("pr_number", "PR-%06d")),
@@ -134,8 +135,11 @@ IDENTITIES = (
     Identity("a regression incident exactly when the PR regressed", "system_runs",
              "(fault_kind == 'REGRESSION') == `pull_requests.has_performance_regression`"),
     Identity("an anomaly incident exactly when anomalous and not regressed", "system_runs",
-             "(fault_kind not in ['NONE', 'REGRESSION'])"
+             f"(fault_kind in {list(ANOMALY_METRICS)})"
              " == (is_anomalous & ~`pull_requests.has_performance_regression`)"),
+    Identity("an injected fault only where nothing else goes on", "system_runs",
+             f"~(fault_kind in {list(INJECTED_FAULTS)})"
+             " | ~(is_anomalous | `pull_requests.has_performance_regression`)"),
     Identity("ticks at their offsets in the run's window", "service_timeseries",
              "started_at == `system_runs.started_at` + tick_index * {telemetry.tick_s} * 1000"),
     Identity("severity exactly when regressed", "pull_requests",
@@ -243,7 +247,8 @@ RCA_METHODS = {"mechanism": _mechanism}
 
 # Where the incidents of a run sampled with --series are. RCAEval's names: a metric's suffix in its
 # cases' columns, and a fault by the metric it moves (a regression and a PERFORMANCE anomaly slow a
-# service down: delay; ERROR_RATE: loss; RESOURCE_USAGE: cpu; BEHAVIOR, dropped requests: socket).
+# service down: delay; ERROR_RATE: loss; RESOURCE_USAGE: cpu; BEHAVIOR, dropped requests: socket); the
+# injected faults by their mechanisms, RCAEval's names for the same ones.
 INCIDENTS = Incidents(
     runs="system_runs", window_start="started_at", fault="fault_kind", root_cause="root_cause_service",
     onset_s="fault_onset_s", services="service_metrics", service="service_name", series="service_timeseries",
@@ -251,5 +256,6 @@ INCIDENTS = Incidents(
     metrics={"latency_ms": "latency", "p95_latency_ms": "latency-95", "request_rate": "workload",
              "error_rate": "error", "cpu_usage": "cpu", "memory_usage": "mem"},
     faults={"REGRESSION": "delay", "PERFORMANCE": "delay", "ERROR_RATE": "loss", "RESOURCE_USAGE": "cpu",
-            "BEHAVIOR": "socket"},
+            "BEHAVIOR": "socket", "CPU_HOG": "cpu", "MEMORY_LEAK": "mem", "NETWORK_DELAY": "delay",
+            "PACKET_LOSS": "loss", "SOCKET_EXHAUSTION": "socket"},
     service_names="services", ticks="telemetry.ticks", tick_s="telemetry.tick_s", option="--series")

@@ -38,18 +38,28 @@ being clipped, so a resource fault at a busy service still shows.
   chosen so that the window mean equals the snapshot's expected ratio to its
   clean level, which leaves the pre-onset level at the clean one;
 - an anomalous run's anomaly is an event: it starts at a drawn tick, lasts
-  ``telemetry.anomaly_ticks``, at a drawn service, and moves the metric its
-  type names (PERFORMANCE: latency, ERROR_RATE: errors, RESOURCE_USAGE: CPU and
-  memory, BEHAVIOR: request rate). Events sit on top of the scaled series, so
-  a service's window mean exceeds its snapshot by the event's share;
-- ``telemetry.spurious_rate``: a run also shows an unrelated event at another
-  service (the confusion real incidents come with);
+  ``telemetry.anomaly_ticks``, at the regression's service from its onset in
+  a regressed run (its symptom) and else at a drawn one, and moves the metric its type names
+  (PERFORMANCE: latency, ERROR_RATE: errors, RESOURCE_USAGE: CPU and memory,
+  BEHAVIOR: request rate). Events sit on top of the scaled series, so a
+  service's window mean exceeds its snapshot by the event's share;
+- a run with neither gets an injected fault at ``telemetry.faults.rate`` (a
+  chaos experiment runs on a steady system), of a kind drawn from its mix, at
+  a drawn service, from the onset on: each kind moves the metrics its
+  ``effects`` name at that service (stepping, or growing to the window's end
+  for a ``ramp`` kind), and what calls carry (latency, errors) at each caller,
+  ``service.propagation_share ** hops`` as much, a hop lag later per hop
+  (``injected_lift``). Like events, it sits on top of the scaled series;
+- ``telemetry.spurious_rate``: a run also shows an unrelated latency event at
+  another service (the confusion real incidents come with), of its own size
+  (``telemetry.spurious_size``), labelled in ``spurious_event_service``;
 - ``telemetry.gap_rate``: ticks go missing (rows absent), as scrapes do.
 
 The ground truth per run: ``root_cause_service`` (the regressed PR's primary
-service; else the anomaly's service; else NONE), ``fault_kind`` (REGRESSION,
-an anomaly type, or NONE) and ``fault_onset_s``, seconds from the window's
-start (-1 without a fault).
+service; else the anomaly's or the injected fault's service; else NONE),
+``fault_kind`` (REGRESSION, an anomaly type, an injected fault, or NONE),
+``fault_onset_s``, seconds from the window's start (-1 without a fault), and
+``spurious_event_service`` (the unrelated event's service, or NONE).
 """
 
 from __future__ import annotations
@@ -65,14 +75,18 @@ from causalsynth.spec.params import Params
 
 from .mechanisms import over_services, vec
 
-FAULT_KINDS = ("NONE", "REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR")
 # The series' metrics, in the order of the stacks below.
 METRICS = ("latency", "errors", "requests", "cpu", "memory")
 LATENCY = np.asarray([m == "latency" for m in METRICS], np.float32)
 RESOURCES = np.asarray([m in ("cpu", "memory") for m in METRICS])
+# What a call carries from a callee to its caller: its wait, and its failures.
+CARRIED = np.asarray([m in ("latency", "errors") for m in METRICS])
 # Which metrics each anomaly type moves.
 ANOMALY_METRICS = {"PERFORMANCE": ("latency",), "ERROR_RATE": ("errors",), "RESOURCE_USAGE": ("cpu", "memory"),
                    "BEHAVIOR": ("requests",)}
+# The injected infrastructure faults (``telemetry.faults``), each a mechanism of its own.
+INJECTED_FAULTS = ("CPU_HOG", "MEMORY_LEAK", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION")
+FAULT_KINDS = ("NONE", "REGRESSION", *ANOMALY_METRICS, *INJECTED_FAULTS)
 
 
 def hops(depends: np.ndarray) -> np.ndarray:
@@ -83,7 +97,8 @@ def hops(depends: np.ndarray) -> np.ndarray:
     np.fill_diagonal(out, 0)
     frontier = np.eye(n, dtype=bool)
     for step in range(1, n):
-        frontier = (depends.astype(bool)[:, None, :] & frontier.T[None, :, :]).any(-1).T  # callers of the frontier
+        # frontier[j, s]: s is `step` calls up from j, when s calls a service of j's last frontier
+        frontier = (frontier[:, None, :] & depends.astype(bool)[None, :, :]).any(-1)
         newly = frontier & (out > step)
         out[newly] = step
     return out
@@ -113,6 +128,24 @@ def call_mixing(depends: np.ndarray, share) -> jnp.ndarray:
         term = step @ term
         out = out + term
     return out
+
+
+def injected_lift(effect, share, distance, start, mid, window, ramp):
+    """An injected fault's log-multiplier of each metric, ``(M, ..., S, T)``.
+
+    ``effect``: its size per metric ``(M, ..., 1, 1)`` (the kind's effects times the severity);
+    ``distance``: hops from the faulty service up to each service ``(..., S, 1)`` (0 there; ``S`` or
+    more where the fault does not reach); ``start``: when it reaches each, seconds ``(..., S, 1)``;
+    ``mid``: the ticks' centres; ``ramp``: whether it grows from its start to full size at the
+    window's end (a leak) instead of stepping to it ``(..., 1, 1)``. At the faulty service every
+    metric moves; a caller's latency and errors move by ``share ** hops``, and only from its later
+    start: so no caller ever moves more than the faulty service, at any tick (``share <= 1``)."""
+    n_svc = distance.shape[-2]
+    reach = jnp.where(distance == 0, 1.0, jnp.where(distance < n_svc, share ** distance.astype(jnp.float32), 0.0))
+    weight = jnp.where(jnp.asarray(CARRIED).reshape((-1,) + (1,) * reach.ndim), reach, distance == 0)
+    progress = jnp.where(ramp, jnp.clip((mid - start) / jnp.maximum(window - start, 1e-6), 0.0, 1.0),
+                         (mid >= start).astype(jnp.float32))
+    return effect * weight * progress
 
 
 def saturate(usage):
@@ -147,13 +180,26 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         # Another service than the root cause's: a shift of 1..S-1 places.
         spurious_shift = 1 + numpyro.sample("_spurious_shift", dist.Categorical(jnp.ones(n_svc - 1) / (n_svc - 1)))
         anomalous = runs["kind"] > 0
-        root = jnp.where(regressed, primary, jnp.where(anomalous, event_service, -1))
+        # A regressed run's anomaly is the regression's symptom: at its service from its onset, not a
+        # second, unlabelled fault.
+        event_service = jnp.where(regressed, primary, event_service)
+        event_start = jnp.where(regressed, jnp.minimum(onset, window - tm.anomaly_ticks * tick_s), event_start)
+        # An injected fault, at a run with nothing else going on.
+        ft = tm.faults
+        injected = ~regressed & ~anomalous & (numpyro.sample("_fault", dist.Bernoulli(ft.rate)) > 0)
+        fault = numpyro.sample("_fault_kind", dist.Categorical(vec(ft.kind.shares, INJECTED_FAULTS)))
+        fault_service = numpyro.sample("_fault_service", dist.Categorical(jnp.ones(n_svc) / n_svc))
+        severity = numpyro.sample("_fault_severity", dist.LogNormal(0.0, ft.severity_sd))
+        root = jnp.where(regressed, primary,
+                         jnp.where(anomalous, event_service, jnp.where(injected, fault_service, -1)))
         label("root_cause_service", root + 1, ("NONE", *services))
-        label("fault_kind", jnp.where(regressed, 1, jnp.where(anomalous, 1 + runs["kind"], 0)), FAULT_KINDS)
-        derived("fault_onset_s", jnp.where(regressed, onset, jnp.where(anomalous, event_start, -1.0)),
+        label("fault_kind", jnp.where(regressed, 1, jnp.where(anomalous, 1 + runs["kind"], jnp.where(
+            injected, 2 + len(ANOMALY_METRICS) + fault, 0))), FAULT_KINDS)
+        derived("fault_onset_s", jnp.where(regressed | injected, onset, jnp.where(anomalous, event_start, -1.0)),
                 constraints.greater_than_eq(-1.0))
         spurious_service = jnp.where(root >= 0, root, event_service)
         spurious_service = (spurious_service + spurious_shift) % n_svc
+        label("spurious_event_service", jnp.where(spurious, spurious_service + 1, 0), ("NONE", *services))
     with plates.prs, plates.runs, plates.ticks:
         # The run's traffic, shared by its services: its own persistence, on the day's cycle.
         tr = tm.traffic
@@ -194,11 +240,18 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
                        & (service_index == spurious_service) & spurious)
         moves = jnp.asarray([[False] * len(METRICS)] + [[m in ANOMALY_METRICS[k] for m in METRICS] for k in kinds])
         moved = jnp.moveaxis(moves[runs["kind"]], -1, 0)                      # (M,B,R,1,1): the type's metrics
-        spurious_moves = jnp.asarray([m == "latency" for m in METRICS]).reshape(-1, 1, 1, 1, 1)
-        bump = (at_event & moved) | (at_spurious & spurious_moves)
         size = jnp.where(jnp.asarray([m == "requests" for m in METRICS]).reshape(-1, 1, 1, 1, 1),
                          1.0 / (1.0 + tm.anomaly_size), 1.0 + tm.anomaly_size)  # fewer requests, more of the rest
-        shape = shape * jnp.where(bump, size, 1.0)
+        shape = shape * jnp.where(at_event & moved, size, 1.0)
+        shape = shape * jnp.where(at_spurious & (LATENCY > 0).reshape(-1, 1, 1, 1, 1), 1.0 + tm.spurious_size, 1.0)
+        # The injected fault, from its service up the calls.
+        effects = jnp.stack([vec(ft.effects[k], METRICS) for k in INJECTED_FAULTS])        # (K,M)
+        effect = jnp.moveaxis(effects[fault], -1, 0) * severity * injected                # (M,B,R,1,1)
+        ramps = jnp.asarray([k in ft.ramp for k in INJECTED_FAULTS])
+        fault_distance = jnp.swapaxes(jnp.asarray(distance)[fault_service][..., 0, :], -1, -2)   # (B,R,S,1)
+        fault_start = onset + tm.hop_lag_s * jnp.where(fault_distance < n_svc, fault_distance, 0)
+        shape = shape * jnp.exp(injected_lift(effect, p.service.propagation_share, fault_distance, fault_start,
+                                              mid, window, ramps[fault]))
         timestamp("ticks.started_at", jnp.broadcast_to(mid - 0.5 * tick_s, shape.shape[1:]), since="started_at")
         derived("tick_index", jnp.broadcast_to(jnp.arange(n_ticks, dtype=jnp.int32), shape.shape[1:]),
                 constraints.integer_interval(0, n_ticks - 1))
