@@ -420,6 +420,10 @@ def test_a_fault_the_model_names_no_rcaeval_fault_for_is_one_clear_error(worlds,
     (["evaluate", "{plain}", "--tasks", "root_cause"], "sample it with --series"),
     (["sample", "--n-prs", "5", "--out", "{tmp}/x", "--series", "--set", "telemetry.onset.from=0.9"],
      "telemetry.onset"),
+    (["sample", "--n-prs", "5", "--out", "{tmp}/x", "--series", "--set", "telemetry.faults.ramp=[DISK_FULL]"],
+     "telemetry.faults.ramp: 'DISK_FULL' is not one of"),
+    (["sample", "--n-prs", "5", "--out", "{tmp}/x", "--set", "services.notification.error_rate=0.2"],
+     "services.notification.error_rate: with regression.effects.error_rate_increase"),
 ])
 def test_bad_input(worlds, tmp_path, args, words):
     args = [a.format(plain=worlds["plain"], series=worlds["series"], tmp=tmp_path) for a in args]
