@@ -24,7 +24,7 @@ CACHES, CACHE_USERS = "causalsynth.engine.cache", ("causalsynth.engine", "causal
 PARQUET_READS = {"parquet", "ParquetFile", "read_table", "read_parquet", "ParquetDataset", "read_metadata", "read_schema"}
 # The shipped model's tables: the engine reads a model's tables from its declarations, never by name.
 SHIPPED_TABLES = {"pull_requests", "system_runs", "service_metrics", "ecommerce_flows", "flow_steps",
-                  "service_timeseries"}
+                  "service_timeseries", "traces", "trace_spans", "trace_logs"}
 
 
 def module_name(root: Path, path: Path) -> str:

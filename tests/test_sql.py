@@ -104,6 +104,26 @@ def test_postgres_schema_keys_indexes_and_comments(dataset, postgres_url):
     assert counts(postgres_url, "synth")["flow_steps"] == read_manifest(dataset)["tables"]["flow_steps"]["rows"]
 
 
+def test_spans_load_with_null_roots_and_references_that_join(tmp_path, db_url):
+    from causalsynth.config.loading import load_config
+
+    traced = tmp_path / "traced"
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true", "telemetry.traces.enabled=true",
+                                                 "telemetry.logs.enabled=true"]), n_prs=10, seed=2, to=traced)
+    load_dataset(directory=traced, db=db_url)
+    rows = {n: t["rows"] for n, t in read_manifest(traced)["tables"].items()}
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        spans, with_parent = conn.exec_driver_sql("SELECT count(*), count(parent_span_id) FROM trace_spans").one()
+        joined = conn.exec_driver_sql("SELECT count(*) FROM trace_logs l JOIN trace_spans s ON s.span_id = l.span_id "
+                                      "AND s.trace_id = l.trace_id").scalar()
+        parents = conn.exec_driver_sql("SELECT count(*) FROM trace_spans c JOIN trace_spans p "
+                                       "ON p.span_id = c.parent_span_id AND p.trace_id = c.trace_id").scalar()
+    engine.dispose()
+    assert spans == rows["trace_spans"] and with_parent == parents == spans - rows["traces"]
+    assert joined == rows["trace_logs"]
+
+
 def test_sample_straight_into_postgres(tmp_path, postgres_url):
     result = runner.invoke(app, ["sample", "--n-prs", "200", "--db", postgres_url, "--set", SMALL_BLOCKS])
     assert result.exit_code == 0, result.output

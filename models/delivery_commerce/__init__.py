@@ -69,7 +69,7 @@ from .tasks import (
     TABLES,
     TASKS,
 )
-from .telemetry import INJECTED_FAULTS, METRICS
+from .telemetry import FAULT_KINDS, INJECTED_FAULTS, METRICS
 
 NAME = "delivery_commerce"
 VERSION = "2.0.0"
@@ -122,6 +122,7 @@ def validate(p: Params) -> list[str]:
     for kind in ft.ramp:
         if kind not in INJECTED_FAULTS:
             errors.append(f"telemetry.faults.ramp: {kind!r} is not one of {INJECTED_FAULTS}")
+    errors += _trace_errors(p, services)
     if tm.hop_lag_s < 0 or tm.gap_rate >= 1.0:
         errors.append("telemetry.hop_lag_s must be >= 0 and telemetry.gap_rate below 1 (a series needs ticks)")
     fx, scale = p.regression.effects, max(p.regression.effect_scale.values())
@@ -172,4 +173,34 @@ def validate(p: Params) -> list[str]:
     except ValueError:
         errors.append(f"sampling.start: {p.sampling.start!r} is not an ISO 8601 UTC time, "
                       f"e.g. \"2025-01-01T00:00:00Z\"")
+    return errors
+
+
+def _trace_errors(p: Params, services: tuple[str, ...]) -> list[str]:
+    """What the traces and logs need of the config."""
+    tm, errors = p.telemetry, []
+    tr, lg = tm.traces, tm.logs
+    if tr.enabled and not tm.enabled:
+        errors.append("telemetry.traces.enabled: traces are read off the series; enable telemetry.enabled "
+                      "too (sample --series --traces)")
+    if lg.enabled and not tr.enabled:
+        errors.append("telemetry.logs.enabled: log lines are written by spans; enable telemetry.traces.enabled "
+                      "too (sample --series --traces --logs)")
+    if int(tr.per_run) < 1 or tr.span_sd < 0:
+        errors.append(f"telemetry.traces: per_run ({tr.per_run}) must be at least 1 and span_sd ({tr.span_sd}) "
+                      f">= 0")
+    for name, rate in (("traces.error_propagation", tr.error_propagation), ("logs.request_rate", lg.request_rate)):
+        if not 0.0 <= rate <= 1.0:
+            errors.append(f"telemetry.{name}: {rate} is a probability, in [0, 1]")
+    if not lg.slow_factor > 0:
+        errors.append(f"telemetry.logs.slow_factor: {lg.slow_factor} must be > 0")
+    for service in services:
+        if not list(tr.operations.get(service) or []):
+            errors.append(f"telemetry.traces.operations.{service}: needs at least one operation name")
+    for service in tr.operations:
+        if service not in services:
+            errors.append(f"telemetry.traces.operations.{service}: {service!r} is not one of {services}")
+    for kind in lg.faults:
+        if kind not in FAULT_KINDS[1:]:
+            errors.append(f"telemetry.logs.faults.{kind}: {kind!r} is not one of {FAULT_KINDS[1:]}")
     return errors

@@ -31,7 +31,8 @@ from .mechanisms import (
     run_metric_means,
     vec,
 )
-from .telemetry import series
+from .telemetry import FAULT_KINDS, series
+from .traces import call_tree, traces
 
 SEVERITY_LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
 RUN_STATUS_LEVELS = ("SUCCESS", "FAILED")
@@ -49,6 +50,9 @@ class Plates(NamedTuple):
     decisions: numpyro.plate
     slots: numpyro.plate
     ticks: numpyro.plate
+    traces: numpyro.plate
+    spans: numpyro.plate
+    log_lines: numpyro.plate
 
 
 def merge_time(p: Params, cal: DayTable, plates: Plates) -> dict:
@@ -428,6 +432,8 @@ def model(p: Params, n_prs: int) -> None:
     steps = tuple(p.funnel.steps)
     n_slots = p.shape.max_browse_views + (len(steps) - 1) * p.shape.max_attempts
     step_service = np.array([services.index(s.service) for s in p.funnel.steps.values()])
+    depends = dependency_matrix(p, services)
+    n_spans = len(call_tree(depends, services.index(p.service.entry))[0])
     plates = Plates(
         prs=numpyro.plate("prs", n_prs, dim=-4),
         runs=numpyro.plate("runs", p.shape.runs_per_pr, dim=-3),
@@ -436,14 +442,19 @@ def model(p: Params, n_prs: int) -> None:
         decisions=numpyro.plate("decisions", 3, dim=-1),  # stop or go on after browse, cart, checkout
         slots=numpyro.plate("steps", n_slots, dim=-1),
         ticks=numpyro.plate("ticks", int(p.telemetry.ticks), dim=-1),
+        traces=numpyro.plate("traces", int(p.telemetry.traces.per_run), dim=-2),
+        spans=numpyro.plate("spans", n_spans, dim=-1),
+        log_lines=numpyro.plate("log_lines", 2 * n_spans, dim=-1),  # a request and an outcome line per span
     )
     cal = day_table(p.sampling.start, p.calendar)
     merge = merge_time(p, cal, plates)
     pr = pull_request(p, plates, merge, services)
     scale = regression(p, plates, merge, pr)
     runs = run(p, cal, plates, merge, scale)
-    svc = service_metrics(p, plates, pr, runs, scale, services, dependency_matrix(p, services))
+    svc = service_metrics(p, plates, pr, runs, scale, services, depends)
     fl = flow(p, plates, runs, svc, services, steps, step_service)
     flow_steps(p, plates, fl, services, steps, step_service)
     if p.telemetry.enabled:  # last: every other site draws the same keys with or without the series
-        series(p, plates, pr, runs, svc, services, dependency_matrix(p, services))
+        incident = series(p, plates, pr, runs, svc, services, depends)
+        if p.telemetry.traces.enabled:  # after the series, which they read
+            traces(p, plates, "started_at", incident, services, depends, FAULT_KINDS)

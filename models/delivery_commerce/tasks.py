@@ -13,6 +13,7 @@ from causalsynth.spec.modeling import (
     Marginal,
     Option,
     Plot,
+    Ref,
     Rollup,
     Shape,
     Signature,
@@ -30,6 +31,11 @@ TABLES = (
     Table("ecommerce_flows", plates=("prs", "runs", "flows"), key="flow_id"),
     Table("flow_steps", plates=("prs", "runs", "flows", "steps"), key="step_id", min_rows=1),
     Table("service_timeseries", plates=("prs", "runs", "services", "ticks"), key="point_id"),  # --series
+    Table("traces", plates=("prs", "runs", "traces"), key="trace_id"),                         # --traces
+    Table("trace_spans", plates=("prs", "runs", "traces", "spans"), key="span_id",
+          refs=(Ref("parent_span_id", "_parent_span", "trace_spans"),)),
+    Table("trace_logs", plates=("prs", "runs", "traces", "log_lines"), key="log_id",            # --logs
+          refs=(Ref("span_id", "_log_span", "trace_spans"),)),
 )
 
 # The knobs of this story that `causalsynth sample` offers as options.
@@ -37,6 +43,10 @@ OPTIONS = (
     Option("--runs-per-pr", "shape.runs_per_pr", "System runs per PR."),
     Option("--flows-per-run", "shape.flows_per_run", "Flows per run."),
     Option("--series", "telemetry.enabled", "Also sample per-service metric series and each run's incident.",
+           switch=True),
+    Option("--traces", "telemetry.traces.enabled", "With --series: also sample traces and their spans.",
+           switch=True),
+    Option("--logs", "telemetry.logs.enabled", "With --traces: also sample the log lines spans write.",
            switch=True),
 )
 
@@ -258,4 +268,5 @@ INCIDENTS = Incidents(
     faults={"REGRESSION": "delay", "PERFORMANCE": "delay", "ERROR_RATE": "loss", "RESOURCE_USAGE": "cpu",
             "BEHAVIOR": "socket", "CPU_HOG": "cpu", "MEMORY_LEAK": "mem", "NETWORK_DELAY": "delay",
             "PACKET_LOSS": "loss", "SOCKET_EXHAUSTION": "socket"},
-    service_names="services", ticks="telemetry.ticks", tick_s="telemetry.tick_s", option="--series")
+    service_names="services", ticks="telemetry.ticks", tick_s="telemetry.tick_s", option="--series",
+    spurious="spurious_event_service", spans="trace_spans", logs="trace_logs", trace_option="--series --traces --logs")

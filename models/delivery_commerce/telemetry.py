@@ -155,8 +155,10 @@ def saturate(usage):
 
 
 def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[str, ...],
-           depends: np.ndarray) -> None:
-    """The ``service_timeseries`` table and each run's root cause, onset and fault kind."""
+           depends: np.ndarray) -> dict:
+    """The ``service_timeseries`` table and each run's root cause, onset and fault kind; returns what the
+    traces read: latency, error rate and clean latency per service and tick ``(B,R,S,T)``, and the
+    incident's ``root`` service (-1: none), ``kind`` (index into ``FAULT_KINDS``) and ``onset`` (s)."""
     tm = p.telemetry
     n_ticks, tick_s = int(tm.ticks), tm.tick_s
     window = n_ticks * tick_s
@@ -193,10 +195,10 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         root = jnp.where(regressed, primary,
                          jnp.where(anomalous, event_service, jnp.where(injected, fault_service, -1)))
         label("root_cause_service", root + 1, ("NONE", *services))
-        label("fault_kind", jnp.where(regressed, 1, jnp.where(anomalous, 1 + runs["kind"], jnp.where(
+        kind = label("fault_kind", jnp.where(regressed, 1, jnp.where(anomalous, 1 + runs["kind"], jnp.where(
             injected, 2 + len(ANOMALY_METRICS) + fault, 0))), FAULT_KINDS)
-        derived("fault_onset_s", jnp.where(regressed | injected, onset, jnp.where(anomalous, event_start, -1.0)),
-                constraints.greater_than_eq(-1.0))
+        fault_onset = derived("fault_onset_s", jnp.where(regressed | injected, onset, jnp.where(
+            anomalous, event_start, -1.0)), constraints.greater_than_eq(-1.0))
         spurious_service = jnp.where(root >= 0, root, event_service)
         spurious_service = (spurious_service + spurious_shift) % n_svc
         label("spurious_event_service", jnp.where(spurious, spurious_service + 1, 0), ("NONE", *services))
@@ -263,8 +265,10 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         derived("ticks.p95_latency_ms", latency * runs["p95_ratio"] * jnp.exp(tail + 0.5 * burst),
                 constraints.positive)
         derived("ticks.request_rate", value[2], constraints.positive)
-        derived("ticks.error_rate", jnp.clip(value[1], 0.0, 1.0), constraints.unit_interval)
+        errors = derived("ticks.error_rate", jnp.clip(value[1], 0.0, 1.0), constraints.unit_interval)
         derived("ticks.cpu_usage", saturate(value[3]), constraints.unit_interval)
         derived("ticks.memory_usage", saturate(value[4]), constraints.unit_interval)
         present = numpyro.sample("_tick_present", dist.Bernoulli(1.0 - tm.gap_rate)).astype(bool)
         rows("_ticks_present", jnp.broadcast_to(present, shape.shape[1:]))
+    return {"latency": latency, "errors": errors, "clean_latency": clean[0], "root": root, "kind": kind,
+            "onset": fault_onset}

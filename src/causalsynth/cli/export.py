@@ -1,4 +1,4 @@
-"""``causalsynth export``: ML task datasets, or incident cases in RCAEval's layout."""
+"""``causalsynth export``: ML task datasets, or incident cases in RCAEval's or OpenTelemetry's layouts."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from causalsynth.errors import ConfigError
 def export(
     dataset_dir: Dataset,
     tasks: Tasks = None,
-    fmt: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, csv, jsonl, json; or rcaeval "
-                                                      "alone (incident cases in RCAEval's RE1 layout, "
-                                                      "default --out DATASET_DIR/rcaeval).")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, csv, jsonl, json; or one of "
+                                                      "rcaeval (incident cases in RCAEval's RE1 layout), re2 "
+                                                      "(RE2's: metrics, logs, traces) or otlp (OpenTelemetry "
+                                                      "JSON Lines) alone, default --out DATASET_DIR/FORMAT."
+                                     )] = "parquet",
     split_by: Annotated[str, typer.Option("--split-by", help="pr (hashed per PR) or time (by merge time).")] = "pr",
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the per-PR split.")] = 0,
     out_dir: Annotated[Optional[str], typer.Option("--out", help="Output directory (default: "
@@ -27,11 +29,11 @@ def export(
 ) -> None:
     """Write ML task datasets (features, labels, split) and ml/schema.json, the data dictionary."""
     formats = comma_list(fmt) or []
-    if "rcaeval" in formats:
-        if formats != ["rcaeval"] or tasks is not None:
-            raise ConfigError("--format rcaeval: writes the incident cases alone; give it without other formats "
-                              "or --tasks")
-        _export_rcaeval(dataset_dir, out_dir, force)
+    if layouts := [f for f in formats if f in INCIDENT_LAYOUTS]:
+        if len(formats) > 1 or tasks is not None:
+            raise ConfigError(f"--format {layouts[0]}: writes the incident cases alone; give it without other "
+                              f"formats or --tasks")
+        _export_incidents(layouts[0], dataset_dir, out_dir, force)
         return
     from causalsynth.tasks.ml import export as export_tasks
 
@@ -41,14 +43,21 @@ def export(
     out.print(f"{len(written)} task files and schema.json in {out_dir or Path(dataset_dir) / 'ml'}")
 
 
-def _export_rcaeval(dataset_dir: str, out_dir: str | None, force: bool) -> None:
-    from causalsynth.tasks.rcaeval import write_rcaeval
+# Incident layouts: --format name -> (module, writer, what one case is called).
+INCIDENT_LAYOUTS = {"rcaeval": ("causalsynth.tasks.rcaeval", "write_rcaeval", "RCAEval cases"),
+                    "re2": ("causalsynth.tasks.re2", "write_re2", "RCAEval RE2 cases"),
+                    "otlp": ("causalsynth.tasks.otlp", "write_otlp", "runs as OTLP JSON Lines")}
 
+
+def _export_incidents(layout: str, dataset_dir: str, out_dir: str | None, force: bool) -> None:
+    from importlib import import_module
+
+    module, writer, what = INCIDENT_LAYOUTS[layout]
     n = 0
 
     def counted(_):
         nonlocal n
         n += 1
 
-    path = write_rcaeval(dataset_dir, out_dir, force=force, on_case=counted)
-    out.print(f"{n:,} RCAEval cases and cases.json in {path}")
+    path = getattr(import_module(module), writer)(dataset_dir, out_dir, force=force, on_case=counted)
+    out.print(f"{n:,} {what} and cases.json in {path}")

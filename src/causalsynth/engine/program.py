@@ -8,6 +8,7 @@ support or ``infer`` metadata chooses the column's type.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from causalsynth.engine.identity import signature
 from causalsynth.engine.interventions import Support, switch_do
 from causalsynth.errors import ConfigError
 from causalsynth.spec.domains import Domain, domain_of
-from causalsynth.spec.modeling import DAYS, LATENT, LEVELS, ROW_MASK, SUPPORT, TIMESTAMP, Table
+from causalsynth.spec.modeling import DAYS, LATENT, LEVELS, ROW_MASK, SUPPORT, TIMESTAMP, Ref, Table
 from causalsynth.spec.params import Params
 
 # NumPyro keeps its effect handlers on one stack per process, not per thread, so models traced in two
@@ -67,6 +68,7 @@ class TableLayout:
     columns: tuple[Column, ...]
     mask_site: str | None
     parent: Table | None
+    refs: tuple[tuple[Ref, int], ...] = ()  # each ``Table.refs`` entry and its target's rows per parent
 
     @property
     def cells_per_pr(self) -> int:
@@ -225,8 +227,23 @@ class Program:
             out.append(TableLayout(table=table, grid=tuple(grid), inner_size=entry["frames"][-1][2],
                                    columns=tuple(entry["columns"]),
                                    mask_site=entry["mask"], parent=by_plates.get(plates[:-1])))
+        out = [self._with_refs(layout, out, captured) for layout in out]
         order = {t.name: i for i, t in enumerate(self.model.TABLES)}
         return tuple(sorted(out, key=lambda t: order[t.table.name])), sites
+
+    def _with_refs(self, layout: TableLayout, layouts: list[TableLayout], captured: dict) -> TableLayout:
+        """``layout`` with its table's ``refs`` resolved: each target's rows per parent."""
+        resolved = []
+        for ref in layout.table.refs:
+            target = next((t for t in layouts if t.table.name == ref.table), None)
+            if target is None or target.table.plates[:-1] != layout.table.plates[:-1]:
+                raise ConfigError(f"model {self.model.NAME}: {layout.table.name}.{ref.column} refers to "
+                                  f"{ref.table!r}, which is not a sampled table under the same parent")
+            if ref.site not in captured:
+                raise ConfigError(f"model {self.model.NAME}: {layout.table.name}.{ref.column} reads {ref.site!r}, "
+                                  f"which is not a site")
+            resolved.append((ref, target.inner_size))
+        return dataclasses.replace(layout, refs=tuple(resolved))
 
     def layout_of(self, site: str) -> TableLayout:
         """The table layout a public site's column belongs to."""
@@ -246,6 +263,7 @@ class Program:
         """Sites a block returns: every column, every row mask, and the days of timestamps."""
         names = [c.site for t in self.tables for c in t.columns]
         names += [t.mask_site for t in self.tables if t.mask_site]
+        names += [ref.site for t in self.tables for ref, _ in t.refs]
         names += [c.days for t in self.tables for c in t.columns if c.days]
         return tuple(dict.fromkeys(names))
 

@@ -45,6 +45,7 @@ def table_schema(layout: TableLayout) -> pa.Schema:
         fields.append(pa.field(layout.parent.key, KEY_TYPE, nullable=False))
     if layout.table.number is not None:
         fields.append(pa.field(layout.table.number[0], pa.string(), nullable=False))
+    fields += [pa.field(ref.column, KEY_TYPE, nullable=True) for ref, _ in layout.refs]
     fields += [pa.field(c.name, arrow_type(c), nullable=False) for c in layout.columns]
     return pa.schema(fields)
 
@@ -125,6 +126,11 @@ def tabulate(program: Program, block: Block, start_ms: int,
             arrays.append(_fixed_width(cells // layout.inner_size + 1, KEY_TYPE, np.int64))
         if layout.table.number is not None:
             arrays.append(_numbers(layout.table.number[1], cells + 1))
+        for ref, target_size in layout.refs:
+            position = np.broadcast_to(block.values[ref.site], layout.grid).reshape(-1)[:n_cells]
+            if keep is not None:
+                position = position[keep]
+            arrays.append(_refs((cells // layout.inner_size) * target_size + position + 1, position >= 0))
         for column in layout.columns:
             values = (_timestamp_ms(program, block, column.site, layout.grid, start_ms)
                       if column.kind == "timestamp" else block.values[column.site])
@@ -135,6 +141,14 @@ def tabulate(program: Program, block: Block, start_ms: int,
         out[layout.table.name] = pa.RecordBatch.from_arrays(
             arrays, schema=schema_by_table[layout.table.name])
     return out
+
+
+def _refs(keys: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """Keys, null where not ``valid``."""
+    bits = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    data = np.ascontiguousarray(np.where(valid, keys, 0), dtype=np.int64)
+    return pa.Array.from_buffers(KEY_TYPE, len(data), [bits, pa.py_buffer(data)],
+                                 null_count=int(len(valid) - np.count_nonzero(valid)))
 
 
 def _numbers(template: str, keys: np.ndarray) -> pa.Array:

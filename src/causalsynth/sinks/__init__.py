@@ -73,6 +73,8 @@ def table_specs(program: Program) -> list[TableSpec]:
         if layout.parent is not None:
             parent = (layout.parent.name, layout.parent.key)
             descriptions[layout.parent.key] = f"The {layout.parent.name} row this row belongs to"
+        for ref, _ in layout.refs:
+            descriptions[ref.column] = docs.get(f"{t.name}.{ref.column}", f"A {ref.table} row of the same parent")
         specs.append(TableSpec(t.name, schema_by_table[t.name], t.key, parent, descriptions))
     return specs
 

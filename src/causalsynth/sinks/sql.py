@@ -160,7 +160,7 @@ def build_metadata(tables: list[TableSpec], schema: str | None, constraints: boo
     """The five tables (and the registry); ``constraints=False`` gives the bare tables loaded first."""
     metadata = sa.MetaData(schema=schema)
     for spec in tables:
-        columns = [sa.Column(f.name, sql_type(f.type), nullable=False, comment=spec.descriptions.get(f.name))
+        columns = [sa.Column(f.name, sql_type(f.type), nullable=f.nullable, comment=spec.descriptions.get(f.name))
                    for f in spec.schema]
         extra: list = []
         if constraints:

@@ -104,6 +104,8 @@ class Table:
     key, such as ``("pr_number", "PR-%06d")``. ``min_rows`` is the fewest rows
     a parent has in a variable-length (masked) plate, such as the steps of a
     flow; a plate without a mask has exactly its size per parent.
+    ``refs`` are key columns pointing at a row of the same parent (``Ref``),
+    such as a span's parent span in its trace.
     """
 
     name: str
@@ -111,6 +113,21 @@ class Table:
     key: str
     number: tuple[str, str] | None = None
     min_rows: int = 0
+    refs: tuple[Ref, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A column of keys of ``table``'s rows under the same parent row: the int site ``site`` holds
+    the target's position among its parent's children (0, 1, …; negative: no row, a null), so the
+    key is written as positional keys are, and holds across sizes and twins. ``table`` is this
+    table or one of its siblings (the same parent plates): a span's parent span in its trace, the
+    span a log line of the trace was written in. ``causalsynth validate`` holds each to a row that
+    exists under the same parent and, for a table's own rows, an earlier one (so they form trees)."""
+
+    column: str
+    site: str
+    table: str
 
 
 @dataclass(frozen=True)
@@ -266,7 +283,15 @@ class Incidents:
     the tick's index; ``metrics`` maps its metric columns to RCAEval's names for them, ``faults`` each
     fault to RCAEval's name for it. ``service_names``, ``ticks`` and ``tick_s`` are the config keys of
     the services (in order), the ticks in a window and a tick's length in seconds. ``option`` is the
-    sample option that turns the series on, where they are optional."""
+    sample option that turns the series on, where they are optional. ``spurious``, where the model
+    labels one, is the column of ``runs`` naming the service of an unrelated event (not a fault).
+
+    ``spans`` and ``logs``, where the model samples them, are the tables of the runs' trace spans (a
+    grandchild of ``runs``, under its traces) and the log lines spans write (under the same traces),
+    ``trace_option`` the sample options that turn them on. Spans have ``span_id``, ``parent_span_id``
+    (null at a root), ``service_name``, ``operation``, ``started_at``, ``duration_ms`` and ``status``
+    (``OK`` or ``ERROR``); log lines ``span_id``, ``service_name``, ``level``, ``template`` and
+    ``logged_at``: the column names the exports read."""
 
     runs: str
     window_start: str
@@ -284,6 +309,10 @@ class Incidents:
     tick_s: str
     no_fault: str = "NONE"
     option: str | None = None
+    spurious: str | None = None
+    spans: str | None = None
+    logs: str | None = None
+    trace_option: str | None = None
 
 
 @dataclass(frozen=True)

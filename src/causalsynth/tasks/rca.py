@@ -48,6 +48,7 @@ class Cases:
     onset_s: np.ndarray         # (C,) seconds from the window's start
     root: np.ndarray            # (C,) index into services (-1: a run without a fault)
     kind: np.ndarray            # (C,) fault kind names
+    spurious: np.ndarray | None = None   # (C,) the unrelated event's service name, where the model labels one
 
     @property
     def onset_tick(self) -> np.ndarray:
@@ -80,7 +81,8 @@ def read_cases(source, *, clean: bool = False) -> Cases:
     config, inc = ds.config, ds.config.model.INCIDENTS
     tables = ds.manifest["tables"]
     run_key, service_key = tables[inc.runs]["key"], tables[inc.services]["key"]
-    runs = ds.read(inc.runs, [run_key, inc.window_start, inc.root_cause, inc.fault, inc.onset_s])
+    runs = ds.read(inc.runs, [run_key, inc.window_start, inc.root_cause, inc.fault, inc.onset_s]
+                   + ([inc.spurious] if inc.spurious else []))
     runs = runs[(runs[inc.fault].astype(str) == inc.no_fault) == clean].reset_index(drop=True)
     services, metrics = tuple(config.get(inc.service_names)), tuple(inc.metrics)
     svc = ds.read(inc.services, [service_key, run_key, inc.service])
@@ -102,7 +104,8 @@ def read_cases(source, *, clean: bool = False) -> Cases:
                  services=services, metrics=metrics, series=series, tick_s=float(config.get(inc.tick_s)),
                  onset_s=runs[inc.onset_s].to_numpy(np.float64),
                  root=pd.Index(services).get_indexer(runs[inc.root_cause].astype(str)),  # -1: none
-                 kind=runs[inc.fault].astype(str).to_numpy())
+                 kind=runs[inc.fault].astype(str).to_numpy(),
+                 spurious=runs[inc.spurious].astype(str).to_numpy() if inc.spurious else None)
 
 
 def _batches(ds, table: str, columns: list[str]):

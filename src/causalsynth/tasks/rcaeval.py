@@ -13,8 +13,8 @@ Metric suffixes and fault names are RCAEval's, as the model's
 ``latency-95``; ``workload``, requests per second; ``error``; ``cpu`` and
 ``mem``, utilisation 0-1; faults by the metric they move: ``delay``,
 ``loss``, ``cpu``, ``socket``). ``cases.json`` holds the full ground truth
-of every case (run, fault kind, root cause, onset), so nobody has to parse
-folder names.
+of every case (run, fault kind, root cause, onset, the unrelated event's
+service), so nobody has to parse folder names.
 """
 
 from __future__ import annotations
@@ -29,30 +29,49 @@ import pandas as pd
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.errors import ConfigError
-from causalsynth.tasks.rca import read_cases
+from causalsynth.tasks.rca import Cases, read_cases
+
+
+def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
+    """The dataset's incident cases, each one's folder name ``<service>_<fault>/<n>`` (n = 1, 2, … per
+    service and fault, in run order) and its ground truth, as both RCAEval layouts write them."""
+    cases = read_cases(ds)
+    incidents = ds.config.model.INCIDENTS
+    if unnamed := sorted(set(cases.kind) - set(incidents.faults)):
+        raise ConfigError(f"{ds.directory}: its model {ds.config.model.NAME} names no RCAEval fault for "
+                          f"{', '.join(unnamed)} (INCIDENTS.faults names {', '.join(incidents.faults)})")
+    numbers: Counter[str] = Counter()
+    names, truth = [], []
+    for c in range(len(cases)):
+        service = cases.services[cases.root[c]]
+        fault = incidents.faults[cases.kind[c]]
+        numbers[f"{service}_{fault}"] += 1
+        names.append(f"{service}_{fault}/{numbers[f'{service}_{fault}']}")
+        truth.append({"case": names[-1], "run_id": int(cases.run_id[c]), "root_cause_service": service,
+                      "fault_kind": str(cases.kind[c]), "fault": fault, "inject_time": inject_time(cases, c),
+                      "fault_onset_s": float(cases.onset_s[c]), "window_start": int(cases.started_at[c]),
+                      "tick_s": cases.tick_s}
+                     | ({} if cases.spurious is None else {"spurious_event_service": str(cases.spurious[c])}))
+    return cases, names, truth
+
+
+def inject_time(cases: Cases, c: int) -> int:
+    """Case ``c``'s onset in whole Unix seconds: RCAEval's inject time."""
+    return int(cases.started_at[c] + np.floor(cases.onset_s[c]))
 
 
 def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: bool = False,
                   on_case=lambda path: None) -> Path:
     """Write every incident run of the dataset as an RCAEval case; return the output directory."""
     ds = Dataset(directory)
-    cases = read_cases(ds)
+    cases, names, truth = incident_cases(ds)
     incidents = ds.config.model.INCIDENTS
-    if unnamed := sorted(set(cases.kind) - set(incidents.faults)):
-        raise ConfigError(f"{directory}: its model {ds.config.model.NAME} names no RCAEval fault for "
-                          f"{', '.join(unnamed)} (INCIDENTS.faults names {', '.join(incidents.faults)})")
     out = out if out else ds.beside("rcaeval")
     columns = [f"{service}_{incidents.metrics[m]}" for service in cases.services for m in cases.metrics]
     n_ticks = cases.series.shape[-1]
-    numbers: Counter[str] = Counter()
-    truth = []
     with staged_directory(out, force=force, what="causalsynth's RCAEval cases",
                           owned=json_marker("cases.json", "cases")) as staging:
-        for c in range(len(cases)):
-            service = cases.services[cases.root[c]]
-            fault = incidents.faults[cases.kind[c]]
-            numbers[f"{service}_{fault}"] += 1
-            name = f"{service}_{fault}/{numbers[f'{service}_{fault}']}"
+        for c, name in enumerate(names):
             folder = staging / name
             folder.mkdir(parents=True)
             time = cases.started_at[c] + (np.arange(n_ticks) * cases.tick_s).astype(np.int64)
@@ -60,12 +79,7 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
             frame = pd.DataFrame(values, columns=columns)
             frame.insert(0, "time", time)
             frame.to_csv(folder / "data.csv", index=False)
-            inject = int(cases.started_at[c] + np.floor(cases.onset_s[c]))
-            (folder / "inject_time.txt").write_text(f"{inject}\n")
-            truth.append({"case": name, "run_id": int(cases.run_id[c]), "root_cause_service": service,
-                          "fault_kind": str(cases.kind[c]), "fault": fault, "inject_time": inject,
-                          "fault_onset_s": float(cases.onset_s[c]), "window_start": int(cases.started_at[c]),
-                          "tick_s": cases.tick_s})
+            (folder / "inject_time.txt").write_text(f"{inject_time(cases, c)}\n")
             on_case(folder)
         (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute,
                                                         "columns": ["time", *columns], "cases": truth},

@@ -229,6 +229,81 @@ class _Structure(_Accumulator):
         return out
 
 
+class _Refs(_Accumulator):
+    """Each ``Table.refs`` column points at a row that exists under the same parent, never a later
+    one of its own table, and at one no later in time; a reference to the table's own rows is null
+    at exactly one row per parent (its tree's root), one to a sibling table never is."""
+
+    def __init__(self, files: DatasetFiles, program: Program, layout: TableLayout):
+        super().__init__()
+        self.files, self.layout = files, layout
+        self.name, self.key, self.fk = layout.table.name, layout.table.key, layout.parent.key
+        self.time = _first_time(layout)
+        self.columns = {self.key, self.fk, *(ref.column for ref, _ in layout.refs)} | (
+            {self.time} if self.time else set())
+        self.targets = {ref.column: program.table(ref.table) for ref, _ in layout.refs}
+        self.counts = {ref.column: dict(dangling=0, later=0, late=0, n=0) for ref, _ in layout.refs}
+        self.roots: dict[str, np.ndarray] = {}
+
+    def add(self, chunk: Chunk) -> None:
+        key, fk = chunk[self.key], chunk[self.fk]
+        for ref, size in self.layout.refs:
+            column = chunk.batch.column(ref.column).combine_chunks()
+            valid = column.is_valid().to_numpy(zero_copy_only=False)
+            target, counts = self.targets[ref.column], self.counts[ref.column]
+            if ref.table == self.name:
+                parents = self.files.rows(self.layout.parent.name)
+                self.roots[ref.column] = self.roots.get(ref.column, np.zeros(parents, np.int64)) + np.bincount(
+                    fk[~valid] - 1, minlength=parents)
+            points = column.fill_null(0).to_numpy(zero_copy_only=False)[valid]
+            rows = lookup(self.files.keys(ref.table), points)
+            found = (rows >= 0) & ((points - 1) // size + 1 == fk[valid])
+            counts["n"] += len(points)
+            counts["dangling"] += int(np.count_nonzero(~found))
+            if ref.table == self.name:
+                counts["later"] += int(np.count_nonzero(points >= key[valid]))
+            else:
+                counts["dangling"] += int(np.count_nonzero(~valid))
+            there = _first_time(target)
+            if self.time and there:
+                theirs = self.files.values(ref.table, there)[rows[found]]
+                counts["late"] += int(np.count_nonzero(chunk[self.time][valid][found] < theirs))
+
+    def _names(self) -> list[str]:
+        names = []
+        for ref, _ in self.layout.refs:
+            names.append(f"reference {self.name}.{ref.column} → {ref.table}")
+            if ref.table == self.name:
+                names += [f"tree {self.name}.{ref.column}"]
+            if self.time and _first_time(self.targets[ref.column]):
+                names.append(f"time order {ref.table} ≤ {self.name} by {ref.column}")
+        return names
+
+    def not_run(self, error: Exception) -> list[Check]:
+        return [not_run(name, "as the model writes it", error) for name in self._names()]
+
+    def results(self) -> list[Check]:
+        out, names = [], iter(self._names())
+        for ref, _ in self.layout.refs:
+            c = self.counts[ref.column]
+            own = ref.table == self.name
+            out.append(Check(next(names), f"a {ref.table} row under the same {self.layout.parent.name} row"
+                             + ("" if own else ", in every row"),
+                             "every reference" if not c["dangling"] else f"{_count(c['dangling'], c['n'])} dangling",
+                             c["dangling"] == 0))
+            if own:
+                roots = self.roots.get(ref.column, np.zeros(0, np.int64))
+                wrong = int(np.count_nonzero(roots != 1))
+                out.append(Check(next(names), f"one root per {self.layout.parent.name} row, every other row "
+                                 f"pointing at an earlier one", "every tree" if not (wrong or c["later"]) else
+                                 f"{wrong:,} parents without exactly one root, {c['later']:,} rows pointing on",
+                                 wrong == 0 and c["later"] == 0))
+            if self.time and _first_time(self.targets[ref.column]):
+                out.append(Check(next(names), "every row", "every row" if not c["late"]
+                                 else f"{_count(c['late'], c['n'])} before the row they point at", c["late"] == 0))
+        return out
+
+
 # --- domains ------------------------------------------------------------------------
 
 class _Domains(_Accumulator):
@@ -475,9 +550,12 @@ def row_checks(files: DatasetFiles, program: Program, config, n_prs: int) -> dic
         except UnreadableTable as exc:
             broken.update(dict.fromkeys(rollup_names, exc))
             out[name] = (_Structure(files, program, layout, n_prs).not_run(exc) + _Domains(layout).not_run(exc)
+                         + (_Refs(files, program, layout).not_run(exc) if layout.refs else [])
                          + _Identities(name, identities, set(), {}, {}, config).not_run(exc))
             continue
         accumulators: list[_Accumulator] = [_Structure(files, program, layout, n_prs), _Domains(layout)]
+        if layout.refs:
+            accumulators.append(_Refs(files, program, layout))
         children = [r for r in declared if r.child == name]
         rollups = _Rollups(files, name, children, config, available) if children else None
         identity_pass = _Identities(name, identities, available, rolled, broken, config,

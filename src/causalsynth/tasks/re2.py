@@ -1,0 +1,138 @@
+"""`causalsynth export DATASET --format re2`: incident cases in RCAEval's RE2 (multi-source) layout.
+
+One folder per case, ``<service>_<fault>/<n>/``, named as RCAEval's RE1 export names them, holding
+what RCAEval's multi-source methods (``mmbaro``, ``mmnsigma``, ``mmcirca``) and its trace methods
+(``tracerca``, ``microrank``) read, in the columns and units of RCAEval's own RE2 cases:
+
+- ``simple_metrics.csv``: ``time`` (Unix seconds, one row a second, as RE2's metrics are: a tick's
+  value held over its seconds, as a query at a 1 s step over a slower scrape returns it) and one
+  ``<service>_<metric>`` column per series; ``metrics.json`` the same series as RCAEval's
+  ``utility.read_metrics`` reads them (``{column: [[time, value], …]}``, one point a tick);
+- ``logts.csv``, ``tracets_lat.csv``, ``tracets_err.csv``: 15 s buckets (``time``, the bucket's
+  start in Unix seconds): log lines per ``<service>_<template number>`` (the template's position
+  in the dataset's levels, from 1); the mean span duration (ms) and the failed spans per
+  ``<service>_<operation>`` (empty where a bucket has no span of it);
+- ``traces.csv``: ``time`` (HH:MM), ``traceID``, ``spanID``, ``serviceName``, ``methodName``,
+  ``operationName``, ``startTimeMillis``, ``startTime`` and ``duration`` (µs), ``statusCode``
+  (OpenTelemetry's: 0 unset, 2 error) and ``parentSpanID`` (empty at a root), as Jaeger exports them;
+- ``logs.csv``: ``time`` (HH:MM), ``timestamp`` (Unix ns), ``container_name``, ``message`` (the
+  template), ``level``, ``req_path`` (the span's operation) and ``error`` (True on ERROR lines);
+- ``inject_time.txt``: the onset, integer Unix seconds;
+- ``labels.json``: the case's ground truth (``cases.json`` holds every case's).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from causalsynth.dataset.reading import Dataset
+from causalsynth.dataset.staging import json_marker, staged_directory
+from causalsynth.tasks.rcaeval import incident_cases, inject_time
+from causalsynth.tasks.spans import hex_ids, read_spans
+
+BUCKET_S = 15
+STATUS_CODE = {"OK": 0, "ERROR": 2}
+
+
+def write_re2(directory: str | Path, out: str | Path | None = None, force: bool = False,
+              on_case=lambda path: None) -> Path:
+    """Write every incident run of the dataset (sampled with traces and logs) as an RE2 case."""
+    ds = Dataset(directory)
+    cases, names, truth = incident_cases(ds)
+    spans, logs = read_spans(ds, cases.run_id)
+    incidents = ds.config.model.INCIDENTS
+    run_key = ds.manifest["tables"][incidents.runs]["key"]
+    templates = {t: i + 1 for i, t in enumerate(logs["template"].cat.categories)}
+    spans_of, logs_of = spans.groupby(run_key), logs.groupby(run_key)
+    columns = [f"{service}_{incidents.metrics[m]}" for service in cases.services for m in cases.metrics]
+    n_ticks = cases.series.shape[-1]
+    window_s = int(round(n_ticks * cases.tick_s))
+    out = out if out else ds.beside("re2")
+    with staged_directory(out, force=force, what="causalsynth's RCAEval RE2 cases",
+                          owned=json_marker("cases.json", "cases")) as staging:
+        for c, name in enumerate(names):
+            folder = staging / name
+            folder.mkdir(parents=True)
+            start = int(cases.started_at[c])
+            values = cases.series[c].reshape(-1, n_ticks).T                         # (T, S*M)
+            second = np.arange(window_s)
+            metrics = pd.DataFrame(values[np.minimum((second // cases.tick_s).astype(int), n_ticks - 1)],
+                                   columns=columns)
+            metrics.insert(0, "time", start + second)
+            metrics.to_csv(folder / "simple_metrics.csv", index=False)
+            tick_times = start + (np.arange(n_ticks) * cases.tick_s).astype(np.int64)
+            (folder / "metrics.json").write_text(json.dumps({
+                column: [[int(t), float(v)] for t, v in zip(tick_times, values[:, j]) if np.isfinite(v)]
+                for j, column in enumerate(columns)}))
+            run = int(cases.run_id[c])
+            run_spans = _group(spans_of, run, spans)
+            run_logs = _group(logs_of, run, logs)
+            buckets = start + BUCKET_S * np.arange(-(-window_s // BUCKET_S))
+            _bucketed(run_logs, run_logs["logged_at_ms"], buckets, run_logs["service_name"].astype(str) + "_"
+                      + run_logs["template"].map(templates).astype(str), None, "count").to_csv(
+                folder / "logts.csv", index=False)
+            op = run_spans["service_name"].astype(str) + "_" + run_spans["operation"].astype(str)
+            _bucketed(run_spans, run_spans["started_at_ms"], buckets, op, run_spans["duration_ms"], "mean").to_csv(
+                folder / "tracets_lat.csv", index=False)
+            _bucketed(run_spans, run_spans["started_at_ms"], buckets, op,
+                      (run_spans["status"].astype(str) == "ERROR").astype(int), "sum").to_csv(
+                folder / "tracets_err.csv", index=False)
+            _traces_csv(run_spans).to_csv(folder / "traces.csv", index=False)
+            _logs_csv(run_logs, run_spans).to_csv(folder / "logs.csv", index=False)
+            (folder / "inject_time.txt").write_text(f"{inject_time(cases, c)}\n")
+            (folder / "labels.json").write_text(json.dumps(truth[c], indent=1) + "\n")
+            on_case(folder)
+        (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute, "layout": "RE2",
+                                                        "metrics": columns, "cases": truth}, indent=1) + "\n")
+    return Path(out)
+
+
+def _group(groups, run: int, frame: pd.DataFrame) -> pd.DataFrame:
+    return groups.get_group(run) if run in groups.groups else frame.iloc[:0]
+
+
+def _bucketed(frame: pd.DataFrame, time_ms: pd.Series, buckets: np.ndarray, column: pd.Series,
+              value: pd.Series | None, how: str) -> pd.DataFrame:
+    """A wide frame: one row per bucket (``time``, its start), one column per ``column`` level, the
+    ``how`` of ``value`` (rows counted where ``value`` is None) in the bucket; 0 for counts and sums
+    of a bucket without rows, empty for means."""
+    bucket = np.clip((time_ms.to_numpy() // 1000 - buckets[0]) // BUCKET_S, 0, len(buckets) - 1)
+    long = pd.DataFrame({"bucket": buckets[bucket], "column": column.to_numpy(),
+                         "value": 1 if value is None else value.to_numpy()})
+    wide = long.pivot_table(index="bucket", columns="column", values="value",
+                            aggfunc="sum" if how == "count" else how, observed=True)
+    wide = wide.reindex(buckets)
+    if how != "mean":
+        wide = wide.fillna(0).astype(np.int64)
+    wide.columns.name = None
+    return wide.rename_axis("time").reset_index()
+
+
+def _clock(ms: pd.Series) -> np.ndarray:
+    return pd.to_datetime(ms, unit="ms", utc=True).dt.strftime("%H:%M").to_numpy()
+
+
+def _traces_csv(spans: pd.DataFrame) -> pd.DataFrame:
+    operation = spans["operation"].astype(str).to_numpy()
+    return pd.DataFrame({
+        "time": _clock(spans["started_at_ms"]), "traceID": hex_ids(spans["trace_id"], 32),
+        "spanID": hex_ids(spans["span_id"], 16), "serviceName": spans["service_name"].astype(str).to_numpy(),
+        "methodName": operation, "operationName": operation, "startTimeMillis": spans["started_at_ms"].to_numpy(),
+        "startTime": spans["started_at_ms"].to_numpy() * 1000,
+        "duration": np.round(spans["duration_ms"].to_numpy(np.float64) * 1000).astype(np.int64),
+        "statusCode": spans["status"].astype(str).map(STATUS_CODE).to_numpy(),
+        "parentSpanID": hex_ids(spans["parent_span_id"], 16)})
+
+
+def _logs_csv(logs: pd.DataFrame, spans: pd.DataFrame) -> pd.DataFrame:
+    operation = pd.Series(spans["operation"].astype(str).to_numpy(), index=spans["span_id"].to_numpy())
+    level = logs["level"].astype(str).to_numpy()
+    return pd.DataFrame({
+        "time": _clock(logs["logged_at_ms"]), "timestamp": logs["logged_at_ms"].to_numpy(np.int64) * 1_000_000,
+        "container_name": logs["service_name"].astype(str).to_numpy(),
+        "message": logs["template"].astype(str).to_numpy(),
+        "level": level, "req_path": operation.reindex(logs["span_id"]).to_numpy(), "error": level == "ERROR"})

@@ -1,0 +1,267 @@
+"""Traces, spans and log lines (`sample --series --traces --logs`), and the RE2 and OTLP layouts: on real samples,
+loaded by RCAEval's own methods and parsed by OpenTelemetry's own protobuf messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SMALL_BLOCKS, read_tables, rewrite
+from typer.testing import CliRunner
+
+from causalsynth.cli import app
+from causalsynth.config.loading import load_config
+from causalsynth.dataset.manifest import read_manifest
+from causalsynth.jobs.sample import sample_dataset
+from causalsynth.validate.quality import validate_dataset
+
+runner = CliRunner()
+N_PRS = 60
+SEED = 5
+TRACED = ["telemetry.enabled=true", "telemetry.traces.enabled=true", "telemetry.logs.enabled=true"]
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("traces") / "traced"
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, *TRACED]), n_prs=N_PRS, seed=SEED, to=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tables(traced) -> dict[str, pd.DataFrame]:
+    return read_tables(traced)
+
+
+@pytest.fixture(scope="module")
+def spans(tables) -> pd.DataFrame:
+    """Every span with its run's incident and its service's series value at the trace's tick."""
+    t = tables
+    runs = t["system_runs"][["run_id", "started_at", "root_cause_service", "fault_kind", "fault_onset_s"]].rename(
+        columns={"started_at": "run_at"})
+    out = t["trace_spans"].merge(t["traces"][["trace_id", "run_id", "started_at"]].rename(
+        columns={"started_at": "trace_at"}), on="trace_id").merge(runs, on="run_id")
+    out["tick_index"] = ((out.trace_at - out.run_at).dt.total_seconds() // 5.0).astype(int)
+    series = t["service_timeseries"].merge(t["service_metrics"][["service_metric_id", "run_id", "service_name"]],
+                                           on="service_metric_id")[["run_id", "service_name", "tick_index",
+                                                                    "latency_ms", "error_rate"]]
+    out = out.merge(series, on=["run_id", "service_name", "tick_index"], how="left")
+    out["service_name"] = out.service_name.astype(str)
+    out["status"] = out.status.astype(str)
+    return out
+
+
+def test_traces_and_logs_pass_validate(traced, tables):
+    report = validate_dataset(traced)
+    checks = {c.check: c for c in report}
+    assert all(c.passed for c in report), [(c.check, c.observed) for c in report if not c.passed]
+    for name in ("reference trace_spans.parent_span_id → trace_spans", "tree trace_spans.parent_span_id",
+                 "reference trace_logs.span_id → trace_spans", "time order trace_spans ≤ trace_logs by span_id",
+                 "foreign key trace_logs.trace_id → traces", "rows per parent traces → trace_spans"):
+        assert checks[name].passed
+    n_runs = len(tables["system_runs"])
+    assert len(tables["traces"]) == n_runs * 20 and len(tables["trace_spans"]) == n_runs * 20 * 7
+
+
+def test_a_span_tree_is_the_call_graph_and_callers_enclose_their_calls(spans):
+    by_id = spans.set_index("span_id")
+    child = spans[spans.parent_span_id.notna()]
+    parent = by_id.loc[child.parent_span_id.astype(np.int64)]
+    # gateway calls user, product, order; order calls user, product, notification: 7 spans a trace.
+    calls = set(zip(parent.service_name.astype(str), child.service_name.astype(str)))
+    assert calls == {("gateway", "user"), ("gateway", "product"), ("gateway", "order"), ("order", "user"),
+                     ("order", "product"), ("order", "notification")}
+    assert (child.trace_id.to_numpy() == parent.trace_id.to_numpy()).all()
+    assert (child.started_at.to_numpy() >= parent.started_at.to_numpy()).all()
+    def end_ms(f):  # the start is written to the millisecond
+        return (f.started_at - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy() * 1e3 + f.duration_ms.to_numpy()
+
+    assert (end_ms(child) <= end_ms(parent) + 1.0).all()
+    calls_total = child.groupby("parent_span_id").duration_ms.sum()
+    assert (by_id.loc[calls_total.index.astype(np.int64), "duration_ms"].to_numpy() > calls_total.to_numpy()).all()
+
+
+def test_spans_read_their_service_series_at_the_tick(spans):
+    leaves = spans[spans.service_name.isin(["user", "product", "notification"])]
+    ratio = np.log(leaves.duration_ms / leaves.latency_ms)
+    assert abs(ratio.median()) < 0.03 and abs(ratio.std() - 0.3) < 0.03     # telemetry.traces.span_sd
+    # Failures follow the series' error rate at the tick (own failures: leaves have no calls).
+    assert abs((leaves.status == "ERROR").mean() - leaves.error_rate.mean()) < 0.3 * leaves.error_rate.mean() + 2e-3
+
+
+def test_a_fault_shows_in_its_service_spans_from_the_onset(spans):
+    at_root = spans[(spans.service_name == spans.root_cause_service.astype(str))
+                    & spans.fault_kind.astype(str).isin(["NETWORK_DELAY", "REGRESSION", "PERFORMANCE"])]
+    assert len(at_root) > 200
+    after = (at_root.trace_at - at_root.run_at).dt.total_seconds() >= at_root.fault_onset_s + 60
+    before = (at_root.trace_at - at_root.run_at).dt.total_seconds() < at_root.fault_onset_s
+    lift = np.log(at_root[after].duration_ms).mean() - np.log(at_root[before].duration_ms).mean()
+    assert lift > 0.3
+
+
+def test_log_lines_follow_their_spans_and_the_fault(tables, spans):
+    t = tables
+    logs = t["trace_logs"].merge(spans[["span_id", "status", "service_name", "root_cause_service", "fault_kind",
+                                        "fault_onset_s", "run_at"]].rename(
+        columns={"service_name": "span_service"}), on="span_id")
+    level = logs.level.astype(str)
+    assert (logs.service_name.astype(str) == logs.span_service).all()
+    outcome = logs[level != "INFO"]
+    assert not outcome.span_id.duplicated().any()          # at most one outcome line a span
+    assert ((level[level != "INFO"] == "ERROR") == (outcome.status == "ERROR")).all()
+    failed = set(spans.span_id[spans.status == "ERROR"])
+    assert failed == set(outcome.span_id[outcome.level.astype(str) == "ERROR"])
+    config = load_config()
+    faults = config.get("telemetry.logs.faults")
+    generic = {config.get(f"telemetry.logs.{k}") for k in ("request", "slow", "error", "upstream_error")}
+    specific = logs[~logs.template.astype(str).isin(generic)]
+    assert len(specific) > 20
+    assert (specific.span_service == specific.root_cause_service.astype(str)).all()
+    assert (specific.template.astype(str) == specific.fault_kind.astype(str).map(faults)).all()
+    # Written from the onset on: the trace starts at or after it, the line after its span's start.
+    assert ((specific.logged_at - specific.run_at).dt.total_seconds() >= specific.fault_onset_s).all()
+
+
+def test_traces_are_deterministic(traced, tmp_path):
+    again = tmp_path / "again"
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, *TRACED]), n_prs=N_PRS, seed=SEED, to=again)
+    for table in ("traces", "trace_spans", "trace_logs"):
+        ours = [p["sha256"] for p in read_manifest(traced)["tables"][table]["parts"]]
+        assert ours == [p["sha256"] for p in read_manifest(again)["tables"][table]["parts"]]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--traces"], "telemetry.traces.enabled: traces are read off the series"),
+    (["--series", "--logs"], "telemetry.logs.enabled: log lines are written by spans"),
+    (["--series", "--traces", "--set", "telemetry.traces.error_propagation=1.5"], "error_propagation"),
+    (["--series", "--traces", "--set", "telemetry.traces.operations.user=[]"],
+     "telemetry.traces.operations.user: needs at least one operation"),
+])
+def test_bad_trace_options_are_one_clear_error(tmp_path, args, says):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["sample", "--n-prs", "10", "--out", str(out), *args])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("table", "column", "value", "failing"), [
+    ("trace_spans", "parent_span_id", 9, "reference trace_spans.parent_span_id → trace_spans"),   # another trace
+    ("trace_spans", "parent_span_id", 6, "tree trace_spans.parent_span_id"),                     # a later span
+    ("trace_logs", "span_id", 10**9, "reference trace_logs.span_id → trace_spans"),
+])
+def test_validate_finds_broken_references(traced, tmp_path, table, column, value, failing):
+    import shutil
+
+    import pyarrow as pa
+
+    copy = tmp_path / "copy"
+    shutil.copytree(traced, copy)
+
+    def change(t: pa.Table) -> pa.Table:
+        values = t.column(column).to_pylist()
+        values[1] = value                               # span 2 (parent 1), or the first log line
+        return t.set_column(t.schema.get_field_index(column), t.schema.field(column), pa.array(values, pa.int64()))
+
+    change.on_arrow = True
+    rewrite(copy, table, change)
+    checks = {c.check: c for c in validate_dataset(copy, resample=0)}
+    assert not checks[failing].passed
+
+
+def test_re2_cases_run_through_rcaeval_multi_source_methods(traced, tmp_path):
+    from RCAEval.e2e.baro import mmbaro, mmnsigma
+    from RCAEval.e2e.circa import mmcirca
+    from RCAEval.e2e.tracerca import tracerca
+    from RCAEval.utility import read_logs, read_metrics, read_traces
+
+    out = tmp_path / "re2"
+    result = runner.invoke(app, ["export", str(traced), "--format", "re2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    truth = json.loads((out / "cases.json").read_text())["cases"]
+    assert len(truth) > 20
+    services = set(load_config().get("services"))
+    ran = 0
+    for case in truth[:6]:
+        folder = out / case["case"]
+        assert json.loads((folder / "labels.json").read_text()) == case
+        inject = int((folder / "inject_time.txt").read_text())
+        metric = pd.read_csv(folder / "simple_metrics.csv")
+        assert (np.diff(metric.time) == 1).all() and metric.time.iloc[0] < inject <= metric.time.iloc[-1]
+        assert read_metrics(folder).shape[1] == metric.shape[1]
+        traces, logs = read_traces(folder), read_logs(folder)
+        assert {"traceID", "spanID", "parentSpanID", "startTime", "duration", "statusCode"} <= set(traces.columns)
+        assert set(logs.container_name) <= services
+        data = {name: pd.read_csv(folder / f"{name}.csv") for name in ("logts", "tracets_err", "tracets_lat")}
+        data["metric"] = metric.ffill().fillna(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for method in (mmbaro, mmnsigma, mmcirca):
+                ranks = method(data, inject, dataset="re2-tt", anomalies=None, dk_select_useful=False, sli=None,
+                               verbose=False, n_iter=metric.shape[1] - 1)["ranks"]
+                assert {r.split("_")[0] for r in ranks} <= services and len(ranks) > 10
+            try:
+                ranks = tracerca(pd.read_csv(folder / "traces.csv"), inject * 1_000_000, dataset="re2-tt")["ranks"]
+            except KeyError:  # RCAEval's tracerca needs every operation seen before the onset
+                continue
+        assert {r.split("_")[0] for r in ranks} <= services
+        ran += 1
+    assert ran >= 1
+
+
+def _hex_to_base64(node):
+    """OTLP's JSON writes ids in hexadecimal, protobuf's JSON mapping reads bytes as base64."""
+    if isinstance(node, dict):
+        return {k: (base64.b64encode(bytes.fromhex(v)).decode() if k in ("traceId", "spanId", "parentSpanId")
+                    else _hex_to_base64(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_hex_to_base64(v) for v in node]
+    return node
+
+
+def test_otlp_files_parse_as_opentelemetry_requests(traced, tables, tmp_path):
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    out = tmp_path / "otlp"
+    result = runner.invoke(app, ["export", str(traced), "--format", "otlp", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    truth = json.loads((out / "cases.json").read_text())["cases"]
+    spans_per_run = tables["trace_spans"].merge(tables["traces"][["trace_id", "run_id"]]).groupby("run_id").size()
+    logs_per_run = tables["trace_logs"].merge(tables["traces"][["trace_id", "run_id"]]).groupby("run_id").size()
+    lines = {s: (out / f"{s}.jsonl").read_text().splitlines() for s in ("traces", "metrics", "logs")}
+    assert all(len(v) == len(truth) for v in lines.values())
+    for case in truth[:10]:
+        i = case["line"] - 1
+        traces = json_format.Parse(json.dumps(_hex_to_base64(json.loads(lines["traces"][i]))),
+                                   ExportTraceServiceRequest())
+        found = [s for r in traces.resource_spans for ss in r.scope_spans for s in ss.spans]
+        assert len(found) == spans_per_run[case["run_id"]]
+        assert all(len(s.trace_id) == 16 and len(s.span_id) == 8 and s.end_time_unix_nano > s.start_time_unix_nano
+                   for s in found)
+        assert sum(not s.parent_span_id for s in found) == 20                 # a root per trace
+        metrics = json_format.Parse(lines["metrics"][i], ExportMetricsServiceRequest())
+        assert {r.resource.attributes[0].value.string_value for r in metrics.resource_metrics} == set(
+            load_config().get("services"))
+        assert all(len(m.gauge.data_points) == 60 for r in metrics.resource_metrics for sm in r.scope_metrics
+                   for m in sm.metrics)
+        logs = json_format.Parse(json.dumps(_hex_to_base64(json.loads(lines["logs"][i]))),
+                                 ExportLogsServiceRequest())
+        records = [rec for r in logs.resource_logs for sl in r.scope_logs for rec in sl.log_records]
+        assert len(records) == logs_per_run.get(case["run_id"], 0)
+        assert {rec.trace_id for rec in records} <= {s.trace_id for s in found}
+
+
+def test_re2_and_otlp_need_the_traces(tmp_path):
+    plain = tmp_path / "series"
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true"]), n_prs=10, seed=1, to=plain)
+    for layout in ("re2", "otlp"):
+        result = runner.invoke(app, ["export", str(plain), "--format", layout])
+        assert result.exit_code == 2 and "has no trace_spans table; sample it with --series --traces" in result.output
+        assert not (plain.parent / f"series-{layout}").exists() and not (plain / layout).exists()
