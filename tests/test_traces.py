@@ -1,5 +1,6 @@
-"""Traces, spans and log lines (`sample --series --traces --logs`), and the RE2 and OTLP layouts: on real samples,
-loaded by RCAEval's own methods and parsed by OpenTelemetry's own protobuf messages."""
+"""Traces, spans and log lines (`sample --series --traces --logs`), the propagation labels of
+`--counterfactual`, and the RE2 and OTLP layouts: on real samples, loaded by RCAEval's own methods and
+parsed by OpenTelemetry's own protobuf messages."""
 
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ from typer.testing import CliRunner
 from causalsynth.cli import app
 from causalsynth.config.loading import load_config
 from causalsynth.dataset.manifest import read_manifest
-from causalsynth.jobs.sample import sample_dataset
+from causalsynth.engine.interventions import Intervention
+from causalsynth.jobs.sample import sample_dataset, sample_twin
 from causalsynth.validate.quality import validate_dataset
 
 runner = CliRunner()
 N_PRS = 60
 SEED = 5
 TRACED = ["telemetry.enabled=true", "telemetry.traces.enabled=true", "telemetry.logs.enabled=true"]
+METRICS = ["latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage"]
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +141,7 @@ def test_traces_are_deterministic(traced, tmp_path):
 @pytest.mark.parametrize(("args", "says"), [
     (["--traces"], "telemetry.traces.enabled: traces are read off the series"),
     (["--series", "--logs"], "telemetry.logs.enabled: log lines are written by spans"),
+    (["--counterfactual"], "telemetry.counterfactual: is each series value without the run's fault"),
     (["--series", "--traces", "--set", "telemetry.traces.error_propagation=1.5"], "error_propagation"),
     (["--series", "--traces", "--set", "telemetry.traces.operations.user=[]"],
      "telemetry.traces.operations.user: needs at least one operation"),
@@ -265,3 +269,90 @@ def test_re2_and_otlp_need_the_traces(tmp_path):
         result = runner.invoke(app, ["export", str(plain), "--format", layout])
         assert result.exit_code == 2 and "has no trace_spans table; sample it with --series --traces" in result.output
         assert not (plain.parent / f"series-{layout}").exists() and not (plain / layout).exists()
+
+
+@pytest.fixture(scope="module")
+def counterfactual(tmp_path_factory) -> dict[str, Path]:
+    """The traced world's seed with the series' counterfactual columns, and its twin without regressions."""
+    root = tmp_path_factory.mktemp("counterfactual")
+    config = load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true", "telemetry.counterfactual=true"])
+    sample_dataset(config=config, n_prs=N_PRS, seed=SEED, to=root / "world")
+    sample_twin(factual_dir=root / "world", to=root / "twin",
+                intervention=Intervention(name="do", do={"has_performance_regression": "false"}))
+    return {"world": root / "world", "twin": root / "twin"}
+
+
+@pytest.fixture(scope="module")
+def labelled(counterfactual, tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("labels") / "rcaeval"
+    result = runner.invoke(app, ["export", str(counterfactual["world"]), "--format", "rcaeval", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "cases.json").read_text())["cases"]
+
+
+def _ticks(directory: Path) -> pd.DataFrame:
+    t = read_tables(directory)
+    return t["service_timeseries"].merge(t["service_metrics"][["service_metric_id", "run_id", "service_name"]],
+                                         on="service_metric_id").merge(
+        t["system_runs"][["run_id", "fault_kind", "fault_onset_s", "is_anomalous"]], on="run_id")
+
+
+def test_counterfactual_columns_leave_the_factual_series_as_they_were(counterfactual, traced):
+    """The same values up to float32 rounding: in the larger program XLA may round a value of the injected
+    faults' path in its last bit (about one value in a thousand, by 2e-7)."""
+    with_cf, without_cf = (read_tables(d)["service_timeseries"] for d in (counterfactual["world"], traced))
+    assert set(with_cf.columns) - set(without_cf.columns) == {f"{m}_without_fault" for m in METRICS}
+    assert with_cf[["point_id", "service_metric_id", "started_at", "tick_index"]].equals(
+        without_cf[["point_id", "service_metric_id", "started_at", "tick_index"]])
+    for m in METRICS:
+        np.testing.assert_allclose(with_cf[m], without_cf[m], rtol=1e-6)
+        assert (with_cf[m] != without_cf[m]).mean() < 0.005
+
+
+def test_the_counterfactual_is_the_twins_series(counterfactual):
+    """A regression's counterfactual is the twin without it, tick for tick, in the runs where the regression
+    is the only cause that changes: do(regression = false) also changes whether a run is anomalous (and so
+    its snapshot) or gets an injected fault."""
+    world, twin = _ticks(counterfactual["world"]), _ticks(counterfactual["twin"])
+    both = world.merge(twin, on="point_id", suffixes=("", "_twin"))
+    regressed = both[(both.fault_kind.astype(str) == "REGRESSION") & (both.fault_kind_twin.astype(str) == "NONE")
+                     & ~both.is_anomalous]
+    assert regressed.run_id.nunique() > 20
+    for m in METRICS:
+        np.testing.assert_allclose(regressed[f"{m}_without_fault"], regressed[f"{m}_twin"], rtol=2e-6)
+    calm = both[both.fault_kind.astype(str) == "NONE"]
+    for m in METRICS:                                 # no fault: the counterfactual is the factual, bit for bit
+        assert (calm[m] == calm[f"{m}_without_fault"]).all()
+
+
+def test_propagation_labels_agree_with_the_two_worlds(counterfactual, labelled):
+    ticks = _ticks(counterfactual["world"])
+    ticks["service_name"] = ticks.service_name.astype(str)
+    names = load_config().model.INCIDENTS.metrics
+    calls = load_config().get("service.depends_on")
+    kinds = {case["fault_kind"] for case in labelled}
+    assert {"REGRESSION", "NETWORK_DELAY", "CPU_HOG", "PACKET_LOSS"} <= kinds
+    for case in labelled:
+        run = ticks[ticks.run_id == case["run_id"]]
+        onset_tick = np.ceil(np.floor(case["fault_onset_s"]) / 5.0)
+        root = case["root_cause_service"]
+        by_service = {e["service"]: e for e in case["propagation"]}
+        assert by_service[root]["affected"] and by_service[root]["paths"] == [[root]]
+        for service, rows in run.groupby("service_name"):
+            label = by_service[service]
+            after = rows[rows.tick_index >= onset_tick]
+            for m in METRICS:
+                entry = label["metrics"][names[m]]
+                factual, without = after[m].astype(np.float64).mean(), after[f"{m}_without_fault"].astype(np.float64).mean()
+                assert entry["effect"] == pytest.approx(factual - without, rel=1e-6, abs=1e-9)
+                assert entry["moved"] == bool((rows[m] != rows[f"{m}_without_fault"]).any())
+            if not label["affected"]:             # off every path: the same bits in both worlds
+                assert all((rows[m] == rows[f"{m}_without_fault"]).all() for m in METRICS)
+            for path in label["paths"]:
+                assert path[0] == root and path[-1] == service
+                for callee, caller in zip(path, path[1:]):
+                    assert callee in calls.get(caller, []) or "run" in (callee, caller)
+        if case["fault_kind"] not in ("REGRESSION",):
+            # An injected fault or an anomaly event reaches only the services its calls carry it to.
+            reached = {s for s, e in by_service.items() if e["affected"]}
+            assert all("run" not in p for s in reached for p in by_service[s]["paths"])

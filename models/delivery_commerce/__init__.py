@@ -177,9 +177,12 @@ def validate(p: Params) -> list[str]:
 
 
 def _trace_errors(p: Params, services: tuple[str, ...]) -> list[str]:
-    """What the traces and logs need of the config."""
+    """What the counterfactual series, the traces and the logs need of the config."""
     tm, errors = p.telemetry, []
     tr, lg = tm.traces, tm.logs
+    if tm.counterfactual and not tm.enabled:
+        errors.append("telemetry.counterfactual: is each series value without the run's fault; enable "
+                      "telemetry.enabled too (sample --series --counterfactual)")
     if tr.enabled and not tm.enabled:
         errors.append("telemetry.traces.enabled: traces are read off the series; enable telemetry.enabled "
                       "too (sample --series --traces)")

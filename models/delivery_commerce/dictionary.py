@@ -3,6 +3,8 @@
 SQL column comments, ``ml/schema.json`` and the docs' data dictionary are read from here.
 """
 
+from .telemetry import WITHOUT_FAULT
+
 DESCRIPTIONS = {
     "size_class": "Size of the change: SMALL < 100, MEDIUM 100-500, LARGE > 500 lines changed",
     "lines_added": "Lines added by the PR",
@@ -124,3 +126,6 @@ DESCRIPTIONS = {
     "log_lines.template": "The line's template, Drain-style: <*> for its variable parts",
     "log_lines.logged_at": "When the line was written (UTC): at its span's start (request) or end (outcome)",
 }
+# Each series column's value in the world without the run's fault (sample --counterfactual).
+DESCRIPTIONS |= {f"{site}{WITHOUT_FAULT}": f"{DESCRIPTIONS[site]}, in the world without the run's fault"
+                 for site in [s for s in DESCRIPTIONS if s.startswith("ticks.") and s != "ticks.started_at"]}

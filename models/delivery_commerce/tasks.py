@@ -22,7 +22,7 @@ from causalsynth.spec.modeling import (
 )
 
 from .calendar import merge_calendar_agrees, run_calendar_agrees
-from .telemetry import ANOMALY_METRICS, INJECTED_FAULTS
+from .telemetry import ANOMALY_METRICS, INJECTED_FAULTS, WITHOUT_FAULT
 
 TABLES = (
     Table("pull_requests", plates=("prs",), key="pr_id", number=("pr_number", "PR-%06d")),
@@ -44,6 +44,8 @@ OPTIONS = (
     Option("--flows-per-run", "shape.flows_per_run", "Flows per run."),
     Option("--series", "telemetry.enabled", "Also sample per-service metric series and each run's incident.",
            switch=True),
+    Option("--counterfactual", "telemetry.counterfactual", "With --series: also each series value in the world "
+           "without the run's fault (exact propagation labels).", switch=True),
     Option("--traces", "telemetry.traces.enabled", "With --series: also sample traces and their spans.",
            switch=True),
     Option("--logs", "telemetry.logs.enabled", "With --traces: also sample the log lines spans write.",
@@ -269,4 +271,5 @@ INCIDENTS = Incidents(
             "BEHAVIOR": "socket", "CPU_HOG": "cpu", "MEMORY_LEAK": "mem", "NETWORK_DELAY": "delay",
             "PACKET_LOSS": "loss", "SOCKET_EXHAUSTION": "socket"},
     service_names="services", ticks="telemetry.ticks", tick_s="telemetry.tick_s", option="--series",
-    spurious="spurious_event_service", spans="trace_spans", logs="trace_logs", trace_option="--series --traces --logs")
+    spurious="spurious_event_service", counterfactual=WITHOUT_FAULT, calls="service.depends_on", shared="run",
+    spans="trace_spans", logs="trace_logs", trace_option="--series --traces --logs")

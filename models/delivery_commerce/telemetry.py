@@ -55,6 +55,12 @@ being clipped, so a resource fault at a busy service still shows.
   (``telemetry.spurious_size``), labelled in ``spurious_event_service``;
 - ``telemetry.gap_rate``: ticks go missing (rows absent), as scrapes do.
 
+With ``telemetry.counterfactual`` each column also has its value in the world
+without the run's fault (``latency_ms_without_fault``, …): the same noise,
+traffic, bursts and unrelated event, the fault's terms taken out (the twin
+``do(has_performance_regression=false)`` gives a regression's, tick for tick).
+Where the fault changes nothing, the two are the same bits.
+
 The ground truth per run: ``root_cause_service`` (the regressed PR's primary
 service; else the anomaly's or the injected fault's service; else NONE),
 ``fault_kind`` (REGRESSION, an anomaly type, an injected fault, or NONE),
@@ -87,6 +93,8 @@ ANOMALY_METRICS = {"PERFORMANCE": ("latency",), "ERROR_RATE": ("errors",), "RESO
 # The injected infrastructure faults (``telemetry.faults``), each a mechanism of its own.
 INJECTED_FAULTS = ("CPU_HOG", "MEMORY_LEAK", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION")
 FAULT_KINDS = ("NONE", "REGRESSION", *ANOMALY_METRICS, *INJECTED_FAULTS)
+# The suffix of each series column's value in the world without the run's fault (telemetry.counterfactual).
+WITHOUT_FAULT = "_without_fault"
 
 
 def hops(depends: np.ndarray) -> np.ndarray:
@@ -146,6 +154,18 @@ def injected_lift(effect, share, distance, start, mid, window, ramp):
     progress = jnp.where(ramp, jnp.clip((mid - start) / jnp.maximum(window - start, 1e-6), 0.0, 1.0),
                          (mid >= start).astype(jnp.float32))
     return effect * weight * progress
+
+
+def _metric_columns(value, tail_ratio, suffix: str):
+    """The series' columns from the metrics' values ``(M,B,R,S,T)``, each named with ``suffix``;
+    returns latency and error rate."""
+    latency = derived(f"ticks.latency_ms{suffix}", value[0], constraints.positive)
+    derived(f"ticks.p95_latency_ms{suffix}", latency * tail_ratio, constraints.positive)
+    derived(f"ticks.request_rate{suffix}", value[2], constraints.positive)
+    errors = derived(f"ticks.error_rate{suffix}", jnp.clip(value[1], 0.0, 1.0), constraints.unit_interval)
+    derived(f"ticks.cpu_usage{suffix}", saturate(value[3]), constraints.unit_interval)
+    derived(f"ticks.memory_usage{suffix}", saturate(value[4]), constraints.unit_interval)
+    return latency, errors
 
 
 def saturate(usage):
@@ -235,6 +255,10 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         # Noise of window mean 1: a world without the fault has its snapshot as window mean, exactly, and
         # the same values before the onset as this one.
         shape = profile * wiggle / jnp.mean(wiggle, axis=-1, keepdims=True)
+        # The same series in the world without the run's fault: no profile, no fault event, no injected
+        # fault; the unrelated event stays (it is not the fault). Written in the same order of operations,
+        # so wherever the fault changes nothing the two are the same bits.
+        without = wiggle / jnp.mean(wiggle, axis=-1, keepdims=True)
         # Events on top: the run's anomaly at its service, a spurious one elsewhere.
         at_event = ((mid >= event_start) & (mid < event_start + tm.anomaly_ticks * tick_s)
                     & (service_index == event_service) & anomalous)
@@ -245,7 +269,8 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         size = jnp.where(jnp.asarray([m == "requests" for m in METRICS]).reshape(-1, 1, 1, 1, 1),
                          1.0 / (1.0 + tm.anomaly_size), 1.0 + tm.anomaly_size)  # fewer requests, more of the rest
         shape = shape * jnp.where(at_event & moved, size, 1.0)
-        shape = shape * jnp.where(at_spurious & (LATENCY > 0).reshape(-1, 1, 1, 1, 1), 1.0 + tm.spurious_size, 1.0)
+        unrelated = jnp.where(at_spurious & (LATENCY > 0).reshape(-1, 1, 1, 1, 1), 1.0 + tm.spurious_size, 1.0)
+        shape, without = shape * unrelated, without * unrelated
         # The injected fault, from its service up the calls.
         effects = jnp.stack([vec(ft.effects[k], METRICS) for k in INJECTED_FAULTS])        # (K,M)
         effect = jnp.moveaxis(effects[fault], -1, 0) * severity * injected                # (M,B,R,1,1)
@@ -259,15 +284,11 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
                 constraints.integer_interval(0, n_ticks - 1))
         level = jnp.where(RESOURCES[:, None], vec(tm.resource_level, services)[None, :], 1.0)  # (M,S)
         level = level.reshape(len(METRICS), 1, 1, n_svc, 1)
-        value = clean * level * shape                                         # (M,B,R,S,T)
-        latency = derived("ticks.latency_ms", value[0], constraints.positive)
         # The tail has its own noise, and a burst lifts it more than the median.
-        derived("ticks.p95_latency_ms", latency * runs["p95_ratio"] * jnp.exp(tail + 0.5 * burst),
-                constraints.positive)
-        derived("ticks.request_rate", value[2], constraints.positive)
-        errors = derived("ticks.error_rate", jnp.clip(value[1], 0.0, 1.0), constraints.unit_interval)
-        derived("ticks.cpu_usage", saturate(value[3]), constraints.unit_interval)
-        derived("ticks.memory_usage", saturate(value[4]), constraints.unit_interval)
+        tail_ratio = runs["p95_ratio"] * jnp.exp(tail + 0.5 * burst)
+        latency, errors = _metric_columns(clean * level * shape, tail_ratio, "")        # (M,B,R,S,T)
+        if tm.counterfactual:
+            _metric_columns(clean * level * without, tail_ratio, WITHOUT_FAULT)
         present = numpyro.sample("_tick_present", dist.Bernoulli(1.0 - tm.gap_rate)).astype(bool)
         rows("_ticks_present", jnp.broadcast_to(present, shape.shape[1:]))
     return {"latency": latency, "errors": errors, "clean_latency": clean[0], "root": root, "kind": kind,

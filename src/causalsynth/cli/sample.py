@@ -24,7 +24,8 @@ from causalsynth.cli.progress import destination, run_dataset_job
 CONTEXT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 EPILOG = ("The chosen model adds its own options (its OPTIONS). The shipped model's: --runs-per-pr N (system "
           "runs per PR), --flows-per-run N (flows per run), --series (also per-service metric series and each "
-          "run's incident), --traces (with --series: traces and their spans), --logs (with --traces: the log "
+          "run's incident), --counterfactual (with --series: each value without the run's fault), "
+          "--traces (with --series: traces and their spans), --logs (with --traces: the log "
           "lines spans write). The ci_builds example's: --builds-per-pr N.")
 
 

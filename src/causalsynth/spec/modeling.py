@@ -285,6 +285,12 @@ class Incidents:
     the services (in order), the ticks in a window and a tick's length in seconds. ``option`` is the
     sample option that turns the series on, where they are optional. ``spurious``, where the model
     labels one, is the column of ``runs`` naming the service of an unrelated event (not a fault).
+    ``counterfactual``, where the model can write it, is the suffix of each series column's value in
+    the world without the run's fault (a column of the series table where the dataset has it);
+    ``calls`` the config key of the call graph (caller → its callees), along which a fault reaches
+    its callers, and ``shared`` the name of the cause every service shares, through which a fault
+    reaches a service off its call paths (the shipped model: the run's load): what propagation
+    labels name as paths.
 
     ``spans`` and ``logs``, where the model samples them, are the tables of the runs' trace spans (a
     grandchild of ``runs``, under its traces) and the log lines spans write (under the same traces),
@@ -310,6 +316,9 @@ class Incidents:
     no_fault: str = "NONE"
     option: str | None = None
     spurious: str | None = None
+    counterfactual: str | None = None
+    calls: str | None = None
+    shared: str | None = None
     spans: str | None = None
     logs: str | None = None
     trace_option: str | None = None

@@ -49,6 +49,7 @@ class Cases:
     root: np.ndarray            # (C,) index into services (-1: a run without a fault)
     kind: np.ndarray            # (C,) fault kind names
     spurious: np.ndarray | None = None   # (C,) the unrelated event's service name, where the model labels one
+    without: np.ndarray | None = None    # (C, S, M, T) the series without the case's fault, where written
 
     @property
     def onset_tick(self) -> np.ndarray:
@@ -89,19 +90,23 @@ def read_cases(source, *, clean: bool = False) -> Cases:
     case_of = pd.Series(np.arange(len(runs)), index=runs[run_key])
     svc = svc[svc[run_key].isin(runs[run_key])]
     n_ticks = int(config.get(inc.ticks))
-    series = np.full((len(runs), len(services), len(metrics), n_ticks), np.nan, np.float64)
+    written = ds.manifest["tables"][inc.series]["schema"]
+    counterfactual = [f"{m}{inc.counterfactual}" for m in metrics] if inc.counterfactual and any(
+        f["name"] == f"{metrics[0]}{inc.counterfactual}" for f in written) else []
+    series = np.full((len(runs), len(services), len(metrics) + len(counterfactual), n_ticks), np.nan, np.float64)
     where = pd.DataFrame({"case": case_of.reindex(svc[run_key]).to_numpy(),
                           "service": pd.Categorical(svc[inc.service].astype(str), services).codes},
                          index=svc[service_key].to_numpy())
-    for batch in _batches(ds, inc.series, [service_key, inc.tick, *metrics]):
+    for batch in _batches(ds, inc.series, [service_key, inc.tick, *metrics, *counterfactual]):
         frame = batch.to_pandas()
         frame = frame[frame[service_key].isin(where.index)]
         at = where.loc[frame[service_key].to_numpy()]
-        for m, metric in enumerate(metrics):
+        for m, metric in enumerate([*metrics, *counterfactual]):
             series[at.case.to_numpy(), at.service.to_numpy(), m, frame[inc.tick].to_numpy()] = frame[metric]
     epoch_s = (runs[inc.window_start] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
     return Cases(run_id=runs[run_key].to_numpy(), started_at=epoch_s.to_numpy(np.int64),
-                 services=services, metrics=metrics, series=series, tick_s=float(config.get(inc.tick_s)),
+                 services=services, metrics=metrics, series=series[:, :, :len(metrics)],
+                 without=series[:, :, len(metrics):] if counterfactual else None, tick_s=float(config.get(inc.tick_s)),
                  onset_s=runs[inc.onset_s].to_numpy(np.float64),
                  root=pd.Index(services).get_indexer(runs[inc.root_cause].astype(str)),  # -1: none
                  kind=runs[inc.fault].astype(str).to_numpy(),

@@ -14,7 +14,9 @@ Metric suffixes and fault names are RCAEval's, as the model's
 ``mem``, utilisation 0-1; faults by the metric they move: ``delay``,
 ``loss``, ``cpu``, ``socket``). ``cases.json`` holds the full ground truth
 of every case (run, fault kind, root cause, onset, the unrelated event's
-service), so nobody has to parse folder names.
+service and, for a dataset sampled with ``--counterfactual``, the exact
+propagation labels of ``tasks.propagation``), so nobody has to parse folder
+names.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pandas as pd
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.errors import ConfigError
+from causalsynth.tasks.propagation import propagation
 from causalsynth.tasks.rca import Cases, read_cases
 
 
@@ -42,6 +45,7 @@ def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
                           f"{', '.join(unnamed)} (INCIDENTS.faults names {', '.join(incidents.faults)})")
     numbers: Counter[str] = Counter()
     names, truth = [], []
+    calls = ds.config.get(incidents.calls) if incidents.calls else {}
     for c in range(len(cases)):
         service = cases.services[cases.root[c]]
         fault = incidents.faults[cases.kind[c]]
@@ -51,7 +55,9 @@ def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
                       "fault_kind": str(cases.kind[c]), "fault": fault, "inject_time": inject_time(cases, c),
                       "fault_onset_s": float(cases.onset_s[c]), "window_start": int(cases.started_at[c]),
                       "tick_s": cases.tick_s}
-                     | ({} if cases.spurious is None else {"spurious_event_service": str(cases.spurious[c])}))
+                     | ({} if cases.spurious is None else {"spurious_event_service": str(cases.spurious[c])})
+                     | ({} if cases.without is None else {"propagation": propagation(
+                         cases, c, incidents.metrics, calls, incidents.shared)}))
     return cases, names, truth
 
 
