@@ -1,14 +1,17 @@
-"""Benchmark the series (`sample --series`): their cost over the plain job, against their floor.
+"""Benchmark the series and the traces (`sample --series`, `--traces --logs`): their cost over the
+plain job, against their floors.
 
 Fresh processes, timed by wall clock with peak RSS (warm JAX compilation
 cache, each command run once before it is timed):
 
-- `causalsynth sample --n-prs N` and `causalsynth sample --n-prs N --series`,
-  alternated --repeats times; the series' cost is the difference of the
-  medians;
-- the floor: the service_timeseries table alone (same schema, same rows,
-  same Parquet writer and compression) filled by plain vectorized numpy
-  (``references.py floor-series``);
+- `causalsynth sample --n-prs N`, `... --series` and `... --series --traces
+  --logs`, alternated --repeats times; the series' cost is the difference
+  of the first two medians, the traces' (traces, spans and log lines) of the
+  last two;
+- the floors: the service_timeseries table alone, and the three trace
+  tables alone (same schemas, same rows, same Parquet writer and
+  compression) filled by plain vectorized numpy (``references.py
+  floor-series``, ``floor-traces``);
 - `sample --series` at N / 2 and N, to show memory stays flat as N grows.
 
 Usage: python benchmarks/bench_series.py [--n-prs 50000] [--repeats 3]
@@ -43,26 +46,36 @@ def main() -> None:
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / "jax-cache"))
     cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample"]
 
-    def sample(n: int, series: bool) -> dict:
-        return measure(cli + ["--n-prs", str(n), "--out", str(work / "ds"), "--force"] + ["--series"] * series, env)
+    options = {"plain": [], "series": ["--series"], "traces": ["--series", "--traces", "--logs"]}
+
+    def sample(n: int, which: str) -> dict:
+        return measure(cli + ["--n-prs", str(n), "--out", str(work / "ds"), "--force"] + options[which], env)
+
+    def floor(extra: str) -> dict:
+        return measure([sys.executable, str(HERE / "references.py"), f"floor-{extra}", str(args.n_prs),
+                        str(work / "floor")])
 
     try:
-        sample(args.n_prs // 10, True), sample(args.n_prs // 10, False)  # compile both samplers
-        plain, series = [], []
+        for which in options:  # compile each sampler
+            sample(args.n_prs // 10, which)
+        runs: dict[str, list[dict]] = {which: [] for which in options}
         for _ in range(args.repeats):
-            plain.append(sample(args.n_prs, False))
-            series.append(sample(args.n_prs, True))
+            for which in options:
+                runs[which].append(sample(args.n_prs, which))
         tables = json.loads((work / "ds" / "manifest.json").read_text())["tables"]
         series_rows = tables["service_timeseries"]["rows"]
-        half = sample(args.n_prs // 2, True)
-        floor = measure([sys.executable, str(HERE / "references.py"), "floor-series", str(args.n_prs),
-                         str(work / "floor")])
+        trace_rows = {t: tables[t]["rows"] for t in ("traces", "trace_spans", "trace_logs")}
+        half = sample(args.n_prs // 2, "series")
+        floor_series, floor_traces = floor("series"), floor("traces")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    p, s = (float(np.median([m["wall_s"] for m in runs])) for runs in (plain, series))
+    p, s, t = (float(np.median([m["wall_s"] for m in runs[which]])) for which in options)
+    plain, series = runs["plain"], runs["series"]
     rss = max(m["peak_rss_gb"] for m in series)
-    cost = s - p
-    lines = [f"## `causalsynth sample --n-prs {args.n_prs:,} --series` ({series_rows:,} series rows)", "",
+    cost, trace_cost, n_trace = s - p, t - s, sum(trace_rows.values())
+    floor = floor_series
+    lines = [f"## `causalsynth sample --n-prs {args.n_prs:,} --series` ({series_rows:,} series rows), and "
+             f"`--traces --logs` ({n_trace:,} trace rows)", "",
              f"Measured {dt.date.today().isoformat()} by `python benchmarks/bench_series.py` on {machine()}; "
              f"medians of {args.repeats} alternated fresh processes, warm compilation cache.", "",
              "| run | wall (s) | series rows/s | peak RSS (GB) | vs floor |", "| --- | ---: | ---: | ---: | ---: |",
@@ -74,6 +87,15 @@ def main() -> None:
              f"{series_rows / floor['wall_s']:,.0f} | {floor['peak_rss_gb']:.2f} | 1.00x |",
              f"| `sample --series` at {args.n_prs // 2:,} PRs | {half['wall_s']:.1f} | | "
              f"{half['peak_rss_gb']:.2f} | |",
+             f"| `sample --series --traces --logs` | {t:.1f} | | "
+             f"{max(m['peak_rss_gb'] for m in runs['traces']):.2f} | |",
+             f"| the traces' cost (the difference from `--series`) | {trace_cost:.1f} | {n_trace / trace_cost:,.0f} "
+             f"(trace rows) | | {trace_cost / floor_traces['wall_s']:.2f}x |",
+             f"| floor: the three trace tables alone, vectorized numpy + pyarrow | {floor_traces['wall_s']:.1f} | "
+             f"{n_trace / floor_traces['wall_s']:,.0f} (trace rows) | {floor_traces['peak_rss_gb']:.2f} | 1.00x |",
+             "",
+             f"The trace tables at {args.n_prs:,} PRs: {trace_rows['traces']:,} traces, {trace_rows['trace_spans']:,} "
+             f"spans and {trace_rows['trace_logs']:,} log lines.",
              "",
              "Memory is per block of PRs, so peak RSS stays flat as N grows. The series are opt-in: at "
              f"{args.n_prs:,} PRs they are {series_rows:,} rows, {series_rows / 8_225_658:.1f} times the other five "

@@ -6,8 +6,9 @@
 - ``naive``: the same schemas filled one record at a time in Python, the way
   the seed's Java design loops (``for pr in prs: for run in runs: ...``).
 
-Run as ``python references.py floor|naive|floor-series N_PRS OUT_DIR``; prints rows written
-(``floor-series``: the floor of the service_timeseries table of `sample --series` alone).
+Run as ``python references.py floor|naive|floor-series|floor-traces N_PRS OUT_DIR``; prints rows
+written (``floor-series``: the floor of the service_timeseries table of `sample --series` alone;
+``floor-traces``: of the traces, trace_spans and trace_logs tables of `--traces --logs` alone).
 """
 
 from __future__ import annotations
@@ -26,15 +27,24 @@ from causalsynth.engine.tabulate import schemas
 from causalsynth.sinks.parquet import writer_options
 
 STEPS_PER_FLOW = 8  # the default model's mean
+LOG_LINES_PER_TRACE = 1.6  # the default model's mean (of 14 slots)
+# The tables each optional part adds, and the config that samples them.
+EXTRAS = {"": ((), ()),
+          "series": (("service_timeseries",), ("telemetry.enabled=true",)),
+          "traces": (("traces", "trace_spans", "trace_logs"),
+                     ("telemetry.enabled=true", "telemetry.traces.enabled=true", "telemetry.logs.enabled=true"))}
 
 
-def table_plan(n_prs: int, series: bool = False):
-    """(table, schema, rows per PR) for the default model's five tables, or (``series``) for its
-    service_timeseries table alone (`sample --series`, no gaps by default)."""
-    program = Program(load_config(overrides=["telemetry.enabled=true"] * series))
+def table_plan(n_prs: int, extra: str = ""):
+    """(table, schema, rows per PR) for the default model's five tables, or for the tables an optional
+    part (``extra``, a key of ``EXTRAS``) adds alone."""
+    tables, overrides = EXTRAS[extra]
+    program = Program(load_config(overrides=list(overrides)))
     per_pr = {t.table.name: t.cells_per_pr for t in program.tables}
     per_pr["flow_steps"] = per_pr["ecommerce_flows"] * STEPS_PER_FLOW
-    wanted = ("service_timeseries",) if series else tuple(t.table.name for t in program.tables)
+    if "trace_logs" in per_pr:
+        per_pr["trace_logs"] = round(per_pr["traces"] * LOG_LINES_PER_TRACE)
+    wanted = tables or tuple(t.table.name for t in program.tables)
     return [(name, schema, per_pr[name]) for name, schema in schemas(program).items() if name in wanted]
 
 
@@ -68,10 +78,10 @@ def _python_value(rnd: random.Random, field: pa.Field, i: int):
     return rnd.random()
 
 
-def floor(n_prs: int, out: Path, block: int = 5000, series: bool = False) -> int:
+def floor(n_prs: int, out: Path, block: int = 5000, extra: str = "") -> int:
     rng = np.random.default_rng(0)
     rows = 0
-    for name, schema, per_pr in table_plan(n_prs, series):
+    for name, schema, per_pr in table_plan(n_prs, extra):
         with pq.ParquetWriter(out / f"{name}.parquet", schema, **writer_options(schema)) as writer:
             for start in range(0, n_prs, block):
                 n = min(block, n_prs - start) * per_pr
@@ -104,7 +114,7 @@ def naive(n_prs: int, out: Path, block: int = 500) -> int:
 if __name__ == "__main__":
     kind, n, directory = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     directory.mkdir(parents=True, exist_ok=True)
-    if kind == "floor-series":
-        print(floor(n, directory, series=True))
+    if kind.startswith("floor-"):
+        print(floor(n, directory, extra=kind.removeprefix("floor-")))
     else:
         print({"floor": floor, "naive": naive}[kind](n, directory))

@@ -156,11 +156,12 @@ def injected_lift(effect, share, distance, start, mid, window, ramp):
     return effect * weight * progress
 
 
-def _metric_columns(value, tail_ratio, suffix: str):
-    """The series' columns from the metrics' values ``(M,B,R,S,T)``, each named with ``suffix``;
-    returns latency and error rate."""
+def _metric_columns(value, p95_ratio, tail_lift, suffix: str):
+    """The series' columns from the metrics' values ``(M,B,R,S,T)``, each named with ``suffix``; p95
+    latency is the latency times the run's ``p95_ratio`` times the tick's ``tail_lift``. Returns
+    latency and error rate."""
     latency = derived(f"ticks.latency_ms{suffix}", value[0], constraints.positive)
-    derived(f"ticks.p95_latency_ms{suffix}", latency * tail_ratio, constraints.positive)
+    derived(f"ticks.p95_latency_ms{suffix}", latency * p95_ratio * tail_lift, constraints.positive)
     derived(f"ticks.request_rate{suffix}", value[2], constraints.positive)
     errors = derived(f"ticks.error_rate{suffix}", jnp.clip(value[1], 0.0, 1.0), constraints.unit_interval)
     derived(f"ticks.cpu_usage{suffix}", saturate(value[3]), constraints.unit_interval)
@@ -285,10 +286,10 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         level = jnp.where(RESOURCES[:, None], vec(tm.resource_level, services)[None, :], 1.0)  # (M,S)
         level = level.reshape(len(METRICS), 1, 1, n_svc, 1)
         # The tail has its own noise, and a burst lifts it more than the median.
-        tail_ratio = runs["p95_ratio"] * jnp.exp(tail + 0.5 * burst)
-        latency, errors = _metric_columns(clean * level * shape, tail_ratio, "")        # (M,B,R,S,T)
+        tail_lift = jnp.exp(tail + 0.5 * burst)
+        latency, errors = _metric_columns(clean * level * shape, runs["p95_ratio"], tail_lift, "")  # (M,B,R,S,T)
         if tm.counterfactual:
-            _metric_columns(clean * level * without, tail_ratio, WITHOUT_FAULT)
+            _metric_columns(clean * level * without, runs["p95_ratio"], tail_lift, WITHOUT_FAULT)
         present = numpyro.sample("_tick_present", dist.Bernoulli(1.0 - tm.gap_rate)).astype(bool)
         rows("_ticks_present", jnp.broadcast_to(present, shape.shape[1:]))
     return {"latency": latency, "errors": errors, "clean_latency": clean[0], "root": root, "kind": kind,

@@ -16,7 +16,7 @@ what RCAEval's multi-source methods (``mmbaro``, ``mmnsigma``, ``mmcirca``) and 
   ``operationName``, ``startTimeMillis``, ``startTime`` and ``duration`` (µs), ``statusCode``
   (OpenTelemetry's: 0 unset, 2 error) and ``parentSpanID`` (empty at a root), as Jaeger exports them;
 - ``logs.csv``: ``time`` (HH:MM), ``timestamp`` (Unix ns), ``container_name``, ``message`` (the
-  template), ``level``, ``req_path`` (the span's operation) and ``error`` (True on ERROR lines);
+  template), ``level``, ``req_path`` (the span's operation) and ``error`` (true on ERROR lines);
 - ``inject_time.txt``: the onset, integer Unix seconds;
 - ``labels.json``: the case's ground truth (``cases.json`` holds every case's).
 """
@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
@@ -63,7 +65,7 @@ def write_re2(directory: str | Path, out: str | Path | None = None, force: bool 
             metrics = pd.DataFrame(values[np.minimum((second // cases.tick_s).astype(int), n_ticks - 1)],
                                    columns=columns)
             metrics.insert(0, "time", start + second)
-            metrics.to_csv(folder / "simple_metrics.csv", index=False)
+            _csv(metrics, folder / "simple_metrics.csv")
             tick_times = start + (np.arange(n_ticks) * cases.tick_s).astype(np.int64)
             (folder / "metrics.json").write_text(json.dumps({
                 column: [[int(t), float(v)] for t, v in zip(tick_times, values[:, j]) if np.isfinite(v)]
@@ -72,17 +74,15 @@ def write_re2(directory: str | Path, out: str | Path | None = None, force: bool 
             run_spans = _group(spans_of, run, spans)
             run_logs = _group(logs_of, run, logs)
             buckets = start + BUCKET_S * np.arange(-(-window_s // BUCKET_S))
-            _bucketed(run_logs, run_logs["logged_at_ms"], buckets, run_logs["service_name"].astype(str) + "_"
-                      + run_logs["template"].map(templates).astype(str), None, "count").to_csv(
-                folder / "logts.csv", index=False)
+            template = run_logs["service_name"].astype(str) + "_" + run_logs["template"].map(templates).astype(str)
+            _csv(_bucketed(run_logs["logged_at_ms"], buckets, template, None, "count"), folder / "logts.csv")
             op = run_spans["service_name"].astype(str) + "_" + run_spans["operation"].astype(str)
-            _bucketed(run_spans, run_spans["started_at_ms"], buckets, op, run_spans["duration_ms"], "mean").to_csv(
-                folder / "tracets_lat.csv", index=False)
-            _bucketed(run_spans, run_spans["started_at_ms"], buckets, op,
-                      (run_spans["status"].astype(str) == "ERROR").astype(int), "sum").to_csv(
-                folder / "tracets_err.csv", index=False)
-            _traces_csv(run_spans).to_csv(folder / "traces.csv", index=False)
-            _logs_csv(run_logs, run_spans).to_csv(folder / "logs.csv", index=False)
+            _csv(_bucketed(run_spans["started_at_ms"], buckets, op, run_spans["duration_ms"], "mean"),
+                 folder / "tracets_lat.csv")
+            _csv(_bucketed(run_spans["started_at_ms"], buckets, op, run_spans["status"].astype(str) == "ERROR", "sum"),
+                 folder / "tracets_err.csv")
+            _csv(_traces_csv(run_spans), folder / "traces.csv")
+            _csv(_logs_csv(run_logs, run_spans), folder / "logs.csv")
             (folder / "inject_time.txt").write_text(f"{inject_time(cases, c)}\n")
             (folder / "labels.json").write_text(json.dumps(truth[c], indent=1) + "\n")
             on_case(folder)
@@ -95,21 +95,31 @@ def _group(groups, run: int, frame: pd.DataFrame) -> pd.DataFrame:
     return groups.get_group(run) if run in groups.groups else frame.iloc[:0]
 
 
-def _bucketed(frame: pd.DataFrame, time_ms: pd.Series, buckets: np.ndarray, column: pd.Series,
-              value: pd.Series | None, how: str) -> pd.DataFrame:
-    """A wide frame: one row per bucket (``time``, its start), one column per ``column`` level, the
-    ``how`` of ``value`` (rows counted where ``value`` is None) in the bucket; 0 for counts and sums
-    of a bucket without rows, empty for means."""
+def _bucketed(time_ms: pd.Series, buckets: np.ndarray, column: pd.Series, value: pd.Series | None,
+              how: str) -> pd.DataFrame:
+    """A wide frame: one row per bucket (``time``, its start), one column per ``column`` level seen, the
+    ``how`` ("count", "sum" or "mean") of ``value`` in the bucket; 0 for a count or sum without rows,
+    empty for a mean."""
     bucket = np.clip((time_ms.to_numpy() // 1000 - buckets[0]) // BUCKET_S, 0, len(buckets) - 1)
-    long = pd.DataFrame({"bucket": buckets[bucket], "column": column.to_numpy(),
-                         "value": 1 if value is None else value.to_numpy()})
-    wide = long.pivot_table(index="bucket", columns="column", values="value",
-                            aggfunc="sum" if how == "count" else how, observed=True)
-    wide = wide.reindex(buckets)
-    if how != "mean":
-        wide = wide.fillna(0).astype(np.int64)
-    wide.columns.name = None
-    return wide.rename_axis("time").reset_index()
+    codes, names = pd.factorize(column.to_numpy(), sort=True)
+    cell = bucket * len(names) + codes
+    shape = (len(buckets), len(names))
+    n = np.bincount(cell, minlength=shape[0] * shape[1]).reshape(shape)
+    if how == "count":
+        wide = n
+    else:
+        total = np.bincount(cell, weights=value.to_numpy(np.float64), minlength=n.size).reshape(shape)
+        wide = total.astype(np.int64) if how == "sum" else np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    frame = pd.DataFrame(wide, columns=names)
+    frame.insert(0, "time", buckets)
+    return frame
+
+
+def _csv(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as CSV without an index, by pyarrow's writer (pandas' is a case's main cost): strings
+    quoted only where needed, missing values empty, booleans as true/false."""
+    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), path,
+                    pacsv.WriteOptions(quoting_style="needed"))
 
 
 def _clock(ms: pd.Series) -> np.ndarray:
