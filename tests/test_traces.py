@@ -177,15 +177,21 @@ def test_validate_finds_broken_references(traced, tmp_path, table, column, value
     assert not checks[failing].passed
 
 
-def test_re2_cases_run_through_rcaeval_multi_source_methods(traced, tmp_path):
+@pytest.fixture(scope="module")
+def re2(traced, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("re2") / "re2"
+    result = runner.invoke(app, ["export", str(traced), "--format", "re2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_re2_cases_run_through_rcaeval_multi_source_methods(re2):
     from RCAEval.e2e.baro import mmbaro, mmnsigma
     from RCAEval.e2e.circa import mmcirca
     from RCAEval.e2e.tracerca import tracerca
     from RCAEval.utility import read_logs, read_metrics, read_traces
 
-    out = tmp_path / "re2"
-    result = runner.invoke(app, ["export", str(traced), "--format", "re2", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    out = re2
     truth = json.loads((out / "cases.json").read_text())["cases"]
     assert len(truth) > 20
     services = set(load_config().get("services"))
@@ -215,6 +221,25 @@ def test_re2_cases_run_through_rcaeval_multi_source_methods(traced, tmp_path):
         assert {r.split("_")[0] for r in ranks} <= services
         ran += 1
     assert ran >= 1
+
+
+def test_the_croissant_card_lists_every_case_record(re2, tables):
+    import itertools
+
+    import mlcroissant as mlc
+
+    card = mlc.Dataset(jsonld=str(re2 / "croissant.json"))
+    truth = json.loads((re2 / "cases.json").read_text())["cases"]
+    incident_runs = {case["run_id"] for case in truth}
+    traces = tables["traces"][tables["traces"].run_id.isin(incident_runs)]
+    spans = tables["trace_spans"][tables["trace_spans"].trace_id.isin(traces.trace_id)]
+    records = list(card.records("spans"))
+    assert len(records) == len(spans)
+    first = records[0]
+    assert first["spans/case"].decode().endswith("/traces.csv") and len(first["spans/traceID"]) == 32
+    metrics = next(iter(card.records("metrics")))
+    assert {"metrics/time", "metrics/gateway_latency", "metrics/notification_mem"} <= set(metrics)
+    assert next(itertools.islice(card.records("logs"), 0, None))["logs/level"] in (b"INFO", b"WARN", b"ERROR")
 
 
 def _hex_to_base64(node):

@@ -19,6 +19,9 @@ what RCAEval's multi-source methods (``mmbaro``, ``mmnsigma``, ``mmcirca``) and 
   template), ``level``, ``req_path`` (the span's operation) and ``error`` (true on ERROR lines);
 - ``inject_time.txt``: the onset, integer Unix seconds;
 - ``labels.json``: the case's ground truth (``cases.json`` holds every case's).
+
+Beside ``cases.json``, ``croissant.json`` describes the cases' metrics, spans and log lines as a
+Croissant 1.0 card (``tasks.croissant``).
 """
 
 from __future__ import annotations
@@ -88,7 +91,35 @@ def write_re2(directory: str | Path, out: str | Path | None = None, force: bool 
             on_case(folder)
         (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute, "layout": "RE2",
                                                         "metrics": columns, "cases": truth}, indent=1) + "\n")
+        _card(staging, ds, columns, len(names))
     return Path(out)
+
+
+def _card(directory: Path, ds: Dataset, columns: list[str], n_cases: int) -> None:
+    """The export's Croissant card: its metrics, spans and log lines as record sets."""
+    from importlib.metadata import version
+
+    from causalsynth.tasks.croissant import record_set, write_card
+
+    metrics = {"time": ("int", "Unix seconds")} | {c: ("float", "A service's metric (<service>_<metric>)")
+                                                    for c in columns}
+    spans = {"traceID": ("text", "Trace id, 32 hexadecimal digits"), "spanID": ("text", "Span id, 16 digits"),
+             "parentSpanID": ("text", "The calling span's id (empty at a root)"),
+             "serviceName": ("text", "Service that served the call"), "operationName": ("text", "Its operation"),
+             "startTime": ("int", "Start, Unix µs"), "duration": ("int", "Duration, µs"),
+             "statusCode": ("int", "0, or 2 for an error")}
+    logs = {"timestamp": ("int", "Unix ns"), "container_name": ("text", "Service that wrote the line"),
+            "message": ("text", "Its template, <*> for the variable parts"), "level": ("text", "INFO, WARN or ERROR"),
+            "req_path": ("text", "The operation of its span")}
+    write_card(directory, f"{ds.config.model.NAME}-incidents-re2",
+               f"{n_cases:,} incident cases of a causalsynth dataset (model {ds.config.model.NAME}, seed "
+               f"{ds.manifest['seed']}) in RCAEval's RE2 layout: each case's folder, <service>_<fault>/<n>, names its "
+               f"root cause and fault; labels.json and cases.json hold the ground truth.",
+               [record_set("metrics", "metric-files", "*/*/simple_metrics.csv", "Each case's metric series, a row "
+                           "a second", metrics),
+                record_set("spans", "trace-files", "*/*/traces.csv", "Each case's trace spans", spans),
+                record_set("logs", "log-files", "*/*/logs.csv", "Each case's log lines", logs)],
+               version("causalsynth"))
 
 
 def _group(groups, run: int, frame: pd.DataFrame) -> pd.DataFrame:
