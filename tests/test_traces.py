@@ -307,12 +307,25 @@ def counterfactual(tmp_path_factory) -> dict[str, Path]:
     return {"world": root / "world", "twin": root / "twin"}
 
 
-@pytest.fixture(scope="module")
-def labelled(counterfactual, tmp_path_factory) -> list[dict]:
-    out = tmp_path_factory.mktemp("labels") / "rcaeval"
-    result = runner.invoke(app, ["export", str(counterfactual["world"]), "--format", "rcaeval", "--out", str(out)])
+def _labels(world: Path, out: Path) -> list[dict]:
+    result = runner.invoke(app, ["export", str(world), "--format", "rcaeval", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return json.loads((out / "cases.json").read_text())["cases"]
+
+
+@pytest.fixture(scope="module")
+def labelled(counterfactual, tmp_path_factory) -> list[dict]:
+    return _labels(counterfactual["world"], tmp_path_factory.mktemp("labels") / "rcaeval")
+
+
+@pytest.fixture(scope="module")
+def concurrent(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """A world where a third of the incidents have a second root cause, and its labelled cases."""
+    world = tmp_path_factory.mktemp("concurrent") / "world"
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true", "telemetry.counterfactual=true",
+                                                 "telemetry.faults.concurrent.enabled=true"]),
+                   n_prs=N_PRS, seed=SEED, to=world)
+    return world, _labels(world, world.parent / "rcaeval")
 
 
 def _ticks(directory: Path) -> pd.DataFrame:
@@ -351,18 +364,38 @@ def test_the_counterfactual_is_the_twins_series(counterfactual):
 
 
 def test_propagation_labels_agree_with_the_two_worlds(counterfactual, labelled):
-    ticks = _ticks(counterfactual["world"])
+    kinds = {case["fault_kind"] for case in labelled}
+    assert {"REGRESSION", "NETWORK_DELAY", "CPU_HOG", "PACKET_LOSS"} <= kinds
+    _check_labels(counterfactual["world"], labelled)
+
+
+def test_two_root_causes_are_both_labelled(concurrent):
+    world, labelled = concurrent
+    two = [case for case in labelled if len(case["root_causes"]) == 2]
+    assert 0.2 < len(two) / len(labelled) < 0.4                      # telemetry.faults.concurrent.rate 0.3
+    faults = set(load_config().get("telemetry.faults.kind.shares"))
+    for case in two:
+        first, second = case["root_causes"]
+        assert first == {"service": case["root_cause_service"], "fault_kind": case["fault_kind"]}
+        assert second["service"] != first["service"] and second["fault_kind"] in faults
+    assert all(len(case["root_causes"]) == 1 for case in labelled if case not in two)
+    _check_labels(world, labelled)
+
+
+def _check_labels(world: Path, labelled: list[dict]) -> None:
+    """Each label against the two worlds: effects, what moved, unaffected services unchanged bit for bit,
+    paths along the calls from a root cause (or through the run's load, for a regression)."""
+    ticks = _ticks(world)
     ticks["service_name"] = ticks.service_name.astype(str)
     names = load_config().model.INCIDENTS.metrics
     calls = load_config().get("service.depends_on")
-    kinds = {case["fault_kind"] for case in labelled}
-    assert {"REGRESSION", "NETWORK_DELAY", "CPU_HOG", "PACKET_LOSS"} <= kinds
     for case in labelled:
         run = ticks[ticks.run_id == case["run_id"]]
         onset_tick = np.ceil(np.floor(case["fault_onset_s"]) / 5.0)
-        root = case["root_cause_service"]
+        roots = [r["service"] for r in case.get("root_causes", [{"service": case["root_cause_service"]}])]
         by_service = {e["service"]: e for e in case["propagation"]}
-        assert by_service[root]["affected"] and by_service[root]["paths"] == [[root]]
+        for root in roots:
+            assert by_service[root]["affected"] and [root] in by_service[root]["paths"]
         for service, rows in run.groupby("service_name"):
             label = by_service[service]
             after = rows[rows.tick_index >= onset_tick]
@@ -374,7 +407,7 @@ def test_propagation_labels_agree_with_the_two_worlds(counterfactual, labelled):
             if not label["affected"]:             # off every path: the same bits in both worlds
                 assert all((rows[m] == rows[f"{m}_without_fault"]).all() for m in METRICS)
             for path in label["paths"]:
-                assert path[0] == root and path[-1] == service
+                assert path[0] in roots and path[-1] == service
                 for callee, caller in zip(path, path[1:]):
                     assert callee in calls.get(caller, []) or "run" in (callee, caller)
         if case["fault_kind"] not in ("REGRESSION",):

@@ -180,6 +180,8 @@ def _trace_errors(p: Params, services: tuple[str, ...]) -> list[str]:
     """What the counterfactual series, the traces and the logs need of the config."""
     tm, errors = p.telemetry, []
     tr, lg = tm.traces, tm.logs
+    if not 0.0 <= tm.faults.concurrent.rate <= 1.0:
+        errors.append(f"telemetry.faults.concurrent.rate: {tm.faults.concurrent.rate} is a probability, in [0, 1]")
     if tm.counterfactual and not tm.enabled:
         errors.append("telemetry.counterfactual: is each series value without the run's fault; enable "
                       "telemetry.enabled too (sample --series --counterfactual)")

@@ -102,6 +102,9 @@ DESCRIPTIONS = {
     "spurious_event_service": ("The service of the run's unrelated latency event, not its root cause "
                                "(telemetry.spurious_rate); NONE without one (with --series)"),
     "fault_onset_s": "Seconds from the window's start to the incident's onset; -1 without one (with --series)",
+    "second_root_cause_service": ("A second root cause at the same time: the service of a second injected fault "
+                                  "(telemetry.faults.concurrent), or NONE"),
+    "second_fault_kind": "The second injected fault's kind, or NONE",
     "ticks.started_at": "When the tick starts (UTC): the run's start plus the tick's offset",
     "tick_index": "Position of the tick in the run's window (0-based)",
     "ticks.latency_ms": "Mean latency of the service over the tick (ms)",

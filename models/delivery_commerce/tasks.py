@@ -149,6 +149,11 @@ IDENTITIES = (
     Identity("an anomaly incident exactly when anomalous and not regressed", "system_runs",
              f"(fault_kind in {list(ANOMALY_METRICS)})"
              " == (is_anomalous & ~`pull_requests.has_performance_regression`)"),
+    Identity("a second root cause only with a first, at another service", "system_runs",
+             "(second_root_cause_service == 'NONE') | ((root_cause_service != 'NONE') "
+             "& (second_root_cause_service != root_cause_service))"),
+    Identity("a second fault kind exactly with a second root cause", "system_runs",
+             "(second_fault_kind == 'NONE') == (second_root_cause_service == 'NONE')"),
     Identity("an injected fault only where nothing else goes on", "system_runs",
              f"~(fault_kind in {list(INJECTED_FAULTS)})"
              " | ~(is_anomalous | `pull_requests.has_performance_regression`)"),
@@ -271,5 +276,7 @@ INCIDENTS = Incidents(
             "BEHAVIOR": "socket", "CPU_HOG": "cpu", "MEMORY_LEAK": "mem", "NETWORK_DELAY": "delay",
             "PACKET_LOSS": "loss", "SOCKET_EXHAUSTION": "socket"},
     service_names="services", ticks="telemetry.ticks", tick_s="telemetry.tick_s", option="--series",
-    spurious="spurious_event_service", counterfactual=WITHOUT_FAULT, calls="service.depends_on", shared="run",
+    spurious="spurious_event_service", second_root="second_root_cause_service", second_fault="second_fault_kind",
+    local=tuple(ANOMALY_METRICS), counterfactual=WITHOUT_FAULT, calls="service.depends_on",
+    shared=("run", ("REGRESSION",)),
     spans="trace_spans", logs="trace_logs", trace_option="--series --traces --logs")

@@ -53,7 +53,12 @@ being clipped, so a resource fault at a busy service still shows.
 - ``telemetry.spurious_rate``: a run also shows an unrelated latency event at
   another service (the confusion real incidents come with), of its own size
   (``telemetry.spurious_size``), labelled in ``spurious_event_service``;
-- ``telemetry.gap_rate``: ticks go missing (rows absent), as scrapes do.
+- ``telemetry.gap_rate``: ticks go missing (rows absent), as scrapes do;
+- ``telemetry.faults.concurrent`` (off by default): an incident run also gets
+  a second injected fault at ``rate``, at another service, of a kind drawn
+  from the same mix, from the first fault's onset: two root causes at once,
+  the second labelled in ``second_root_cause_service`` and
+  ``second_fault_kind``.
 
 With ``telemetry.counterfactual`` each column also has its value in the world
 without the run's fault (``latency_ms_without_fault``, …): the same noise,
@@ -169,6 +174,20 @@ def _metric_columns(value, p95_ratio, tail_lift, suffix: str):
     return latency, errors
 
 
+def _injected(p: Params, fault, service, severity, active, onset, distance: np.ndarray, mid, window):
+    """The multiplier of each metric ``(M,B,R,S,T)`` of an injected fault of kind ``fault`` (index into
+    ``INJECTED_FAULTS``) at ``service``, of ``severity``, where ``active``, from ``onset`` at its service
+    and a hop lag later per hop up the calls (``injected_lift``)."""
+    ft, n_svc = p.telemetry.faults, len(distance)
+    effects = jnp.stack([vec(ft.effects[k], METRICS) for k in INJECTED_FAULTS])          # (K,M)
+    effect = jnp.moveaxis(effects[fault], -1, 0) * severity * active                    # (M,B,R,1,1)
+    ramps = jnp.asarray([k in ft.ramp for k in INJECTED_FAULTS])
+    fault_distance = jnp.swapaxes(jnp.asarray(distance)[service][..., 0, :], -1, -2)    # (B,R,S,1)
+    fault_start = onset + p.telemetry.hop_lag_s * jnp.where(fault_distance < n_svc, fault_distance, 0)
+    return jnp.exp(injected_lift(effect, p.service.propagation_share, fault_distance, fault_start, mid, window,
+                                 ramps[fault]))
+
+
 def saturate(usage):
     """A share of capacity that approaches 1 smoothly instead of stopping at it: within 1 % of ``usage``
     up to 0.5 and increasing beyond, so a doubled load at a busy service still shows."""
@@ -273,13 +292,21 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         unrelated = jnp.where(at_spurious & (LATENCY > 0).reshape(-1, 1, 1, 1, 1), 1.0 + tm.spurious_size, 1.0)
         shape, without = shape * unrelated, without * unrelated
         # The injected fault, from its service up the calls.
-        effects = jnp.stack([vec(ft.effects[k], METRICS) for k in INJECTED_FAULTS])        # (K,M)
-        effect = jnp.moveaxis(effects[fault], -1, 0) * severity * injected                # (M,B,R,1,1)
-        ramps = jnp.asarray([k in ft.ramp for k in INJECTED_FAULTS])
-        fault_distance = jnp.swapaxes(jnp.asarray(distance)[fault_service][..., 0, :], -1, -2)   # (B,R,S,1)
-        fault_start = onset + tm.hop_lag_s * jnp.where(fault_distance < n_svc, fault_distance, 0)
-        shape = shape * jnp.exp(injected_lift(effect, p.service.propagation_share, fault_distance, fault_start,
-                                              mid, window, ramps[fault]))
+        shape = shape * _injected(p, fault, fault_service, severity, injected, onset, distance, mid, window)
+        present = numpyro.sample("_tick_present", dist.Bernoulli(1.0 - tm.gap_rate)).astype(bool)
+    if ft.concurrent.enabled:  # after every other draw of the series, which keep their keys
+        with plates.prs, plates.runs:
+            second = (root >= 0) & (numpyro.sample("_second", dist.Bernoulli(ft.concurrent.rate)) > 0)
+            second_fault = numpyro.sample("_second_kind", dist.Categorical(vec(ft.kind.shares, INJECTED_FAULTS)))
+            second_service = (root + 1 + numpyro.sample(
+                "_second_shift", dist.Categorical(jnp.ones(n_svc - 1) / (n_svc - 1)))) % n_svc
+            second_severity = numpyro.sample("_second_severity", dist.LogNormal(0.0, ft.severity_sd))
+            label("second_root_cause_service", jnp.where(second, second_service + 1, 0), ("NONE", *services))
+            label("second_fault_kind", jnp.where(second, 1 + second_fault, 0), ("NONE", *INJECTED_FAULTS))
+        with plates.prs, plates.runs, plates.services, plates.ticks:
+            shape = shape * _injected(p, second_fault, second_service, second_severity, second,
+                                      jnp.maximum(fault_onset, 0.0), distance, mid, window)
+    with plates.prs, plates.runs, plates.services, plates.ticks:
         timestamp("ticks.started_at", jnp.broadcast_to(mid - 0.5 * tick_s, shape.shape[1:]), since="started_at")
         derived("tick_index", jnp.broadcast_to(jnp.arange(n_ticks, dtype=jnp.int32), shape.shape[1:]),
                 constraints.integer_interval(0, n_ticks - 1))
@@ -290,7 +317,6 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         latency, errors = _metric_columns(clean * level * shape, runs["p95_ratio"], tail_lift, "")  # (M,B,R,S,T)
         if tm.counterfactual:
             _metric_columns(clean * level * without, runs["p95_ratio"], tail_lift, WITHOUT_FAULT)
-        present = numpyro.sample("_tick_present", dist.Bernoulli(1.0 - tm.gap_rate)).astype(bool)
         rows("_ticks_present", jnp.broadcast_to(present, shape.shape[1:]))
     return {"latency": latency, "errors": errors, "clean_latency": clean[0], "root": root, "kind": kind,
             "onset": fault_onset}

@@ -284,13 +284,15 @@ class Incidents:
     fault to RCAEval's name for it. ``service_names``, ``ticks`` and ``tick_s`` are the config keys of
     the services (in order), the ticks in a window and a tick's length in seconds. ``option`` is the
     sample option that turns the series on, where they are optional. ``spurious``, where the model
-    labels one, is the column of ``runs`` naming the service of an unrelated event (not a fault).
+    labels one, is the column of ``runs`` naming the service of an unrelated event (not a fault);
+    ``second_root`` that of a second root cause at the same time (NONE without one), ``second_fault``
+    its fault. ``local`` are the faults that move their own service only (not carried by calls).
     ``counterfactual``, where the model can write it, is the suffix of each series column's value in
     the world without the run's fault (a column of the series table where the dataset has it);
     ``calls`` the config key of the call graph (caller → its callees), along which a fault reaches
     its callers, and ``shared`` the name of the cause every service shares, through which a fault
-    reaches a service off its call paths (the shipped model: the run's load): what propagation
-    labels name as paths.
+    reaches a service off its call paths (the shipped model: the run's load), with the fault kinds
+    that reach it: what propagation labels name as paths.
 
     ``spans`` and ``logs``, where the model samples them, are the tables of the runs' trace spans (a
     grandchild of ``runs``, under its traces) and the log lines spans write (under the same traces),
@@ -316,9 +318,12 @@ class Incidents:
     no_fault: str = "NONE"
     option: str | None = None
     spurious: str | None = None
+    second_root: str | None = None
+    second_fault: str | None = None
+    local: tuple[str, ...] = ()
     counterfactual: str | None = None
     calls: str | None = None
-    shared: str | None = None
+    shared: tuple[str, tuple[str, ...]] | None = None
     spans: str | None = None
     logs: str | None = None
     trace_option: str | None = None

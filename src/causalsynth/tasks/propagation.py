@@ -6,8 +6,9 @@ Here both worlds are sampled with the same noise, so for each service and metric
 the factual and the counterfactual mean from the onset on, their difference (the fault's effect),
 whether the counterfactual itself would have looked anomalous (BARO's robust z-score of its ticks
 from the onset on against those before it, above ``ANYWAY_Z``), and the paths the fault took:
-the shortest call paths from the root cause up to the service, or, for a service the fault moved
-with no call path to it, the model's shared cause (``Incidents.shared``) between them.
+the shortest call paths from the root cause (from each, in a case with two) up to the service, or,
+for a service the fault moved with no call path to it, the model's shared cause
+(``Incidents.shared``) between them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from causalsynth.tasks.rca import roots
 
 ANYWAY_Z = 3.0
 
@@ -40,13 +43,16 @@ def call_paths(calls: Mapping[str, Sequence[str]], root: str) -> dict[str, list[
 
 
 def propagation(cases, c: int, names: Mapping[str, str], calls: Mapping[str, Sequence[str]],
-                shared: str | None) -> list[dict]:
+                shared: tuple[str, Sequence[str]] | None, local: Sequence[str] = ()) -> list[dict]:
     """Case ``c``'s labels, one entry per service (``cases.without`` must hold the counterfactual series;
-    ``names``: series column → the name the labels use)."""
+    ``names``: series column → the name the labels use; ``shared``: the shared cause's name and the fault
+    kinds that reach every service through it; ``local``: the fault kinds calls do not carry)."""
     factual, without = cases.series[c], cases.without[c]                        # (S, M, T)
     after = np.arange(factual.shape[-1]) >= cases.onset_tick[c]
-    root = cases.services[cases.root[c]]
-    paths = call_paths(calls, root)
+    paths: dict[str, list[list[str]]] = {}
+    for cause, kind in roots(cases, c):   # every root's shortest paths (two roots: each service by either)
+        for service, found in (call_paths(calls, cause) if kind not in local else {cause: [[cause]]}).items():
+            paths.setdefault(service, []).extend(found)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # a metric without ticks before the onset
         before = without[..., ~after]
@@ -59,7 +65,8 @@ def propagation(cases, c: int, names: Mapping[str, str], calls: Mapping[str, Seq
     out = []
     for s, service in enumerate(cases.services):
         affected = bool(moved[s].any())
-        route = paths.get(service) or ([[root, shared, service]] if affected and shared else [])
+        route = paths.get(service) or ([[cause, shared[0], service] for cause, kind in roots(cases, c)
+                                         if kind in shared[1]] if affected and shared else [])
         out.append({"service": service, "affected": affected, "paths": route if affected else [],
                     "metrics": {names[m]: {"factual": float(f_mean[s, i]), "counterfactual": float(cf_mean[s, i]),
                                            "effect": float(f_mean[s, i] - cf_mean[s, i]),

@@ -50,6 +50,8 @@ class Cases:
     kind: np.ndarray            # (C,) fault kind names
     spurious: np.ndarray | None = None   # (C,) the unrelated event's service name, where the model labels one
     without: np.ndarray | None = None    # (C, S, M, T) the series without the case's fault, where written
+    second: np.ndarray | None = None     # (C,) a second root cause's service name (or "NONE"), where sampled
+    second_kind: np.ndarray | None = None  # (C,) its fault kind
 
     @property
     def onset_tick(self) -> np.ndarray:
@@ -58,6 +60,13 @@ class Cases:
 
     def __len__(self) -> int:
         return len(self.run_id)
+
+
+def roots(cases: Cases, c: int) -> list[tuple[str, str]]:
+    """Every root cause of case ``c`` as (service, fault kind): its own, and a second one's where it has one."""
+    second = [] if cases.second is None or cases.second[c] not in cases.services else [
+        (str(cases.second[c]), str(cases.second_kind[c]))]
+    return [(cases.services[cases.root[c]], str(cases.kind[c])), *second]
 
 
 def no_series(ds) -> str | None:
@@ -82,8 +91,10 @@ def read_cases(source, *, clean: bool = False) -> Cases:
     config, inc = ds.config, ds.config.model.INCIDENTS
     tables = ds.manifest["tables"]
     run_key, service_key = tables[inc.runs]["key"], tables[inc.services]["key"]
+    written_runs = {f["name"] for f in ds.manifest["tables"][inc.runs]["schema"]}
+    second = inc.second_root if inc.second_root in written_runs else None
     runs = ds.read(inc.runs, [run_key, inc.window_start, inc.root_cause, inc.fault, inc.onset_s]
-                   + ([inc.spurious] if inc.spurious else []))
+                   + ([inc.spurious] if inc.spurious else []) + ([second, inc.second_fault] if second else []))
     runs = runs[(runs[inc.fault].astype(str) == inc.no_fault) == clean].reset_index(drop=True)
     services, metrics = tuple(config.get(inc.service_names)), tuple(inc.metrics)
     svc = ds.read(inc.services, [service_key, run_key, inc.service])
@@ -110,7 +121,9 @@ def read_cases(source, *, clean: bool = False) -> Cases:
                  onset_s=runs[inc.onset_s].to_numpy(np.float64),
                  root=pd.Index(services).get_indexer(runs[inc.root_cause].astype(str)),  # -1: none
                  kind=runs[inc.fault].astype(str).to_numpy(),
-                 spurious=runs[inc.spurious].astype(str).to_numpy() if inc.spurious else None)
+                 spurious=runs[inc.spurious].astype(str).to_numpy() if inc.spurious else None,
+                 second=runs[second].astype(str).to_numpy() if second else None,
+                 second_kind=runs[inc.second_fault].astype(str).to_numpy() if second else None)
 
 
 def _batches(ds, table: str, columns: list[str]):

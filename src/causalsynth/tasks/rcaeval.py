@@ -32,7 +32,7 @@ from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.errors import ConfigError
 from causalsynth.tasks.propagation import propagation
-from causalsynth.tasks.rca import Cases, read_cases
+from causalsynth.tasks.rca import Cases, read_cases, roots
 
 
 def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
@@ -56,8 +56,10 @@ def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
                       "fault_onset_s": float(cases.onset_s[c]), "window_start": int(cases.started_at[c]),
                       "tick_s": cases.tick_s}
                      | ({} if cases.spurious is None else {"spurious_event_service": str(cases.spurious[c])})
+                     | ({} if cases.second is None else {"root_causes": [{"service": service, "fault_kind": kind}
+                                                             for service, kind in roots(cases, c)]})
                      | ({} if cases.without is None else {"propagation": propagation(
-                         cases, c, incidents.metrics, calls, incidents.shared)}))
+                         cases, c, incidents.metrics, calls, incidents.shared, incidents.local)}))
     return cases, names, truth
 
 
