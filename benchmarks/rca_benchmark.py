@@ -32,15 +32,16 @@ WORLDS = ("default", "rca_easy", "rca_medium", "rca_hard")
 METHODS = ("constant", "baro", "nsigma", "mechanism")
 
 
-def sample_world(world: str, n_prs: int, out: Path, seed: int = 0) -> None:
-    """``sample --series`` of ``n_prs`` PRs into ``out``: the default priors, or a variant's."""
+def sample_world(world: str, n_prs: int, out: Path, seed: int = 0, overrides: tuple[str, ...] = ()) -> None:
+    """``sample --series`` of ``n_prs`` PRs into ``out``: the default priors, or a variant's (and any
+    further config ``overrides``)."""
     from causalsynth.config.loading import load_config
     from causalsynth.engine.interventions import Intervention, load_variant
     from causalsynth.jobs.sample import sample_dataset
 
     intervention = Intervention() if world == "default" else load_variant(world)
-    sample_dataset(config=load_config(overrides=["telemetry.enabled=true"]), n_prs=n_prs, seed=seed, to=out,
-                   intervention=intervention)
+    sample_dataset(config=load_config(overrides=["telemetry.enabled=true", *overrides]), n_prs=n_prs, seed=seed,
+                   to=out, intervention=intervention)
 
 
 def main() -> None:
