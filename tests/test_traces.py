@@ -414,3 +414,34 @@ def _check_labels(world: Path, labelled: list[dict]) -> None:
             # An injected fault or an anomaly event reaches only the services its calls carry it to.
             reached = {s for s, e in by_service.items() if e["affected"]}
             assert all("run" not in p for s in reached for p in by_service[s]["paths"])
+
+
+def test_span_operations_are_labelled_from_the_two_worlds(tmp_path):
+    world = tmp_path / "world"
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, *TRACED, "telemetry.counterfactual=true"]),
+                   n_prs=N_PRS, seed=SEED, to=world)
+    result = runner.invoke(app, ["export", str(world), "--format", "re2", "--out", str(tmp_path / "re2")])
+    assert result.exit_code == 0, result.output
+    truth = json.loads((tmp_path / "re2" / "cases.json").read_text())["cases"]
+    t = read_tables(world)
+    spans = t["trace_spans"].merge(t["traces"][["trace_id", "run_id"]], on="trace_id")
+    spans["service_name"], spans["operation"] = spans.service_name.astype(str), spans.operation.astype(str)
+    checked = 0
+    for case in truth:
+        run = spans[spans.run_id == case["run_id"]]
+        onset = pd.Timestamp(case["window_start"] + case["fault_onset_s"], unit="s", tz="UTC").round("ms")
+        after = run[run.started_at >= onset]
+        for entry in case["propagation"]:
+            own = run[run.service_name == entry["service"]]
+            if not entry["affected"]:     # the fault did not reach it: its spans' own time is unchanged
+                leaves = own[~own.span_id.isin(run.parent_span_id.dropna())]
+                assert (leaves.duration_ms == leaves.duration_ms_without_fault).all()
+            for operation, label in entry["operations"].items():
+                rows = after[(after.service_name == entry["service"]) & (after.operation == operation)]
+                assert label["spans"] == len(rows)
+                assert label["effect_ms"] == pytest.approx(
+                    (rows.duration_ms.astype(float) - rows.duration_ms_without_fault.astype(float)).mean(), abs=1e-6)
+                checked += 1
+    root_moved = [op["moved"] for case in truth for e in case["propagation"] if e["service"] == case["root_cause_service"]
+                  and case["fault_kind"] in ("NETWORK_DELAY", "REGRESSION") for op in e["operations"].values()]
+    assert checked > 500 and np.mean(root_moved) > 0.9

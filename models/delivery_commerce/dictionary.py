@@ -129,6 +129,7 @@ DESCRIPTIONS = {
     "log_lines.template": "The line's template, Drain-style: <*> for its variable parts",
     "log_lines.logged_at": "When the line was written (UTC): at its span's start (request) or end (outcome)",
 }
-# Each series column's value in the world without the run's fault (sample --counterfactual).
+# Each series column's and span's value in the world without the run's fault (sample --counterfactual).
 DESCRIPTIONS |= {f"{site}{WITHOUT_FAULT}": f"{DESCRIPTIONS[site]}, in the world without the run's fault"
-                 for site in [s for s in DESCRIPTIONS if s.startswith("ticks.") and s != "ticks.started_at"]}
+                 for site in [s for s in DESCRIPTIONS if s.startswith("ticks.") and s != "ticks.started_at"]
+                 + ["spans.duration_ms", "spans.status"]}

@@ -197,8 +197,9 @@ def saturate(usage):
 def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[str, ...],
            depends: np.ndarray) -> dict:
     """The ``service_timeseries`` table and each run's root cause, onset and fault kind; returns what the
-    traces read: latency, error rate and clean latency per service and tick ``(B,R,S,T)``, and the
-    incident's ``root`` service (-1: none), ``kind`` (index into ``FAULT_KINDS``) and ``onset`` (s)."""
+    traces read: latency, error rate and clean latency per service and tick ``(B,R,S,T)`` (with
+    ``telemetry.counterfactual``, latency and error rate without the fault too), and the incident's
+    ``root`` service (-1: none), ``kind`` (index into ``FAULT_KINDS``) and ``onset`` (s)."""
     tm = p.telemetry
     n_ticks, tick_s = int(tm.ticks), tm.tick_s
     window = n_ticks * tick_s
@@ -315,8 +316,10 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         # The tail has its own noise, and a burst lifts it more than the median.
         tail_lift = jnp.exp(tail + 0.5 * burst)
         latency, errors = _metric_columns(clean * level * shape, runs["p95_ratio"], tail_lift, "")  # (M,B,R,S,T)
+        out = {"latency": latency, "errors": errors, "clean_latency": clean[0], "root": root, "kind": kind,
+               "onset": fault_onset}
         if tm.counterfactual:
-            _metric_columns(clean * level * without, runs["p95_ratio"], tail_lift, WITHOUT_FAULT)
+            out["latency_without"], out["errors_without"] = _metric_columns(
+                clean * level * without, runs["p95_ratio"], tail_lift, WITHOUT_FAULT)
         rows("_ticks_present", jnp.broadcast_to(present, shape.shape[1:]))
-    return {"latency": latency, "errors": errors, "clean_latency": clean[0], "root": root, "kind": kind,
-            "onset": fault_onset}
+    return out

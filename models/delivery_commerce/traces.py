@@ -14,6 +14,9 @@ its service exactly as it shows in its metrics.
   every caller up the tree.
 - **Status**: a span fails by its service's error rate at the tick, or when a
   call fails and the failure reaches it (``telemetry.traces.error_propagation``).
+- With ``telemetry.counterfactual``, each span's duration and status in the
+  world without the run's fault too: the same noise and draws, read off the
+  series without the fault.
 - **Log lines**, two slots per span: a request line (INFO, at the span's
   start, at ``telemetry.logs.request_rate``) and an outcome line at its end,
   written when the span fails (ERROR) or its own time is more than
@@ -35,6 +38,8 @@ from numpyro.distributions import constraints
 
 from causalsynth.spec.modeling import derived, label, rows, timestamp
 from causalsynth.spec.params import Params
+
+from .telemetry import WITHOUT_FAULT
 
 SPAN_STATUS = ("OK", "ERROR")
 LOG_LEVELS = ("INFO", "WARN", "ERROR")
@@ -92,20 +97,13 @@ def traces(p: Params, plates, run_start: str, series: dict, services: tuple[str,
         return jnp.take_along_axis(per_span[..., None, :, :], tick[..., None], axis=-1)[..., 0]   # (B,R,Tr,K)
 
     with plates.prs, plates.runs, plates.traces, plates.spans:
-        own = at_spans(series["latency"]) * numpyro.sample("_span_noise", dist.LogNormal(0.0, tr.span_sd))
-        fails = numpyro.sample("_span_fails", dist.Bernoulli(at_spans(series["errors"]))).astype(bool)
+        noise = numpyro.sample("_span_noise", dist.LogNormal(0.0, tr.span_sd))
+        chance = numpyro.sample("_span_fails_u", dist.Uniform(0.0, 1.0))   # a span fails below its error rate
         carries = numpyro.sample("_span_carries", dist.Bernoulli(tr.error_propagation)).astype(bool)
         choices = offered[span_service]
         op = numpyro.sample("_span_operation", dist.Categorical(jnp.asarray(choices / choices.sum(-1, keepdims=True))))
-        # Durations bottom-up (children after their parents in the tree's order), start times top-down.
-        duration, failed = [None] * n_spans, [None] * n_spans
-        upstream = [jnp.zeros_like(fails[..., 0])] * n_spans
-        for k in reversed(range(n_spans)):
-            calls = [duration[c] for c in children[k]]
-            duration[k] = own[..., k] + sum(calls, jnp.zeros_like(own[..., k]))
-            upstream[k] = jnp.any(jnp.stack([failed[c] & carries[..., c] for c in children[k]]
-                                            + [jnp.zeros_like(fails[..., k])]), axis=0)
-            failed[k] = fails[..., k] | upstream[k]
+        own = at_spans(series["latency"]) * noise
+        duration, failed, upstream = _tree(own, chance < at_spans(series["errors"]), carries, children)
         start = [jnp.zeros_like(own[..., 0])] + [None] * (n_spans - 1)    # seconds from the trace's start
         for k in range(n_spans):
             at = start[k] + 0.0005 * own[..., k]            # half its own work (ms) before the first call
@@ -124,12 +122,33 @@ def traces(p: Params, plates, run_start: str, series: dict, services: tuple[str,
         timestamp("spans.started_at", start, since="traces.started_at")
         derived("spans.duration_ms", duration, constraints.positive)
         label("spans.status", failed, SPAN_STATUS)
+        if "latency_without" in series:   # the same spans (same noise) in the world without the run's fault
+            without, failed_without, _ = _tree(at_spans(series["latency_without"]) * noise,
+                                               chance < at_spans(series["errors_without"]), carries, children)
+            derived(f"spans.duration_ms{WITHOUT_FAULT}", jnp.stack(without, -1), constraints.positive)
+            label(f"spans.status{WITHOUT_FAULT}", jnp.stack(failed_without, -1), SPAN_STATUS)
     with plates.prs, plates.runs, plates.traces:
         timestamp("traces.started_at", offset, since=run_start)
         derived("traces.duration_ms", duration[..., :1], constraints.positive)
         label("traces.status", failed[..., :1], SPAN_STATUS)
     if tm.logs.enabled:
         logs(p, plates, series, offset, span_service, own, start, duration, failed, upstream, services, fault_kinds)
+
+
+def _tree(own, fails, carries, children) -> tuple[list, list, list]:
+    """Each span's duration (its own time plus its calls'), whether it failed (on its own, or by a call
+    whose failure it ``carries``) and whether a call's failure reached it: bottom-up, children after
+    their parents in the tree's order; per span, ``(..., K)`` arrays split along the last axis."""
+    n_spans = own.shape[-1]
+    duration, failed = [None] * n_spans, [None] * n_spans
+    upstream = [jnp.zeros_like(fails[..., 0])] * n_spans
+    for k in reversed(range(n_spans)):
+        calls = [duration[c] for c in children[k]]
+        duration[k] = own[..., k] + sum(calls, jnp.zeros_like(own[..., k]))
+        upstream[k] = jnp.any(jnp.stack([failed[c] & carries[..., c] for c in children[k]]
+                                        + [jnp.zeros_like(fails[..., k])]), axis=0)
+        failed[k] = fails[..., k] | upstream[k]
+    return duration, failed, upstream
 
 
 def logs(p: Params, plates, series: dict, offset, span_service, own, start, duration, failed, upstream,

@@ -1,6 +1,8 @@
 """Exact propagation labels: what an incident's fault did to every service and metric, from the
 series beside their values in the world without the fault (``sample --counterfactual``).
 
+With traces, each service's span operations are labelled the same way (``with_operations``).
+
 No real system can observe this: a trace shows what was slow, not what would have been slow anyway.
 Here both worlds are sampled with the same noise, so for each service and metric the label holds
 the factual and the counterfactual mean from the onset on, their difference (the fault's effect),
@@ -72,4 +74,36 @@ def propagation(cases, c: int, names: Mapping[str, str], calls: Mapping[str, Seq
                                            "effect": float(f_mean[s, i] - cf_mean[s, i]),
                                            "moved": bool(moved[s, i]), "anomalous_anyway": bool(anyway[s, i])}
                                 for i, m in enumerate(cases.metrics)}})
+    return out
+
+
+def with_operations(labels: list[dict], spans, onset_ms: int, suffix: str) -> list[dict]:
+    """``labels`` (``propagation``'s) with each service's span operations labelled from ``spans`` (one
+    case's, with ``duration_ms``/``status`` and their values without the fault, ``<column><suffix>``):
+    per operation, over the spans that start from the onset on, the mean duration in both worlds, its
+    effect, the share failed in both, and whether any span moved."""
+    if f"duration_ms{suffix}" not in spans:
+        return labels
+    after = spans[spans["started_at_ms"].to_numpy() >= onset_ms]
+    factual, without = after["duration_ms"].to_numpy(np.float64), after[f"duration_ms{suffix}"].to_numpy(np.float64)
+    failed = after["status"].astype(str).to_numpy() == "ERROR"
+    failed_without = after[f"status{suffix}"].astype(str).to_numpy() == "ERROR"
+    moved_rows = (spans["duration_ms"].to_numpy() != spans[f"duration_ms{suffix}"].to_numpy()) | (
+        spans["status"].astype(str).to_numpy() != spans[f"status{suffix}"].astype(str).to_numpy())
+    moved_ops = set(zip(spans["service_name"].astype(str)[moved_rows], spans["operation"].astype(str)[moved_rows]))
+    keys = list(zip(after["service_name"].astype(str), after["operation"].astype(str)))
+    by_op: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(keys):
+        by_op.setdefault(key, []).append(i)
+    out = []
+    for entry in labels:
+        ops = {}
+        for (service, operation), rows in sorted(by_op.items()):
+            if service == entry["service"]:
+                f, w = factual[rows].mean(), without[rows].mean()
+                ops[operation] = {"spans": len(rows), "factual_ms": float(f), "counterfactual_ms": float(w),
+                                  "effect_ms": float(f - w), "failed": float(failed[rows].mean()),
+                                  "failed_without_fault": float(failed_without[rows].mean()),
+                                  "moved": (service, operation) in moved_ops}
+        out.append(entry | {"operations": ops})
     return out

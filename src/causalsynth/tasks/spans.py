@@ -25,7 +25,7 @@ def hex_ids(keys, width: int) -> np.ndarray:
 def read_spans(ds: Dataset, run_ids: np.ndarray, logs: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The spans (and, with ``logs``, the log lines) of the runs ``run_ids``, each with its ``run_id``
     and ``trace_id``, times as integer milliseconds since the Unix epoch (``started_at_ms``,
-    ``logged_at_ms``)."""
+    ``logged_at_ms``); spans with their duration and status without the fault, where written."""
     inc = ds.config.model.INCIDENTS
     wanted = [t for t in (inc.spans, inc.logs if logs else None) if t]
     missing = [t for t in wanted if t not in ds.manifest["tables"]] or ([] if wanted else ["trace spans"])
@@ -46,5 +46,7 @@ def read_spans(ds: Dataset, run_ids: np.ndarray, logs: bool = True) -> tuple[pd.
         frame[f"{time}_ms"] = (frame.pop(time) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
         return frame
 
-    spans = of_runs(inc.spans, SPAN_COLUMNS, "started_at")
+    written = {f["name"] for f in ds.manifest["tables"][inc.spans]["schema"]}
+    without = [f"{c}{inc.counterfactual}" for c in ("duration_ms", "status")] if inc.counterfactual else []
+    spans = of_runs(inc.spans, SPAN_COLUMNS + [c for c in without if c in written], "started_at")
     return spans, of_runs(inc.logs, LOG_COLUMNS, "logged_at") if logs else None
