@@ -122,6 +122,27 @@ def score_world(out: Path, per_fault: int, shortcut) -> dict:
     return {key: _scores(rows) | {"n": len(rows)} for key, rows in hits.items()}
 
 
+def score_tables(worlds, methods, scores: dict) -> list[str]:
+    """The results' two tables: each world's methods overall (AC@1, AC@3, Avg@5, cases), then per fault
+    kind (AC@1 / Avg@5); ``scores[world][(method, fault or "all")]`` as ``score_world`` gives them."""
+    faults = sorted({fault for world in scores.values() for _, fault in world if fault != "all"})
+    lines = ["| world | method | AC@1 | AC@3 | Avg@5 | cases |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for world in worlds:
+        for i, method in enumerate(methods):
+            s = scores[world][(method, "all")]
+            lines.append(f"| {world if i == 0 else ''} | {method} | {s['AC@1']:.2f} | {s['AC@3']:.2f} "
+                         f"| {s['Avg@5']:.2f} | {s['n']} |")
+    lines += ["", "Per fault kind, AC@1 / Avg@5:", "",
+              "| world | method | " + " | ".join(faults) + " |",
+              "| --- | --- | " + " | ".join("---" for _ in faults) + " |"]
+    for world in worlds:
+        for i, method in enumerate(methods):
+            cells = [f"{s['AC@1']:.2f} / {s['Avg@5']:.2f}" if (s := scores[world].get((method, f))) else ""
+                     for f in faults]
+            lines.append(f"| {world if i == 0 else ''} | {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-prs", type=int, default=1600)
@@ -153,20 +174,7 @@ def main() -> None:
              "over the world's cases. Constant: the world's services by how often each is the root cause. "
              "Shortcut: a logistic regression on each column's post/pre mean ratio, trained on the same world "
              "sampled with seed 1.", "",
-             "| world | method | AC@1 | AC@3 | Avg@5 | cases |", "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for world in WORLDS:
-        for i, method in enumerate(METHODS):
-            s = scores[world][(method, "all")]
-            lines.append(f"| {world if i == 0 else ''} | {method} | {s['AC@1']:.2f} | {s['AC@3']:.2f} "
-                         f"| {s['Avg@5']:.2f} | {s['n']} |")
-    lines += ["", "Per fault kind, AC@1 / Avg@5:", "",
-              "| world | method | " + " | ".join(faults) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in faults) + " |"]
-    for world in WORLDS:
-        for i, method in enumerate(METHODS):
-            cells = [f"{s['AC@1']:.2f} / {s['Avg@5']:.2f}" if (s := scores[world].get((method, f))) else ""
-                     for f in faults]
-            lines.append(f"| {world if i == 0 else ''} | {method} | " + " | ".join(cells) + " |")
+             *score_tables(WORLDS, METHODS, scores)]
     easy, hard = scores["rca_easy"], scores["rca_hard"]
     field = ("baro", "nsigma", "circa", "pc_pagerank")
     best = max(field, key=lambda m: hard[(m, "all")]["AC@1"])

@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from rca_benchmark import sample_world  # noqa: E402
-from rcaeval_methods import _ranked_services, _scores, _spread  # noqa: E402
+from rcaeval_methods import _ranked_services, _scores, _spread, score_tables  # noqa: E402
 from results import machine, write_section  # noqa: E402
 
 WORLDS = ("default", "rca_easy", "rca_hard")
@@ -108,7 +108,6 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - started
-    faults = sorted({fault for world in scores.values() for _, fault in world if fault != "all"})
     lines = [f"## RCAEval's multi-source and trace methods on RE2 exports ({args.n_prs:,} PRs per world, seed 0)", "",
              f"Measured {dt.date.today().isoformat()} by `python benchmarks/rcaeval_re2.py` on {machine()}; "
              f"{seconds:.0f} s in all. Each world is `sample --series --traces --logs` (and `--variant`), exported "
@@ -118,21 +117,7 @@ def main() -> None:
              "where a case has too little history before the onset for its scalers (an anomaly event may start "
              "early in the window) or, `tracerca`, an operation without a span before it (failures: "
              + "; ".join(f"{w} " + (", ".join(f"{m} {n}" for m, n in sorted(failures[w].items())) or "none")
-                         for w in WORLDS) + ").", "",
-             "| world | method | AC@1 | AC@3 | Avg@5 | cases |", "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for world in WORLDS:
-        for i, method in enumerate(METHODS):
-            s = scores[world][(method, "all")]
-            lines.append(f"| {world if i == 0 else ''} | {method} | {s['AC@1']:.2f} | {s['AC@3']:.2f} "
-                         f"| {s['Avg@5']:.2f} | {s['n']} |")
-    lines += ["", "Per fault kind, AC@1 / Avg@5:", "",
-              "| world | method | " + " | ".join(faults) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in faults) + " |"]
-    for world in WORLDS:
-        for i, method in enumerate(METHODS):
-            cells = [f"{s['AC@1']:.2f} / {s['Avg@5']:.2f}" if (s := scores[world].get((method, f))) else ""
-                     for f in faults]
-            lines.append(f"| {world if i == 0 else ''} | {method} | " + " | ".join(cells) + " |")
+                         for w in WORLDS) + ").", "", *score_tables(WORLDS, METHODS, scores)]
     lines += ["", "RCAEval's multi-source methods read the metrics every 15 s (`iloc[::15]` of the 1 s rows) and the "
               "log and trace series in 15 s buckets, so a case's 5-minute window gives them 20 points, 8 to 12 of "
               "them before the onset; a longer window (`telemetry.ticks`) gives them more history. The variants "

@@ -19,7 +19,10 @@ LOG_COLUMNS = ["span_id", "service_name", "level", "template", "logged_at"]
 def hex_ids(keys, width: int) -> np.ndarray:
     """Keys as ``width`` lower-case hexadecimal digits ("" where a key is missing)."""
     keys = pd.array(keys, dtype="Int64")
-    return np.asarray(["" if pd.isna(k) else f"{int(k):0{width}x}" for k in keys], dtype=object)
+    valid = ~keys.isna()
+    out = np.full(len(keys), "", dtype=object)
+    out[valid] = np.char.mod(f"%0{width}x", keys[valid].to_numpy(np.int64))
+    return out
 
 
 def read_spans(ds: Dataset, run_ids: np.ndarray, logs: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
