@@ -1,4 +1,5 @@
-"""``causalsynth export``: ML task datasets, or incident cases in RCAEval's or OpenTelemetry's layouts."""
+"""``causalsynth export``: ML task datasets, or incident cases in RCAEval's, RCABench's or OpenTelemetry's
+layouts."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ def export(
     tasks: Tasks = None,
     fmt: Annotated[str, typer.Option("--format", help="Comma-separated: parquet, csv, jsonl, json; or one of "
                                                       "rcaeval (incident cases in RCAEval's RE1 layout), re2 "
-                                                      "(RE2's: metrics, logs, traces) or otlp (OpenTelemetry "
-                                                      "JSON Lines) alone, default --out DATASET_DIR/FORMAT."
+                                                      "(RE2's: metrics, logs, traces), rcabench (RCABench "
+                                                      "datapacks) or otlp (OpenTelemetry JSON Lines) alone, "
+                                                      "default --out DATASET_DIR/FORMAT."
                                      )] = "parquet",
     split_by: Annotated[str, typer.Option("--split-by", help="pr (hashed per PR) or time (by merge time).")] = "pr",
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the per-PR split.")] = 0,
@@ -46,6 +48,7 @@ def export(
 # Incident layouts: --format name -> (module, writer, what one case is called).
 INCIDENT_LAYOUTS = {"rcaeval": ("causalsynth.tasks.rcaeval", "write_rcaeval", "RCAEval cases"),
                     "re2": ("causalsynth.tasks.re2", "write_re2", "RCAEval RE2 cases"),
+                    "rcabench": ("causalsynth.tasks.rcabench", "write_rcabench", "RCABench datapacks"),
                     "otlp": ("causalsynth.tasks.otlp", "write_otlp", "runs as OTLP JSON Lines")}
 
 

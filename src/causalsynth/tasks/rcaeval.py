@@ -31,7 +31,7 @@ import pandas as pd
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.errors import ConfigError
-from causalsynth.tasks.propagation import propagation
+from causalsynth.tasks.propagation import propagation, with_operations
 from causalsynth.tasks.rca import Cases, read_cases, roots
 
 
@@ -61,6 +61,15 @@ def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
                      | ({} if cases.without is None else {"propagation": propagation(
                          cases, c, incidents.metrics, calls, incidents.shared, incidents.local)}))
     return cases, names, truth
+
+
+def labelled_case(truth: dict, cases: Cases, c: int, spans: pd.DataFrame, suffix: str) -> dict:
+    """Case ``c``'s ground truth ``truth`` with its services' span operations added to its propagation
+    labels, from ``spans`` (the case's, as ``tasks.spans.read_spans`` reads them)."""
+    if "propagation" not in truth:
+        return truth
+    onset_ms = int(round((cases.started_at[c] + cases.onset_s[c]) * 1000))
+    return truth | {"propagation": with_operations(truth["propagation"], spans, onset_ms, suffix)}
 
 
 def inject_time(cases: Cases, c: int) -> int:

@@ -36,8 +36,7 @@ import pyarrow.csv as pacsv
 
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
-from causalsynth.tasks.propagation import with_operations
-from causalsynth.tasks.rcaeval import incident_cases, inject_time
+from causalsynth.tasks.rcaeval import incident_cases, inject_time, labelled_case
 from causalsynth.tasks.spans import hex_ids, read_spans
 
 BUCKET_S = 15
@@ -88,10 +87,7 @@ def write_re2(directory: str | Path, out: str | Path | None = None, force: bool 
             _csv(_traces_csv(run_spans), folder / "traces.csv")
             _csv(_logs_csv(run_logs, run_spans), folder / "logs.csv")
             (folder / "inject_time.txt").write_text(f"{inject_time(cases, c)}\n")
-            if "propagation" in truth[c]:
-                truth[c]["propagation"] = with_operations(truth[c]["propagation"], run_spans,
-                                                          int(round((start + cases.onset_s[c]) * 1000)),
-                                                          incidents.counterfactual)
+            truth[c] = labelled_case(truth[c], cases, c, run_spans, incidents.counterfactual)
             (folder / "labels.json").write_text(json.dumps(truth[c], indent=1) + "\n")
             on_case(folder)
         (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute, "layout": "RE2",
