@@ -93,12 +93,12 @@ def main() -> None:
               "excess kurtosis of latency's log-differences; the lowest service's median correlation of latency "
               "and of CPU with its request rate within a window; the median correlation of two services' "
               "latencies; the busiest service's median CPU over the idlest's.", "",
-              "| world | windows | lag-1 latency / errors / requests / cpu / memory | CV latency / errors / cpu "
+              "| world | windows | lag-1 latency / errors / requests / cpu / memory / disk | CV latency / errors / cpu "
               "| kurtosis | corr(latency, requests) | corr(cpu, requests) | corr(service, service) | CPU spread |",
               "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for world in WORLDS:
         n, r = realism[world]
-        lag = " / ".join(f"{r[m]['lag1']:.2f}" for m in ("latency", "error", "workload", "cpu", "mem"))
+        lag = " / ".join(f"{r[m]['lag1']:.2f}" for m in ("latency", "error", "workload", "cpu", "mem", "disk"))
         cv = " / ".join(f"{r[m]['cv']:.3f}" for m in ("latency", "error", "cpu"))
         lines.append(f"| {world} | {n:,} | {lag} | {cv} | {r['latency']['kurtosis']:.1f} "
                      f"| {r['latency']['corr_workload']:.2f} | {r['cpu']['corr_workload']:.2f} "

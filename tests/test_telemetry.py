@@ -144,7 +144,8 @@ def test_healthy_runs_have_no_root_cause_and_incidents_have_theirs(tables):
     quiet = ~runs.is_anomalous & ~runs.has_performance_regression
     assert 0.2 < injected[quiet].mean() < 0.3  # telemetry.faults.rate: 0.25
     kinds = runs.fault_kind[injected].astype(str).value_counts(normalize=True)
-    assert set(kinds.index) == {"CPU_HOG", "MEMORY_LEAK", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION"}
+    assert set(kinds.index) == {"CPU_HOG", "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS",
+                                "SOCKET_EXHAUSTION"}
     assert kinds.max() - kinds.min() < 0.1, kinds                   # balanced by default
     assert (runs.spurious_event_service == "NONE").all()             # telemetry.spurious_rate: 0
 
@@ -176,7 +177,8 @@ def test_series_behave_like_telemetry(worlds):
     clean = read_cases(ds, clean=True)
     stats = series_statistics(clean, dict(ds.config.model.INCIDENTS.metrics))
     metrics = [m for m in stats if m != "services"]
-    assert len(clean) > 1000 and set(metrics) == {"latency", "latency-95", "workload", "error", "cpu", "mem"}
+    assert len(clean) > 1000 and set(metrics) == {"latency", "latency-95", "workload", "error", "cpu", "mem",
+                                                  "disk"}
     lag1, cv = [stats[m]["lag1"] for m in metrics], [stats[m]["cv"] for m in metrics]
     assert max(lag1) - min(lag1) > 0.3 and max(cv) / min(cv) > 3, stats
     assert stats["latency"]["kurtosis"] >= 1, stats["latency"]
@@ -280,7 +282,8 @@ def test_twins_are_identical_before_the_onset_and_where_no_fault_is(points, defa
         np.testing.assert_allclose(points[metric][regressed & before], points[f"{metric}_twin"][regressed & before],
                                    rtol=2e-6, err_msg=metric)
     untouched = ~points.pr_id.isin(points.pr_id[points.fault_kind == "REGRESSION"])
-    for metric in ("latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage"):
+    for metric in ("latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage",
+                   "disk_usage"):
         assert (points[metric][untouched] == points[f"{metric}_twin"][untouched]).all(), metric
     after = (offset > points.fault_onset_s + 60) & regressed & (points.service_name == points.root_cause_service)
     assert (points.latency_ms[after] > 1.05 * points.latency_ms_twin[after]).mean() > 0.95
@@ -306,6 +309,29 @@ def test_onset_and_hop_lag_are_visible(points, default_config):
     assert waiting.sum() > 20 and np.allclose(ratio[waiting], 1.0, rtol=2e-6)  # reached, but not yet
     reached = caller & (offset > points.fault_onset_s + lag + tick_s)
     assert (ratio[reached] > 1.0 + 1e-4).mean() > 0.95
+
+
+def test_each_injected_fault_moves_its_own_metric_most_at_its_service(points, default_config):
+    """A fault's signature: at its service, from the onset on, the metric its kind's effects name
+    largest moves most (median log-ratio of the window after the onset to before it, over the runs)."""
+    from causalsynth.models.delivery_commerce.telemetry import INJECTED_FAULTS
+
+    columns = {"latency": "latency_ms", "errors": "error_rate", "requests": "request_rate", "cpu": "cpu_usage",
+               "memory": "memory_usage", "disk": "disk_usage"}
+    effects = default_config.get("telemetry.faults.effects")
+    start = points.groupby("run_id").started_at.transform("min")
+    after = (points.started_at - start).dt.total_seconds() + default_config.get("telemetry.tick_s") / 2 \
+        >= points.fault_onset_s
+    at_root = points[points.service_name.astype(str) == points.root_cause_service.astype(str)].assign(
+        after=after)
+    for kind in INJECTED_FAULTS:
+        rows = at_root[at_root.fault_kind == kind]
+        means = rows.groupby(["run_id", "after"])[list(columns.values())].mean().unstack("after")
+        moved = {m: np.median(np.log(means[(c, True)] / means[(c, False)])) for m, c in columns.items()}
+        named = max(effects[kind], key=lambda m: abs(effects[kind][m]))
+        assert rows.run_id.nunique() >= 15, kind
+        assert max(moved, key=lambda m: abs(moved[m])) == named, (kind, moved)
+        assert abs(moved[named]) > 0.25, (kind, moved)   # a leak grows: half its size on average
 
 
 def test_rcaeval_layout_round_trips(worlds, tables, tmp_path):
@@ -390,7 +416,7 @@ def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
     # Per fault kind: every kind the model injects, the counts adding up, the scores their weighted mean.
     counts = results["_cases"]["by_fault"]
     assert set(counts) == {"REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR", "CPU_HOG",
-                           "MEMORY_LEAK", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION"}
+                           "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION"}
     assert sum(counts.values()) == results["_cases"]["n"]
     for method in ("constant", "baro", "nsigma", "mechanism"):
         by_fault = results["_by_fault"][method]

@@ -26,7 +26,7 @@ runner = CliRunner()
 N_PRS = 60
 SEED = 5
 TRACED = ["telemetry.enabled=true", "telemetry.traces.enabled=true", "telemetry.logs.enabled=true"]
-METRICS = ["latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage"]
+METRICS = ["latency_ms", "p95_latency_ms", "request_rate", "error_rate", "cpu_usage", "memory_usage", "disk_usage"]
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ DESCRIPTIONS = {
     "root_cause_service": ("Ground truth of the run's incident: the regressed PR's primary service, else the "
                            "service its anomaly or injected fault started at, else NONE (with --series)"),
     "fault_kind": ("What the incident is: REGRESSION, the anomaly's type, an injected fault (CPU_HOG, MEMORY_LEAK, "
-                   "NETWORK_DELAY, PACKET_LOSS, SOCKET_EXHAUSTION), or NONE (with --series)"),
+                   "DISK_PRESSURE, NETWORK_DELAY, PACKET_LOSS, SOCKET_EXHAUSTION), or NONE (with --series)"),
     "spurious_event_service": ("The service of the run's unrelated latency event, not its root cause "
                                "(telemetry.spurious_rate); NONE without one (with --series)"),
     "fault_onset_s": "Seconds from the window's start to the incident's onset; -1 without one (with --series)",
@@ -113,6 +113,7 @@ DESCRIPTIONS = {
     "ticks.error_rate": "Share of the service's requests that failed over the tick (0-1)",
     "ticks.cpu_usage": "CPU utilisation over the tick (0-1)",
     "ticks.memory_usage": "Memory utilisation over the tick (0-1)",
+    "ticks.disk_usage": "Disk utilisation over the tick (0-1)",
     "traces.started_at": "When the trace's root span starts (UTC), a uniform moment of its run's window",
     "traces.duration_ms": "Duration of the trace: its root span's (ms)",
     "traces.status": "ERROR when the root span failed, else OK",

@@ -24,8 +24,8 @@ from .telemetry import hops
 # The series a fault moves at the callers it reaches (INCIDENTS.metrics' columns): what calls carry
 # (waits, failures) and, for a regression, the requests a slower service serves.
 CALLER_METRICS = ("latency_ms", "p95_latency_ms", "request_rate", "error_rate")
-# The series a fault that stays at its service moves (a CPU hog, a leak).
-RESOURCE_METRICS = ("cpu_usage", "memory_usage")
+# The series a fault that stays at its service moves (a CPU hog, a leak, disk pressure).
+RESOURCE_METRICS = ("cpu_usage", "memory_usage", "disk_usage")
 
 
 def mechanism(cases: Cases, config) -> np.ndarray:
@@ -79,7 +79,7 @@ def _scores(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float, e
             event.sum(-1, keepdims=True), 1)                                                          # (C, M)
         # A fault that stays at its service: a shift in one of its resources beyond the services' mean
         # (a run's load moves them all).
-        own = z[:, j][:, resources] - z[:, :, resources].mean(1)                                      # (C, 2, T)
+        own = z[:, j][:, resources] - z[:, :, resources].mean(1)                                      # (C, 3, T)
         alone = np.sum(np.where(after[:, 0], own, 0.0), axis=-1) ** 2 / np.maximum(after[:, 0].sum(-1), 1)
         scores[:, j] = np.maximum(np.maximum(explained, per_metric.max(-1)), alone.max(-1)) / total
     return scores

@@ -230,8 +230,8 @@ def run(p: Params, cal: DayTable, plates: Plates, merge: dict, scale) -> dict:
     return {"load": load, "duration": duration, "hour": hour, "holiday": holiday,
             "response_time": response_time, "clean_rt": m["clean_rt"],
             "throughput": throughput, "error_rate": error_rate, "kind": kind, "scale": scale,
-            "p95_ratio": p95 / response_time, "cpu": usage[..., 0], "memory": usage[..., 1],
-            "clean_cpu": clean_usage[..., 0], "clean_memory": clean_usage[..., 1]}
+            "p95_ratio": p95 / response_time, "cpu": usage[..., 0], "memory": usage[..., 1], "disk": usage[..., 2],
+            "clean_cpu": clean_usage[..., 0], "clean_memory": clean_usage[..., 1], "clean_disk": clean_usage[..., 2]}
 
 
 def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, services, depends) -> dict:
@@ -290,13 +290,13 @@ def service_metrics(p: Params, plates: Plates, pr: dict, runs: dict, scale, serv
             # Each metric of the series' window, and its value in the world without the regression
             # (the same noise, the regression's terms taken out): the series start at the latter.
             "snapshot": {"latency": svc_rt, "errors": svc_err, "requests": svc_tput,
-                         "cpu": runs["cpu"], "memory": runs["memory"]},
+                         "cpu": runs["cpu"], "memory": runs["memory"], "disk": runs["disk"]},
             "clean": {"latency": svc_rt / (factor["latency"]
                                            * (1.0 + fx.response_time_increase * scale) ** sv.run_coupling),
                       "errors": jax.nn.sigmoid(jax.scipy.special.logit(svc_err) - err_logit
                                                + jax.scipy.special.logit(jnp.clip(base_err, 1e-4, 0.9))),
                       "requests": svc_tput / factor["requests"],
-                      "cpu": runs["clean_cpu"], "memory": runs["clean_memory"]}}
+                      "cpu": runs["clean_cpu"], "memory": runs["clean_memory"], "disk": runs["clean_disk"]}}
 
 
 def flow(p: Params, plates: Plates, runs: dict, svc: dict, services, steps, step_service) -> dict:

@@ -27,7 +27,7 @@ than a template:
   exponential size, heavier in p95, which has its own tail noise;
 - a slow linear drift per service (``telemetry.drift``).
 
-CPU and memory sit at the run's level times the service's
+CPU, memory and disk sit at the run's level times the service's
 (``telemetry.resource_level``) and saturate smoothly towards 1 instead of
 being clipped, so a resource fault at a busy service still shows.
 
@@ -87,16 +87,16 @@ from causalsynth.spec.params import Params
 from .mechanisms import over_services, vec
 
 # The series' metrics, in the order of the stacks below.
-METRICS = ("latency", "errors", "requests", "cpu", "memory")
+METRICS = ("latency", "errors", "requests", "cpu", "memory", "disk")
 LATENCY = np.asarray([m == "latency" for m in METRICS], np.float32)
-RESOURCES = np.asarray([m in ("cpu", "memory") for m in METRICS])
+RESOURCES = np.asarray([m in ("cpu", "memory", "disk") for m in METRICS])
 # What a call carries from a callee to its caller: its wait, and its failures.
 CARRIED = np.asarray([m in ("latency", "errors") for m in METRICS])
 # Which metrics each anomaly type moves.
 ANOMALY_METRICS = {"PERFORMANCE": ("latency",), "ERROR_RATE": ("errors",), "RESOURCE_USAGE": ("cpu", "memory"),
                    "BEHAVIOR": ("requests",)}
 # The injected infrastructure faults (``telemetry.faults``), each a mechanism of its own.
-INJECTED_FAULTS = ("CPU_HOG", "MEMORY_LEAK", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION")
+INJECTED_FAULTS = ("CPU_HOG", "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION")
 FAULT_KINDS = ("NONE", "REGRESSION", *ANOMALY_METRICS, *INJECTED_FAULTS)
 # The suffix of each series column's value in the world without the run's fault (telemetry.counterfactual).
 WITHOUT_FAULT = "_without_fault"
@@ -171,6 +171,7 @@ def _metric_columns(value, p95_ratio, tail_lift, suffix: str):
     errors = derived(f"ticks.error_rate{suffix}", jnp.clip(value[1], 0.0, 1.0), constraints.unit_interval)
     derived(f"ticks.cpu_usage{suffix}", saturate(value[3]), constraints.unit_interval)
     derived(f"ticks.memory_usage{suffix}", saturate(value[4]), constraints.unit_interval)
+    derived(f"ticks.disk_usage{suffix}", saturate(value[5]), constraints.unit_interval)
     return latency, errors
 
 
