@@ -145,7 +145,7 @@ def test_healthy_runs_have_no_root_cause_and_incidents_have_theirs(tables):
     assert 0.2 < injected[quiet].mean() < 0.3  # telemetry.faults.rate: 0.25
     kinds = runs.fault_kind[injected].astype(str).value_counts(normalize=True)
     assert set(kinds.index) == {"CPU_HOG", "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS",
-                                "SOCKET_EXHAUSTION"}
+                                "SOCKET_EXHAUSTION", "CODE_EXCEPTION"}
     assert kinds.max() - kinds.min() < 0.1, kinds                   # balanced by default
     assert (runs.spurious_event_service == "NONE").all()             # telemetry.spurious_rate: 0
 
@@ -416,7 +416,8 @@ def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
     # Per fault kind: every kind the model injects, the counts adding up, the scores their weighted mean.
     counts = results["_cases"]["by_fault"]
     assert set(counts) == {"REGRESSION", "PERFORMANCE", "ERROR_RATE", "RESOURCE_USAGE", "BEHAVIOR", "CPU_HOG",
-                           "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION"}
+                           "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION",
+                           "CODE_EXCEPTION"}
     assert sum(counts.values()) == results["_cases"]["n"]
     for method in ("constant", "baro", "nsigma", "mechanism"):
         by_fault = results["_by_fault"][method]

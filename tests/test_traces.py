@@ -45,7 +45,8 @@ def tables(traced) -> dict[str, pd.DataFrame]:
 def spans(tables) -> pd.DataFrame:
     """Every span with its run's incident and its service's series value at the trace's tick."""
     t = tables
-    runs = t["system_runs"][["run_id", "started_at", "root_cause_service", "fault_kind", "fault_onset_s"]].rename(
+    runs = t["system_runs"][["run_id", "started_at", "root_cause_service", "fault_kind", "fault_onset_s",
+                             "fault_operation"]].rename(
         columns={"started_at": "run_at"})
     out = t["trace_spans"].merge(t["traces"][["trace_id", "run_id", "started_at"]].rename(
         columns={"started_at": "trace_at"}), on="trace_id").merge(runs, on="run_id")
@@ -107,10 +108,27 @@ def test_a_fault_shows_in_its_service_spans_from_the_onset(spans):
     assert lift > 0.3
 
 
+def test_a_fault_in_one_operation_fails_that_operation(tables, spans):
+    config = load_config()
+    runs = tables["system_runs"]
+    labelled = runs.fault_operation.astype(str) != "NONE"
+    assert (labelled == runs.fault_kind.astype(str).isin(config.get("telemetry.traces.one_operation"))).all()
+    operations = config.get("telemetry.traces.operations")
+    assert all(op in operations[service] for op, service in zip(runs.fault_operation[labelled].astype(str),
+                                                                runs.root_cause_service[labelled].astype(str)))
+    at_root = spans[(spans.service_name == spans.root_cause_service.astype(str))
+                    & (spans.fault_operation.astype(str) != "NONE")
+                    & ((spans.trace_at - spans.run_at).dt.total_seconds() >= spans.fault_onset_s)]
+    in_op = at_root.operation.astype(str) == at_root.fault_operation.astype(str)
+    failed = at_root.status == "ERROR"
+    assert in_op.sum() > 100 and (~in_op).sum() > 100
+    assert failed[in_op].mean() > 4 * failed[~in_op].mean(), (failed[in_op].mean(), failed[~in_op].mean())
+
+
 def test_log_lines_follow_their_spans_and_the_fault(tables, spans):
     t = tables
     logs = t["trace_logs"].merge(spans[["span_id", "status", "service_name", "root_cause_service", "fault_kind",
-                                        "fault_onset_s", "run_at"]].rename(
+                                        "fault_onset_s", "run_at", "operation", "fault_operation"]].rename(
         columns={"service_name": "span_service"}), on="span_id")
     level = logs.level.astype(str)
     assert (logs.service_name.astype(str) == logs.span_service).all()
@@ -126,6 +144,10 @@ def test_log_lines_follow_their_spans_and_the_fault(tables, spans):
     assert len(specific) > 20
     assert (specific.span_service == specific.root_cause_service.astype(str)).all()
     assert (specific.template.astype(str) == specific.fault_kind.astype(str).map(faults)).all()
+    # A fault in one operation's code names itself in that operation's lines only.
+    in_code = specific.fault_operation.astype(str) != "NONE"
+    assert in_code.sum() > 5
+    assert (specific.operation[in_code].astype(str) == specific.fault_operation[in_code].astype(str)).all()
     # Written from the onset on: the trace starts at or after it, the line after its span's start.
     assert ((specific.logged_at - specific.run_at).dt.total_seconds() >= specific.fault_onset_s).all()
 
@@ -324,8 +346,8 @@ def test_rcabench_datapacks_load_and_rank_with_rcabench_platform(traced, tables,
                 validate_logs(read[f"{period}_logs"])
             inject = pd.Timestamp(case["inject_time"], unit="s", tz="UTC")
             for table in ("traces", "metrics", "logs", "metrics_histogram"):
-                assert read[f"normal_{table}"].select(pl.col("time").max()).collect().item() < inject
-                assert read[f"abnormal_{table}"].select(pl.col("time").min()).collect().item() >= inject
+                assert read[f"normal_{table}"].filter(pl.col("time") >= inject).select(pl.len()).collect().item() == 0
+                assert read[f"abnormal_{table}"].filter(pl.col("time") < inject).select(pl.len()).collect().item() == 0
             rows = {t: sum(read[f"{p}_{t}"].select(pl.len()).collect().item() for p in ("normal", "abnormal"))
                     for t in ("traces", "logs", "metrics")}
             assert rows["traces"] == spans_per_run[case["run_id"]]

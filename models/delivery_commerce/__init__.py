@@ -208,4 +208,7 @@ def _trace_errors(p: Params, services: tuple[str, ...]) -> list[str]:
     for kind in lg.faults:
         if kind not in FAULT_KINDS[1:]:
             errors.append(f"telemetry.logs.faults.{kind}: {kind!r} is not one of {FAULT_KINDS[1:]}")
+    for kind in tr.one_operation:
+        if kind not in FAULT_KINDS[1:]:
+            errors.append(f"telemetry.traces.one_operation: {kind!r} is not one of {FAULT_KINDS[1:]}")
     return errors

@@ -98,7 +98,10 @@ DESCRIPTIONS = {
     "root_cause_service": ("Ground truth of the run's incident: the regressed PR's primary service, else the "
                            "service its anomaly or injected fault started at, else NONE (with --series)"),
     "fault_kind": ("What the incident is: REGRESSION, the anomaly's type, an injected fault (CPU_HOG, MEMORY_LEAK, "
-                   "DISK_PRESSURE, NETWORK_DELAY, PACKET_LOSS, SOCKET_EXHAUSTION), or NONE (with --series)"),
+                   "DISK_PRESSURE, NETWORK_DELAY, PACKET_LOSS, SOCKET_EXHAUSTION, CODE_EXCEPTION), or NONE "
+                   "(with --series)"),
+    "fault_operation": ("The operation of the root cause's service whose code the fault is in "
+                        "(telemetry.traces.one_operation: a regression, a code exception), or NONE (with --traces)"),
     "spurious_event_service": ("The service of the run's unrelated latency event, not its root cause "
                                "(telemetry.spurious_rate); NONE without one (with --series)"),
     "fault_onset_s": "Seconds from the window's start to the incident's onset; -1 without one (with --series)",

@@ -265,7 +265,8 @@ RCA_METHODS = {"mechanism": _mechanism}
 # Where the incidents of a run sampled with --series are. RCAEval's names: a metric's suffix in its
 # cases' columns, and a fault by the metric it moves (a regression and a PERFORMANCE anomaly slow a
 # service down: delay; ERROR_RATE: loss; RESOURCE_USAGE: cpu; BEHAVIOR, dropped requests: socket); the
-# injected faults by their mechanisms, RCAEval's names for the same ones.
+# injected faults by their mechanisms, RCAEval's names for the same ones (a code exception: "code", where
+# RCAEval's RE3 numbers its five code faults f1 to f5).
 INCIDENTS = Incidents(
     runs="system_runs", window_start="started_at", fault="fault_kind", root_cause="root_cause_service",
     onset_s="fault_onset_s", services="service_metrics", service="service_name", series="service_timeseries",
@@ -274,9 +275,9 @@ INCIDENTS = Incidents(
              "error_rate": "error", "cpu_usage": "cpu", "memory_usage": "mem", "disk_usage": "disk"},
     faults={"REGRESSION": "delay", "PERFORMANCE": "delay", "ERROR_RATE": "loss", "RESOURCE_USAGE": "cpu",
             "BEHAVIOR": "socket", "CPU_HOG": "cpu", "MEMORY_LEAK": "mem", "DISK_PRESSURE": "disk",
-            "NETWORK_DELAY": "delay", "PACKET_LOSS": "loss", "SOCKET_EXHAUSTION": "socket"},
+            "NETWORK_DELAY": "delay", "PACKET_LOSS": "loss", "SOCKET_EXHAUSTION": "socket", "CODE_EXCEPTION": "code"},
     service_names="services", ticks="telemetry.ticks", tick_s="telemetry.tick_s", option="--series",
     spurious="spurious_event_service", second_root="second_root_cause_service", second_fault="second_fault_kind",
     local=tuple(ANOMALY_METRICS), counterfactual=WITHOUT_FAULT, calls="service.depends_on",
     shared=("run", ("REGRESSION",)),
-    spans="trace_spans", logs="trace_logs", trace_option="--series --traces --logs")
+    spans="trace_spans", logs="trace_logs", trace_option="--series --traces --logs", fault_operation="fault_operation")

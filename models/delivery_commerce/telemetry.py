@@ -96,7 +96,8 @@ CARRIED = np.asarray([m in ("latency", "errors") for m in METRICS])
 ANOMALY_METRICS = {"PERFORMANCE": ("latency",), "ERROR_RATE": ("errors",), "RESOURCE_USAGE": ("cpu", "memory"),
                    "BEHAVIOR": ("requests",)}
 # The injected infrastructure faults (``telemetry.faults``), each a mechanism of its own.
-INJECTED_FAULTS = ("CPU_HOG", "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION")
+INJECTED_FAULTS = ("CPU_HOG", "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION",
+                   "CODE_EXCEPTION")
 FAULT_KINDS = ("NONE", "REGRESSION", *ANOMALY_METRICS, *INJECTED_FAULTS)
 # The suffix of each series column's value in the world without the run's fault (telemetry.counterfactual).
 WITHOUT_FAULT = "_without_fault"
@@ -198,9 +199,9 @@ def saturate(usage):
 def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[str, ...],
            depends: np.ndarray) -> dict:
     """The ``service_timeseries`` table and each run's root cause, onset and fault kind; returns what the
-    traces read: latency, error rate and clean latency per service and tick ``(B,R,S,T)`` (with
-    ``telemetry.counterfactual``, latency and error rate without the fault too), and the incident's
-    ``root`` service (-1: none), ``kind`` (index into ``FAULT_KINDS``) and ``onset`` (s)."""
+    traces read: latency, error rate, error rate without the fault and clean latency per service and
+    tick ``(B,R,S,T)`` (with ``telemetry.counterfactual``, latency without the fault too), and the
+    incident's ``root`` service (-1: none), ``kind`` (index into ``FAULT_KINDS``) and ``onset`` (s)."""
     tm = p.telemetry
     n_ticks, tick_s = int(tm.ticks), tm.tick_s
     window = n_ticks * tick_s
@@ -322,5 +323,7 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         if tm.counterfactual:
             out["latency_without"], out["errors_without"] = _metric_columns(
                 clean * level * without, runs["p95_ratio"], tail_lift, WITHOUT_FAULT)
+        else:  # the traces' faults in one operation add their service's excess errors to it
+            out["errors_without"] = jnp.clip(clean[1] * level[1] * without[1], 0.0, 1.0)
         rows("_ticks_present", jnp.broadcast_to(present, shape.shape[1:]))
     return out

@@ -14,6 +14,13 @@ its service exactly as it shows in its metrics.
   every caller up the tree.
 - **Status**: a span fails by its service's error rate at the tick, or when a
   call fails and the failure reaches it (``telemetry.traces.error_propagation``).
+- **A fault in one operation's code** (``telemetry.traces.one_operation``: a
+  regression, a code exception): the run draws one of the root cause's
+  operations (``system_runs.fault_operation``), and every failure the fault
+  adds at its service lands there: that operation's spans fail at the error
+  rate without the fault plus the fault's excess times the service's number
+  of operations, the others at the rate without it. Over the operations the
+  service's failures are its series' error rate, as for any other fault.
 - With ``telemetry.counterfactual``, each span's duration and status in the
   world without the run's fault too: the same noise and draws, read off the
   series without the fault.
@@ -87,6 +94,13 @@ def traces(p: Params, plates, run_start: str, series: dict, services: tuple[str,
     n_spans = len(span_service)
     children = [np.flatnonzero(span_parent == k) for k in range(n_spans)]
     op_names, offered = operations(p, services)
+    one_op = jnp.asarray([k in tr.one_operation for k in fault_kinds])[series["kind"]]       # (B,R,1,1)
+    root = series["root"]
+    with plates.prs, plates.runs:
+        at_root = jnp.asarray(offered)[jnp.maximum(root, 0)]                                 # (B,R,1,1,O)
+        fault_op = numpyro.sample("_fault_operation", dist.Categorical(at_root / at_root.sum(-1, keepdims=True)))
+        one_op = one_op & (root >= 0)
+        label("fault_operation", jnp.where(one_op, fault_op + 1, 0), ("NONE", *op_names))
     with plates.prs, plates.runs, plates.traces:
         offset = n_ticks * tick_s * numpyro.sample("_trace_u", dist.Uniform(0.0, 1.0))     # (B,R,Tr,1)
         tick = jnp.clip(jnp.floor(offset / tick_s).astype(jnp.int32), 0, n_ticks - 1)
@@ -103,7 +117,13 @@ def traces(p: Params, plates, run_start: str, series: dict, services: tuple[str,
         choices = offered[span_service]
         op = numpyro.sample("_span_operation", dist.Categorical(jnp.asarray(choices / choices.sum(-1, keepdims=True))))
         own = at_spans(series["latency"]) * noise
-        duration, failed, upstream = _tree(own, chance < at_spans(series["errors"]), carries, children)
+        # A fault in one operation's code: its service's excess failures, all in that operation.
+        errors, base = at_spans(series["errors"]), at_spans(series["errors_without"])
+        in_code = one_op & (root == jnp.asarray(span_service))                              # (B,R,1,K)
+        per_op = jnp.asarray(offered.sum(-1)[span_service])                                 # (K,)
+        errors = jnp.where(in_code, jnp.where(op == fault_op, jnp.clip(base + (errors - base) * per_op, 0.0, 1.0),
+                                              base), errors)
+        duration, failed, upstream = _tree(own, chance < errors, carries, children)
         start = [jnp.zeros_like(own[..., 0])] + [None] * (n_spans - 1)    # seconds from the trace's start
         for k in range(n_spans):
             at = start[k] + 0.0005 * own[..., k]            # half its own work (ms) before the first call
@@ -123,8 +143,8 @@ def traces(p: Params, plates, run_start: str, series: dict, services: tuple[str,
         derived("spans.duration_ms", duration, constraints.positive)
         label("spans.status", failed, SPAN_STATUS)
         if "latency_without" in series:   # the same spans (same noise) in the world without the run's fault
-            without, failed_without, _ = _tree(at_spans(series["latency_without"]) * noise,
-                                               chance < at_spans(series["errors_without"]), carries, children)
+            without, failed_without, _ = _tree(at_spans(series["latency_without"]) * noise, chance < base, carries,
+                                               children)
             derived(f"spans.duration_ms{WITHOUT_FAULT}", jnp.stack(without, -1), constraints.positive)
             label(f"spans.status{WITHOUT_FAULT}", jnp.stack(failed_without, -1), SPAN_STATUS)
     with plates.prs, plates.runs, plates.traces:
@@ -132,7 +152,11 @@ def traces(p: Params, plates, run_start: str, series: dict, services: tuple[str,
         derived("traces.duration_ms", duration[..., :1], constraints.positive)
         label("traces.status", failed[..., :1], SPAN_STATUS)
     if tm.logs.enabled:
-        logs(p, plates, series, offset, span_service, own, start, duration, failed, upstream, services, fault_kinds)
+        # The run's fault is at this span's service (in its operation, for a fault in one), under way when
+        # its trace starts: its outcome line names the fault.
+        at_fault = (root == jnp.asarray(span_service)) & (offset >= series["onset"]) & (~one_op | (op == fault_op))
+        logs(p, plates, series["kind"], series["clean_latency"], at_fault, span_service, own, start, duration, failed,
+             upstream, services, fault_kinds)
 
 
 def _tree(own, fails, carries, children) -> tuple[list, list, list]:
@@ -151,21 +175,20 @@ def _tree(own, fails, carries, children) -> tuple[list, list, list]:
     return duration, failed, upstream
 
 
-def logs(p: Params, plates, series: dict, offset, span_service, own, start, duration, failed, upstream,
+def logs(p: Params, plates, kind, clean_latency, at_fault, span_service, own, start, duration, failed, upstream,
          services: tuple[str, ...], fault_kinds: tuple[str, ...]) -> None:
-    """The ``trace_logs`` table: two slots per span, the request line and the outcome line."""
+    """The ``trace_logs`` table: two slots per span, the request line and the outcome line. ``kind``: the
+    run's fault kind; ``at_fault``: the spans the fault is at ``(B,R,Tr,K)``."""
     lg = p.telemetry.logs
     templates = fault_templates(p)
     n_spans = len(span_service)
     slot_span = np.repeat(np.arange(n_spans), 2)                                          # (L,)
     outcome = np.tile([False, True], n_spans)
     services_at = jnp.asarray(span_service)[slot_span]
-    clean = jnp.take(series["clean_latency"], jnp.asarray(span_service), axis=-2)[..., 0]  # (B,R,K)
+    clean = jnp.take(clean_latency, jnp.asarray(span_service), axis=-2)[..., 0]           # (B,R,K)
     slow = own > lg.slow_factor * clean[..., None, :]                                     # (B,R,Tr,K)
-    # The run's fault is at this span's service, and under way when its trace starts.
-    at_fault = (series["root"] == jnp.asarray(span_service)) & (offset >= series["onset"])      # (B,R,Tr,K)
     fault_template = jnp.asarray([templates.index(lg.faults[k]) if k in lg.faults else templates.index(lg.error)
-                                  for k in fault_kinds])[series["kind"]]                  # (B,R,1,1)
+                                  for k in fault_kinds])[kind]                            # (B,R,1,1)
     generic = jnp.where(failed, jnp.where(upstream, templates.index(lg.upstream_error), templates.index(lg.error)),
                         templates.index(lg.slow))
     template = jnp.where(at_fault & (failed | slow) & ~upstream, fault_template, generic)

@@ -296,7 +296,9 @@ class Incidents:
 
     ``spans`` and ``logs``, where the model samples them, are the tables of the runs' trace spans (a
     grandchild of ``runs``, under its traces) and the log lines spans write (under the same traces),
-    ``trace_option`` the sample options that turn them on. Spans have ``span_id``, ``parent_span_id``
+    ``trace_option`` the sample options that turn them on; ``fault_operation``, where the model labels
+    one, the column of ``runs`` naming the operation a fault in one operation's code is in (sampled with
+    the spans; NONE for other faults). Spans have ``span_id``, ``parent_span_id``
     (null at a root), ``service_name``, ``operation``, ``started_at``, ``duration_ms`` and ``status``
     (``OK`` or ``ERROR``); log lines ``span_id``, ``service_name``, ``level``, ``template`` and
     ``logged_at``: the column names the exports read."""
@@ -327,6 +329,7 @@ class Incidents:
     spans: str | None = None
     logs: str | None = None
     trace_option: str | None = None
+    fault_operation: str | None = None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
     numbers: Counter[str] = Counter()
     names, truth = [], []
     calls = ds.config.get(incidents.calls) if incidents.calls else {}
+    operation = _fault_operations(ds, cases)
     for c in range(len(cases)):
         service = cases.services[cases.root[c]]
         fault = incidents.faults[cases.kind[c]]
@@ -55,12 +56,25 @@ def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
                       "fault_kind": str(cases.kind[c]), "fault": fault, "inject_time": inject_time(cases, c),
                       "fault_onset_s": float(cases.onset_s[c]), "window_start": int(cases.started_at[c]),
                       "tick_s": cases.tick_s}
+                     | ({} if operation is None else {"root_cause_operation": operation[c]})
                      | ({} if cases.spurious is None else {"spurious_event_service": str(cases.spurious[c])})
                      | ({} if cases.second is None else {"root_causes": [{"service": service, "fault_kind": kind}
                                                              for service, kind in roots(cases, c)]})
                      | ({} if cases.without is None else {"propagation": propagation(
                          cases, c, incidents.metrics, calls, incidents.shared, incidents.local)}))
     return cases, names, truth
+
+
+def _fault_operations(ds: Dataset, cases: Cases) -> np.ndarray | None:
+    """Each case's fault operation (NONE where its fault is not in one operation), where the dataset has them."""
+    inc = ds.config.model.INCIDENTS
+    if not inc.fault_operation or not any(f["name"] == inc.fault_operation
+                                          for f in ds.manifest["tables"][inc.runs]["schema"]):
+        return None
+    run_key = ds.manifest["tables"][inc.runs]["key"]
+    runs = ds.read(inc.runs, [run_key, inc.fault_operation])
+    return pd.Series(runs[inc.fault_operation].astype(str).to_numpy(), index=runs[run_key]).reindex(
+        cases.run_id).to_numpy()
 
 
 def labelled_case(truth: dict, cases: Cases, c: int, spans: pd.DataFrame, suffix: str) -> dict:
