@@ -373,9 +373,10 @@ def test_span_layouts_need_the_traces(tmp_path):
 
 @pytest.fixture(scope="module")
 def counterfactual(tmp_path_factory) -> dict[str, Path]:
-    """The traced world's seed with the series' counterfactual columns, and its twin without regressions."""
+    """The traced world's seed with the counterfactual columns (series and spans), and its twin without
+    regressions."""
     root = tmp_path_factory.mktemp("counterfactual")
-    config = load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true", "telemetry.counterfactual=true"])
+    config = load_config(overrides=[SMALL_BLOCKS, *TRACED, "telemetry.counterfactual=true"])
     sample_dataset(config=config, n_prs=N_PRS, seed=SEED, to=root / "world")
     sample_twin(factual_dir=root / "world", to=root / "twin",
                 intervention=Intervention(name="do", do={"has_performance_regression": "false"}))
@@ -491,10 +492,8 @@ def _check_labels(world: Path, labelled: list[dict]) -> None:
             assert all("run" not in p for s in reached for p in by_service[s]["paths"])
 
 
-def test_span_operations_are_labelled_from_the_two_worlds(tmp_path):
-    world = tmp_path / "world"
-    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, *TRACED, "telemetry.counterfactual=true"]),
-                   n_prs=N_PRS, seed=SEED, to=world)
+def test_span_operations_are_labelled_from_the_two_worlds(counterfactual, tmp_path):
+    world = counterfactual["world"]
     result = runner.invoke(app, ["export", str(world), "--format", "re2", "--out", str(tmp_path / "re2")])
     assert result.exit_code == 0, result.output
     truth = json.loads((tmp_path / "re2" / "cases.json").read_text())["cases"]
