@@ -20,7 +20,7 @@ import pandas as pd
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.tasks.rcaeval import incident_cases
-from causalsynth.tasks.spans import hex_ids, read_spans
+from causalsynth.tasks.spans import by_run, hex_ids, read_spans
 
 TRACES, METRICS, LOGS = "traces.jsonl", "metrics.jsonl", "logs.jsonl"     # one signal a file
 SCOPE = {"name": "causalsynth"}
@@ -41,10 +41,10 @@ def write_otlp(directory: str | Path, out: str | Path | None = None, force: bool
     run_key = ds.manifest["tables"][inc.runs]["key"]
     spans = spans.assign(trace=hex_ids(spans["trace_id"], 32), span=hex_ids(spans["span_id"], 16),
                          parent=hex_ids(spans["parent_span_id"], 16))
-    spans_of = spans.groupby(run_key)
+    spans_of = by_run(spans, run_key)
     if with_logs:
         logs = logs.assign(trace=hex_ids(logs["trace_id"], 32), span=hex_ids(logs["span_id"], 16))
-        logs_of = logs.groupby(run_key)
+        logs_of = by_run(logs, run_key)
     n_ticks = cases.series.shape[-1]
     out = out if out else ds.beside("otlp")
     with staged_directory(out, force=force, what="causalsynth's OTLP files",
@@ -54,14 +54,12 @@ def write_otlp(directory: str | Path, out: str | Path | None = None, force: bool
         try:
             for c, name in enumerate(names):
                 run = int(cases.run_id[c])
-                files[TRACES].write(json.dumps(_traces(spans_of.get_group(run) if run in spans_of.groups
-                                                       else spans.iloc[:0])) + "\n")
+                files[TRACES].write(json.dumps(_traces(spans_of(run))) + "\n")
                 tick_ns = (cases.started_at[c] * 1_000_000_000
                            + np.round(np.arange(n_ticks) * cases.tick_s * 1e9).astype(np.int64))
                 files[METRICS].write(json.dumps(_metrics(cases, c, tick_ns, inc.metrics)) + "\n")
                 if with_logs:
-                    files[LOGS].write(json.dumps(_logs(logs_of.get_group(run) if run in logs_of.groups
-                                                       else logs.iloc[:0])) + "\n")
+                    files[LOGS].write(json.dumps(_logs(logs_of(run))) + "\n")
                 truth[c] = truth[c] | {"line": c + 1}
                 on_case(name)
         finally:

@@ -46,7 +46,7 @@ from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.tasks.rca import roots
 from causalsynth.tasks.rcaeval import incident_cases, inject_time, labelled_case
-from causalsynth.tasks.spans import hex_ids, read_spans
+from causalsynth.tasks.spans import by_run, hex_ids, read_spans
 
 STATUS_CODE = {"OK": 0, "ERROR": 2}
 HISTOGRAM = "http.server.request.duration"
@@ -65,7 +65,7 @@ def write_rcabench(directory: str | Path, out: str | Path | None = None, force: 
     spans, logs = read_spans(ds, cases.run_id)
     incidents = ds.config.model.INCIDENTS
     run_key = ds.manifest["tables"][incidents.runs]["key"]
-    spans_of, logs_of = spans.groupby(run_key), logs.groupby(run_key)
+    spans_of, logs_of = by_run(spans, run_key), by_run(logs, run_key)
     dataset = f"rcabench_{ds.config.model.NAME}"
     n_ticks = cases.series.shape[-1]
     window_s = int(round(n_ticks * cases.tick_s))
@@ -79,8 +79,7 @@ def write_rcabench(directory: str | Path, out: str | Path | None = None, force: 
             folder.mkdir(parents=True)
             start, inject = int(cases.started_at[c]), inject_time(cases, c)
             run = int(cases.run_id[c])
-            run_spans = spans_of.get_group(run) if run in spans_of.groups else spans.iloc[:0]
-            run_logs = logs_of.get_group(run) if run in logs_of.groups else logs.iloc[:0]
+            run_spans, run_logs = spans_of(run), logs_of(run)
             tick_ns = (start + np.arange(n_ticks) * cases.tick_s) * 1e9
             for file, (time_ns, frame) in {
                     "metrics.parquet": _metrics(cases.series[c], cases.services, cases.metrics, tick_ns),

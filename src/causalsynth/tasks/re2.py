@@ -37,7 +37,7 @@ import pyarrow.csv as pacsv
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.tasks.rcaeval import incident_cases, inject_time, labelled_case
-from causalsynth.tasks.spans import hex_ids, read_spans
+from causalsynth.tasks.spans import by_run, hex_ids, read_spans
 
 BUCKET_S = 15
 STATUS_CODE = {"OK": 0, "ERROR": 2}
@@ -52,7 +52,7 @@ def write_re2(directory: str | Path, out: str | Path | None = None, force: bool 
     incidents = ds.config.model.INCIDENTS
     run_key = ds.manifest["tables"][incidents.runs]["key"]
     templates = {t: i + 1 for i, t in enumerate(logs["template"].cat.categories)}
-    spans_of, logs_of = spans.groupby(run_key), logs.groupby(run_key)
+    spans_of, logs_of = by_run(spans, run_key), by_run(logs, run_key)
     columns = [f"{service}_{incidents.metrics[m]}" for service in cases.services for m in cases.metrics]
     n_ticks = cases.series.shape[-1]
     window_s = int(round(n_ticks * cases.tick_s))
@@ -74,8 +74,7 @@ def write_re2(directory: str | Path, out: str | Path | None = None, force: bool 
                 column: [[int(t), float(v)] for t, v in zip(tick_times, values[:, j]) if np.isfinite(v)]
                 for j, column in enumerate(columns)}))
             run = int(cases.run_id[c])
-            run_spans = _group(spans_of, run, spans)
-            run_logs = _group(logs_of, run, logs)
+            run_spans, run_logs = spans_of(run), logs_of(run)
             buckets = start + BUCKET_S * np.arange(-(-window_s // BUCKET_S))
             template = run_logs["service_name"].astype(str) + "_" + run_logs["template"].map(templates).astype(str)
             _csv(_bucketed(run_logs["logged_at_ms"], buckets, template, None, "count"), folder / "logts.csv")
@@ -121,10 +120,6 @@ def _card(directory: Path, ds: Dataset, columns: list[str], n_cases: int) -> Non
                 record_set("spans", "trace-files", "*/*/traces.csv", "Each case's trace spans", spans),
                 record_set("logs", "log-files", "*/*/logs.csv", "Each case's log lines", logs)],
                version("causalsynth"))
-
-
-def _group(groups, run: int, frame: pd.DataFrame) -> pd.DataFrame:
-    return groups.get_group(run) if run in groups.groups else frame.iloc[:0]
 
 
 def _bucketed(time_ms: pd.Series, buckets: np.ndarray, column: pd.Series, value: pd.Series | None,

@@ -6,6 +6,8 @@ digits, a span id as 16, both the row's key (so a twin's trace has the same ids 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -53,3 +55,10 @@ def read_spans(ds: Dataset, run_ids: np.ndarray, logs: bool = True) -> tuple[pd.
     without = [f"{c}{inc.counterfactual}" for c in ("duration_ms", "status")] if inc.counterfactual else []
     spans = of_runs(inc.spans, SPAN_COLUMNS + [c for c in without if c in written], "started_at")
     return spans, of_runs(inc.logs, LOG_COLUMNS, "logged_at") if logs else None
+
+
+def by_run(frame: pd.DataFrame, run_key: str) -> Callable[[int], pd.DataFrame]:
+    """A run's rows of ``frame`` (its spans or log lines, as ``read_spans`` reads them), by run id: none
+    where the run has none."""
+    groups = frame.groupby(run_key)
+    return lambda run: groups.get_group(run) if run in groups.groups else frame.iloc[:0]
