@@ -1,7 +1,8 @@
 """Root-cause analysis on the series: each method's AC@1, AC@3 and Avg@5 per difficulty.
 
-For the default telemetry priors and each shipped variant (rca_easy,
-rca_medium, rca_hard), samples --n-prs PRs with --series (seed 0; about 1.3
+For the default telemetry priors, each shipped variant (rca_easy,
+rca_medium, rca_hard) and a large system (the default priors with 25
+services generated around the five: 30), samples --n-prs PRs with --series (seed 0; about 1.3
 incident runs per PR, so 1,600 PRs give about 2,000 incidents) and scores
 every incident with ``causalsynth.tasks.rca``: BARO's robust z-score and n-sigma
 (the field's baselines, as RCAEval implements them), the mechanism-aware
@@ -28,20 +29,23 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from results import machine, write_section  # noqa: E402
 
-WORLDS = ("default", "rca_easy", "rca_medium", "rca_hard")
+WORLDS = ("default", "rca_easy", "rca_medium", "rca_hard", "large")
+# Worlds of the default priors with config changes: `large` has 25 services generated around the five.
+CONFIGURED = {"large": ("service.generated.count=25",)}
 METHODS = ("constant", "baro", "nsigma", "mechanism")
 
 
 def sample_world(world: str, n_prs: int, out: Path, seed: int = 0, overrides: tuple[str, ...] = ()) -> None:
-    """``sample --series`` of ``n_prs`` PRs into ``out``: the default priors, or a variant's (and any
-    further config ``overrides``)."""
+    """``sample --series`` of ``n_prs`` PRs into ``out``: the default priors, a variant's, or a
+    ``CONFIGURED`` world's (and any further config ``overrides``)."""
     from causalsynth.config.loading import load_config
     from causalsynth.engine.interventions import Intervention, load_variant
     from causalsynth.jobs.sample import sample_dataset
 
-    intervention = Intervention() if world == "default" else load_variant(world)
-    sample_dataset(config=load_config(overrides=["telemetry.enabled=true", *overrides]), n_prs=n_prs, seed=seed,
-                   to=out, intervention=intervention)
+    intervention = Intervention() if world == "default" or world in CONFIGURED else load_variant(world)
+    overrides = ("telemetry.enabled=true", *CONFIGURED.get(world, ()), *overrides)
+    sample_dataset(config=load_config(overrides=overrides), n_prs=n_prs, seed=seed, to=out,
+                   intervention=intervention)
 
 
 def main() -> None:

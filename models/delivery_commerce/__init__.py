@@ -41,7 +41,8 @@ and, through traffic and intent, the outcomes regressions affect. The other
 modules: ``calendar`` (the day table), ``mechanisms`` (pure functions shared
 by stages and the posterior), ``dictionary`` (what each column means),
 ``tasks`` (tables, calibration, checks, plots and ML tasks), ``posterior``
-(the anomaly task's Bayes score). Every number is in ``configs/default.yaml``.
+(the anomaly task's Bayes score), ``topology`` (``expand``: a generated service
+graph of tens of services around the five). Every number is in ``configs/default.yaml``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from .tasks import (
     TASKS,
 )
 from .telemetry import FAULT_KINDS, INJECTED_FAULTS, METRICS
+from .topology import expand
 
 NAME = "delivery_commerce"
 VERSION = "2.0.0"
@@ -78,7 +80,7 @@ DEFAULTS = resources.files("causalsynth.configs").joinpath("default.yaml")
 
 __all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", "GAPS", "IDENTITIES", "ROLLUPS",
            "SHAPES", "SIGNATURES", "REPORT", "RCA_METHODS", "INCIDENTS", "OPTIONS", "TASKS", "DESCRIPTIONS", "model",
-           "validate", "anomaly_posterior"]
+           "validate", "expand", "anomaly_posterior"]
 
 
 def validate(p: Params) -> list[str]:

@@ -124,7 +124,8 @@ def pull_request(p: Params, plates: Plates, merge: dict, services: tuple[str, ..
     with plates.prs, plates.services:
         also = numpyro.sample("_also_touched", dist.Bernoulli(pr.extra_services_rate))
     is_primary = primary == service_index                             # (B,1,S,1)
-    touched = jnp.maximum(is_primary, also)
+    # A PR touches only the team's services: those it can be mainly about (a generated one has no share).
+    touched = jnp.maximum(is_primary, jnp.where(primary_probs.reshape(-1, 1) > 0, also, 0.0))
     with plates.prs:
         n_touched = derived(
             "services_touched", jnp.sum(touched, axis=-2, keepdims=True).astype(jnp.int32),

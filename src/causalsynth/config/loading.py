@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -56,6 +57,12 @@ class Config:
     data: dict[str, Any]
     model: ModuleType
 
+    @functools.cached_property
+    def expanded(self) -> dict[str, Any]:
+        """``data`` with what it implies written out by the model (``expand``: a generated service
+        graph's services in every per-service mapping): what the model and the tasks read."""
+        return self.model.expand(self.data)
+
     def with_overrides(self, overrides: Iterable[str], source: str = "--set") -> Config:
         """This config with ``dotted.key=value`` overrides applied and validated.
 
@@ -68,7 +75,7 @@ class Config:
     @property
     def params(self) -> Params:
         """The model sections, plus ``sampling.start`` (static: the model's calendar counts from it)."""
-        model = {k: v for k, v in self.data.items() if k not in ENGINE_KEYS}
+        model = {k: v for k, v in self.expanded.items() if k not in ENGINE_KEYS}
         return Params(_frozen(model | {"sampling": {"start": self.data["sampling"]["start"]}}))
 
     @property
@@ -76,7 +83,7 @@ class Config:
         return self.data["sampling"]
 
     def get(self, path: str) -> Any:
-        node: Any = self.data
+        node: Any = self.expanded
         for part in path.split("."):
             node = node[part]
         return node
@@ -143,7 +150,10 @@ def load_config(
     if not errors:
         errors.extend(_check_relations(data, ""))
     if not errors:
-        errors.extend(model.validate(Params(_frozen(data))))
+        try:
+            errors.extend(model.validate(Params(_frozen(model.expand(data)))))
+        except ValueError as exc:  # what the config implies cannot be built: the model's message names the key
+            errors.append(str(exc))
     if errors:
         raise ConfigError("invalid configuration: " + "; ".join(errors))
     return Config(data=data, model=model)

@@ -37,12 +37,14 @@ BUILT_IN = "causalsynth.models"
 # What the engine needs of every model: its identity, its tables and its NumPyro program.
 REQUIRED = ("NAME", "VERSION", "TABLES", "model")
 # What it may leave out, and what that means: nothing calibrated, checked, plotted or
-# learnt beyond the generic checks; no cross-key rules; no incidents; no priors of its own.
+# learnt beyond the generic checks; no cross-key rules; no incidents; no priors of its own;
+# nothing its config implies beyond what it says (``expand``: config data → the data the model reads).
 OPTIONAL: dict[str, Any] = {
     "CALIBRATION": (), "MARGINALS": (), "GAPS": (), "IDENTITIES": (), "ROLLUPS": (), "SHAPES": (), "SIGNATURES": (),
     "REPORT": (), "TASKS": (), "RCA_METHODS": {}, "INCIDENTS": None, "OPTIONS": (), "DESCRIPTIONS": {},
     "DEFAULTS": None,
     "validate": lambda params: [],
+    "expand": lambda data: data,
 }
 
 
