@@ -37,7 +37,8 @@ being clipped, so a resource fault at a busy service still shows.
   the same exposure the snapshot's degradation uses. The post-onset level is
   chosen so that the window mean equals the snapshot's expected ratio to its
   clean level, which leaves the pre-onset level at the clean one;
-- an anomalous run's anomaly is an event: it starts at a drawn tick, lasts
+- an anomalous run's anomaly is an event: it starts at a tick drawn in
+  ``telemetry.onset`` (as a fault's onset), lasts
   ``telemetry.anomaly_ticks``, at the regression's service from its onset in
   a regressed run (its symptom) and else at a drawn one, and moves the metric its type names
   (PERFORMANCE: latency, ERROR_RATE: errors, RESOURCE_USAGE: CPU and memory,
@@ -218,7 +219,10 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
     with plates.prs, plates.runs:
         regressed = runs["scale"] > 0                                     # (B,1,1,1)
         onset = window * numpyro.sample("_onset_u", dist.Uniform(tm.onset["from"], tm.onset["to"]))
-        event_start = (window - tm.anomaly_ticks * tick_s) * numpyro.sample("_event_u", dist.Uniform(0.0, 1.0))
+        # An event starts where a fault's onset can (not in the first ticks): every case keeps the history
+        # that methods learn what is normal from, and it still ends inside the window.
+        event_start = jnp.minimum(window * numpyro.sample("_event_u", dist.Uniform(tm.onset["from"], tm.onset["to"])),
+                                  window - tm.anomaly_ticks * tick_s)
         event_service = numpyro.sample("_event_service", dist.Categorical(jnp.ones(n_svc) / n_svc))
         spurious = numpyro.sample("_spurious", dist.Bernoulli(tm.spurious_rate))
         spurious_start = (window - tm.anomaly_ticks * tick_s) * numpyro.sample("_spurious_u", dist.Uniform(0.0, 1.0))
