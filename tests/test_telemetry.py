@@ -230,8 +230,7 @@ def test_no_caller_degrades_more_than_its_root():
     never beyond the primary service's, and share ** shortest hops, not a sum over the paths."""
     from types import SimpleNamespace
 
-    from causalsynth.models.delivery_commerce.mechanisms import degradation_factors, exposure
-    from causalsynth.models.delivery_commerce.telemetry import hops
+    from causalsynth.models.delivery_commerce.mechanisms import degradation_factors, exposure, hops
 
     rng = np.random.default_rng(0)
     for depends, root in random_graphs(rng, 200):
@@ -255,7 +254,8 @@ def test_no_caller_degrades_more_than_its_root():
 def test_no_caller_moves_more_than_an_injected_fault():
     """Every injected fault's log-lift, over random graphs, shares, sizes, onsets and ramps: at every tick
     and metric no service moves more than the faulty one, and only latency and errors leave it."""
-    from causalsynth.models.delivery_commerce.telemetry import CARRIED, METRICS, hops, injected_lift
+    from causalsynth.models.delivery_commerce.mechanisms import hops
+    from causalsynth.models.delivery_commerce.telemetry import CARRIED, METRICS, injected_lift
 
     rng = np.random.default_rng(1)
     mid = (np.arange(30) + 0.5) * 10.0

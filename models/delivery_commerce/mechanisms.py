@@ -43,16 +43,37 @@ def dependency_matrix(p: Params, services: tuple[str, ...]) -> np.ndarray:
     return a
 
 
+def hops(depends: np.ndarray) -> np.ndarray:
+    """``H[j, s]``: hops from service ``j`` up to its caller ``s`` (0 for ``j`` itself; more than there
+    are services where ``s`` does not reach ``j``): when a fault at ``j`` reaches ``s``."""
+    n = len(depends)
+    out = np.full((n, n), 10 * n, np.int32)
+    np.fill_diagonal(out, 0)
+    frontier = np.eye(n, dtype=bool)
+    for step in range(1, n):
+        # frontier[j, s]: s is `step` calls up from j, when s calls a service of j's last frontier
+        frontier = (frontier[:, None, :] & depends.astype(bool)[None, :, :]).any(-1)
+        newly = frontier & (out > step)
+        out[newly] = step
+    return out
+
+
+def reach(distance, share, n_services: int):
+    """How much of a fault a service ``distance`` hops up the calls from it feels (``hops``): 1 at the
+    faulty service, ``share ** hops`` at a caller, 0 where the fault does not reach (``distance`` of
+    ``n_services`` or more). The shortest path, the strongest, not a sum over paths: a caller reached
+    by two paths does not feel more than the faulty service (``share <= 1``). The one weight the
+    snapshot's regression, the series' injected faults and the mechanism-aware method all use."""
+    distance = jnp.asarray(distance)
+    return jnp.where(distance < n_services, share ** jnp.minimum(distance, n_services).astype(jnp.float32), 0.0)
+
+
 def exposure(depends, is_primary, share):
     """How much of a regression each service feels, ``(..., S, 1)`` from its primary service's
-    indicator: 1 there, ``share ** hops`` at a caller ``hops`` calls up the graph by its shortest
-    path, 0 where the fault does not reach. The strongest path, not the sum over paths: a caller
-    reached by two paths does not feel more than the service the fault is at (``share <= 1``)."""
-    reach = is_primary.astype(jnp.float32)
-    for _ in range(len(depends) - 1):  # a call graph without cycles has paths of at most S - 1 calls
-        via = jnp.max(jnp.asarray(depends) * jnp.swapaxes(reach, -1, -2), axis=-1, keepdims=True)
-        reach = jnp.maximum(reach, share * via)
-    return reach
+    indicator ``(..., S, 1)``: ``reach`` from there. A sum of the indicator times each candidate's
+    reach, not a matrix product, so the weights stay exact where matrix products round."""
+    felt = reach(hops(np.asarray(depends)), share, len(depends))                     # (S, S)
+    return jnp.sum(jnp.asarray(is_primary, jnp.float32)[..., 0][..., None] * felt, axis=-2)[..., None]
 
 
 def degradation_factors(effects, run_error_rate, degradation) -> dict:

@@ -18,8 +18,7 @@ import numpy as np
 
 from causalsynth.tasks.rca import Cases, split_at_onset
 
-from .mechanisms import dependency_matrix
-from .telemetry import hops
+from .mechanisms import dependency_matrix, hops, reach
 
 # The series a fault moves at the callers it reaches (INCIDENTS.metrics' columns): what calls carry
 # (waits, failures) and, for a regression, the requests a slower service serves.
@@ -66,10 +65,9 @@ def _scores(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float, e
     distance = hops(depends)
     scores = np.zeros((n_cases, n_svc))
     for j in range(n_svc):
-        reach = distance[j] < n_svc                                           # (S,)
-        weight = np.where(reach, share ** np.minimum(distance[j], n_svc), 0.0)
-        weight = np.where(carried[None, :], weight[:, None], 0.0)                                       # (S, M)
-        start = onset[:, :, None] + hop_lag_s * np.where(reach, distance[j], 0)[None, :, None]       # (C, S, 1)
+        reached = distance[j] < n_svc                                                                  # (S,)
+        weight = np.where(carried[None, :], np.asarray(reach(distance[j], share, n_svc))[:, None], 0.0)  # (S, M)
+        start = onset[:, :, None] + hop_lag_s * np.where(reached, distance[j], 0)[None, :, None]     # (C, S, 1)
         step = (ticks[None, None, :] >= start)[:, :, None, :] * weight[None, :, :, None]               # (C, S, M, T)
         # One amplitude per metric, by least squares: its explained sum of squares is fit^2 / |step|^2.
         fit = np.sum(step * z, axis=(1, 3))                                                           # (C, M)

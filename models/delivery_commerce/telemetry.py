@@ -85,7 +85,7 @@ from numpyro.distributions import constraints
 from causalsynth.spec.modeling import derived, label, rows, timestamp
 from causalsynth.spec.params import Params
 
-from .mechanisms import over_services, vec
+from .mechanisms import hops, over_services, reach, vec
 
 # The series' metrics, in the order of the stacks below.
 METRICS = ("latency", "errors", "requests", "cpu", "memory", "disk")
@@ -102,21 +102,6 @@ INJECTED_FAULTS = ("CPU_HOG", "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "
 FAULT_KINDS = ("NONE", "REGRESSION", *ANOMALY_METRICS, *INJECTED_FAULTS)
 # The suffix of each series column's value in the world without the run's fault (telemetry.counterfactual).
 WITHOUT_FAULT = "_without_fault"
-
-
-def hops(depends: np.ndarray) -> np.ndarray:
-    """``H[j, s]``: hops from service ``j`` up to its caller ``s`` (0 for ``j`` itself; a large
-    number where ``s`` does not reach ``j``): when a fault at ``j`` reaches ``s``."""
-    n = len(depends)
-    out = np.full((n, n), 10 * n, np.int32)
-    np.fill_diagonal(out, 0)
-    frontier = np.eye(n, dtype=bool)
-    for step in range(1, n):
-        # frontier[j, s]: s is `step` calls up from j, when s calls a service of j's last frontier
-        frontier = (frontier[:, None, :] & depends.astype(bool)[None, :, :]).any(-1)
-        newly = frontier & (out > step)
-        out[newly] = step
-    return out
 
 
 def _ar1(z, rho):
@@ -155,9 +140,8 @@ def injected_lift(effect, share, distance, start, mid, window, ramp):
     window's end (a leak) instead of stepping to it ``(..., 1, 1)``. At the faulty service every
     metric moves; a caller's latency and errors move by ``share ** hops``, and only from its later
     start: so no caller ever moves more than the faulty service, at any tick (``share <= 1``)."""
-    n_svc = distance.shape[-2]
-    reach = jnp.where(distance == 0, 1.0, jnp.where(distance < n_svc, share ** distance.astype(jnp.float32), 0.0))
-    weight = jnp.where(jnp.asarray(CARRIED).reshape((-1,) + (1,) * reach.ndim), reach, distance == 0)
+    felt = reach(distance, share, distance.shape[-2])
+    weight = jnp.where(jnp.asarray(CARRIED).reshape((-1,) + (1,) * felt.ndim), felt, distance == 0)
     progress = jnp.where(ramp, jnp.clip((mid - start) / jnp.maximum(window - start, 1e-6), 0.0, 1.0),
                          (mid >= start).astype(jnp.float32))
     return effect * weight * progress
