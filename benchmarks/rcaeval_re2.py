@@ -114,8 +114,8 @@ def main() -> None:
              "with `export --format re2`; RCAEval's `mmbaro`, `mmnsigma`, `mmcirca` and `tracerca` (PyPI `RCAEval`) "
              f"run on each case folder as its `main.py` reads an RE2 case, on up to {args.per_fault} cases per fault "
              "kind spread over the world's cases. A method that raises on a case counts a miss; RCAEval's code raises "
-             "where a case has too little history before the onset for its scalers (an anomaly event may start "
-             "early in the window) or, `tracerca`, an operation without a span before it (failures: "
+             "where a case has too little history before the onset for its scalers (every onset, an anomaly "
+             "event's included, leaves 24 ticks) or, `tracerca`, an operation without a span before it (failures: "
              + "; ".join(f"{w} " + (", ".join(f"{m} {n}" for m, n in sorted(failures[w].items())) or "none")
                          for w in WORLDS) + ").", "", *score_tables(WORLDS, METHODS, scores)]
     lines += ["", "RCAEval's multi-source methods read the metrics every 15 s (`iloc[::15]` of the 1 s rows) and the "
