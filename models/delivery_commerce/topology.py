@@ -68,8 +68,8 @@ def expand(data: dict[str, Any]) -> dict[str, Any]:
     added = _names(count, set(core))
     for name, left in zip(added, range(count - 1, -1, -1)):
         # Each service still to add needs a path of its own: keep one per service in reserve.
-        budget = int(gen["max_call_paths"]) - _call_paths(calls, entry) - left
-        paths = _paths_to(calls, entry)
+        paths = _paths_to(calls, entry)  # a trace has a span per call path: their sum
+        budget = int(gen["max_call_paths"]) - sum(paths.values()) - left
         callers = [s for s in reached if paths[s] <= budget]
         if not callers:
             raise ValueError(f"service.generated.max_call_paths: {gen['max_call_paths']} call paths from "
@@ -150,8 +150,3 @@ def _paths_to(calls: dict[str, list[str]], entry: str) -> dict[str, int]:
         return memo[s]
 
     return {s: count(s) for s in callers}
-
-
-def _call_paths(calls: dict[str, list[str]], entry: str) -> int:
-    """The spans of a trace from ``entry``: one per call path."""
-    return sum(_paths_to(calls, entry).values())

@@ -149,14 +149,15 @@ def load_config(
         errors.extend(_check_values(data, ""))
     if not errors:
         errors.extend(_check_relations(data, ""))
+    config = Config(data=data, model=model)
     if not errors:
         try:
-            errors.extend(model.validate(Params(_frozen(model.expand(data)))))
+            errors.extend(model.validate(Params(_frozen(config.expanded))))
         except ValueError as exc:  # what the config implies cannot be built: the model's message names the key
             errors.append(str(exc))
     if errors:
         raise ConfigError("invalid configuration: " + "; ".join(errors))
-    return Config(data=data, model=model)
+    return config
 
 
 def _read_yaml(path: Path) -> Any:
