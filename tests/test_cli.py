@@ -84,11 +84,11 @@ def test_help_and_import_load_no_heavy_library():
 
 
 def test_sample_to_parquet_loads_no_library_it_does_not_use(tmp_path):
-    """A Parquet-only `sample` in one process imports no database, learning, plotting or cluster library."""
+    """A Parquet-only `sample` in one process imports no data-frame, database, learning, plotting or cluster library."""
     import subprocess
     import sys
 
-    unused = ("sqlalchemy", "sklearn", "matplotlib", "dask", "distributed")
+    unused = ("pandas", "sqlalchemy", "sklearn", "matplotlib", "dask", "distributed")
     probe = ("import sys; from causalsynth.cli import app; from typer.testing import CliRunner; "
              f"result = CliRunner().invoke(app, ['sample', '--n-prs', '10', '--out', {str(tmp_path / 'ds')!r}, "
              f"'--set', {SMALL_BLOCKS!r}]); assert result.exit_code == 0, result.output; "

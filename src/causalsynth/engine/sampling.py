@@ -60,6 +60,13 @@ def sample_blocks(program: Program, params: Params, seed: int, n_prs: int,
         pending = launched
 
 
+def sampler_args(program: Program, seed: int = 0) -> tuple:
+    """Arguments of the block sampler's signature (block 0 of ``seed``, the intercepts at 0, the factual
+    world): what names its executable, whatever the values a job then passes."""
+    zero = {c.name: 0.0 for c in program.model.CALIBRATION}
+    return block_key(seed, 0), with_intercepts(program.config.params, zero), program.interventions()
+
+
 def block_means(program: Program, params: Params, sites: list[str], seed: int, n_blocks: int) -> np.ndarray:
     """The mean of each of ``sites`` over blocks 0..n_blocks-1 of ``seed``, in the factual world.
 
@@ -117,8 +124,7 @@ def calibrate(program: Program) -> dict[str, float]:
         means = block_means(program, params, sites, seed, n_blocks)
         return _logit(means) - _logit(targets), means
 
-    made_by = program.sample_block.digest(block_key(seed, 0), with_intercepts(base, {c.name: 0.0 for c in cals}),
-                                          program.interventions())
+    made_by = program.sample_block.digest(*sampler_args(program, seed))
     cached = cache.load_object("calibration", cache.config_identity(program))
     try:
         x = np.array([float(cached["intercepts"][c.name]) for c in cals])

@@ -9,6 +9,7 @@ variable-length plates) are dropped after keys are assigned.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 import numpy as np
@@ -54,16 +55,18 @@ def schemas(program: Program) -> dict[str, pa.Schema]:
     return {t.table.name: table_schema(t) for t in program.tables}
 
 
-def _timestamp_ms(program: Program, block: Block, site: str, grid: tuple[int, ...],
-                  start_ms: int) -> np.ndarray:
-    """Milliseconds since the epoch of a timestamp site, on ``grid``: its offsets
-    added, in integers, to the timestamps of the site it counts from."""
-    column = next(c for c in program.layout_of(site).columns if c.site == site)
-    base = start_ms if column.since is None else _timestamp_ms(program, block, column.since, grid, start_ms)
-    offset = np.round(np.broadcast_to(block.values[site], grid).astype(np.float64) * 1000.0).astype(np.int64)
-    if column.days is not None:
-        offset += np.broadcast_to(block.values[column.days], grid).astype(np.int64) * 86_400_000
-    return base + offset
+def _timestamp_ms(program: Program, site: str, cells, start_ms: int, known: dict[str, np.ndarray]) -> np.ndarray:
+    """Milliseconds since the epoch of a timestamp site at a table's kept ``cells`` (``cells(site)``:
+    the site's values there): its offsets added, in integers, to the timestamps of the site it counts
+    from. ``known`` holds those already computed for the table, since several count from one."""
+    if site not in known:
+        column = next(c for c in program.layout_of(site).columns if c.site == site)
+        base = start_ms if column.since is None else _timestamp_ms(program, column.since, cells, start_ms, known)
+        offset = np.round(cells(site).astype(np.float64) * 1000.0).astype(np.int64)
+        if column.days is not None:
+            offset += cells(column.days).astype(np.int64) * 86_400_000
+        known[site] = base + offset
+    return known[site]
 
 
 # Arrays are built over numpy's buffers with ``from_buffers``: no copy, and no
@@ -118,29 +121,33 @@ def tabulate(program: Program, block: Block, start_ms: int,
         cells = np.arange(n_cells, dtype=np.int64) + first_pr * per_pr
         keep = None
         if layout.mask_site is not None:
-            mask = np.broadcast_to(block.values[layout.mask_site], layout.grid).reshape(-1)[:n_cells]
-            keep = np.flatnonzero(mask)
+            keep = np.flatnonzero(_at(block.values, layout.grid, n_cells, None, layout.mask_site))
             cells = cells[keep]
+        at_cells = functools.partial(_at, block.values, layout.grid, n_cells, keep)
         arrays = [_fixed_width(cells + 1, KEY_TYPE, np.int64)]
         if layout.parent is not None:
             arrays.append(_fixed_width(cells // layout.inner_size + 1, KEY_TYPE, np.int64))
         if layout.table.number is not None:
             arrays.append(_numbers(layout.table.number[1], cells + 1))
         for ref, target_size in layout.refs:
-            position = np.broadcast_to(block.values[ref.site], layout.grid).reshape(-1)[:n_cells]
-            if keep is not None:
-                position = position[keep]
+            position = at_cells(ref.site)
             arrays.append(_refs((cells // layout.inner_size) * target_size + position + 1, position >= 0))
+        timestamps: dict[str, np.ndarray] = {}
         for column in layout.columns:
-            values = (_timestamp_ms(program, block, column.site, layout.grid, start_ms)
-                      if column.kind == "timestamp" else block.values[column.site])
-            values = np.broadcast_to(values, layout.grid).reshape(-1)[:n_cells]
-            if keep is not None:
-                values = values[keep]
+            values = (_timestamp_ms(program, column.site, at_cells, start_ms, timestamps)
+                      if column.kind == "timestamp" else at_cells(column.site))
             arrays.append(_column_array(column, values))
         out[layout.table.name] = pa.RecordBatch.from_arrays(
             arrays, schema=schema_by_table[layout.table.name])
     return out
+
+
+def _at(values: dict[str, np.ndarray], grid: tuple[int, ...], n_cells: int, keep: np.ndarray | None,
+        site: str) -> np.ndarray:
+    """A site's values over a table's ``grid``, in row order: its first ``n_cells`` (the block's PRs
+    kept), of those the cells ``keep`` (all where None)."""
+    flat = np.broadcast_to(values[site], grid).reshape(-1)[:n_cells]
+    return flat if keep is None else flat[keep]
 
 
 def _refs(keys: np.ndarray, valid: np.ndarray) -> pa.Array:

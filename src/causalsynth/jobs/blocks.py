@@ -186,11 +186,10 @@ def warm_up(client, config: dict[str, Any], cache_dir: str | None) -> list:
 
 
 def _warm(config: dict[str, Any], cache_dir: str | None) -> None:
-    from causalsynth.engine.sampling import block_key, with_intercepts
+    from causalsynth.engine.sampling import sampler_args
 
     program = _worker_program(json.dumps(config, sort_keys=True), cache_dir)
-    params = with_intercepts(program.config.params, {c.name: 0.0 for c in program.model.CALIBRATION})
-    jax.block_until_ready(program.sample_block(block_key(0, 0), params, program.interventions()))
+    jax.block_until_ready(program.sample_block(*sampler_args(program)))
 
 
 def run_on_dask(client, job: BlockJob, indices: list[int],

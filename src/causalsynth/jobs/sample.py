@@ -35,7 +35,6 @@ from causalsynth.engine.world import Progress, prepare_world
 from causalsynth.errors import ConfigError, OutputError
 from causalsynth.jobs.blocks import BlockJob, BlockResult, Counts, run_local, run_on_dask, versions, warm_up
 from causalsynth.jobs.cluster import ClusterStart, start_cluster
-from causalsynth.jobs.load import stream_parts
 from causalsynth.sinks import Sink, TableSpec, table_specs
 from causalsynth.sinks.parquet import ParquetSink
 from causalsynth.validate.marginals import levels, tallies_to_json
@@ -170,6 +169,8 @@ def _sample(config: Config, n_prs: int, seed: int, to: Destination, run: Run, in
             if client is not None and target.local:
                 _check_parts_arrived(target, to.out, parts)
             if sql is not None and client is not None:  # the workers wrote only parts: the database reads them
+                from causalsynth.jobs.load import stream_parts  # pandas: only for this
+
                 stream_parts(target, {s.name: parts[s.name] for s in specs}, sql, progress, checkpoint)
             for sink in sinks:
                 sink.close()
