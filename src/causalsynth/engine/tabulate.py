@@ -172,3 +172,7 @@ class Tables:
 
     def batches(self, block: Block) -> dict[str, pa.RecordBatch]:
         return tabulate(self.program, block, self.start_ms, self.schemas)
+
+    def batch(self, block: Block, table: str) -> pa.RecordBatch:
+        """The block's rows of one table (tables are tabulated independently of each other)."""
+        return tabulate(self.program, block, self.start_ms, {table: self.schemas[table]})[table]

@@ -4,8 +4,9 @@ A block's part files are a function of (config, parameters, seed, block
 index) alone, so a dataset's bytes are the same whether its blocks run in
 one process or are spread over a cluster, in any order. ``run_local``
 pipelines the blocks in this process: while a block is sampled (XLA's
-threads), the previous one is tabulated, and the parts of the one before
-that are written by writer threads, one per core. ``run_on_dask`` submits
+threads, or the accelerator), each table of the blocks before it is
+tabulated, counted and written as a task of its own by a pool of threads,
+one per core, so that every core encodes whatever samples. ``run_on_dask`` submits
 each block as a task to a Dask cluster whose workers write their parts
 themselves and return only their manifest entries and counts.
 """
@@ -38,7 +39,7 @@ from causalsynth.validate.marginals import Tally, parse_column, tally, tally_key
 
 # Blocks tabulated but not yet written, at most: bounds memory to a few blocks whatever N.
 WRITE_AHEAD = 2
-# Threads encoding and writing parts (pyarrow releases the GIL while it encodes): one per core.
+# Threads tabulating, counting and writing parts (numpy and pyarrow release the GIL): one per core.
 WRITERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -102,49 +103,64 @@ class BlockResult:
 
 
 def count(program: Program, batches: dict[str, pa.RecordBatch]) -> Counts:
-    """The rows of each table and a tally of each of the model's marginals."""
+    """The rows of each table in ``batches`` and a tally of each of the model's marginals on them."""
     counts = Counts(rows={t: b.num_rows for t, b in batches.items()})
     for m in program.model.MARGINALS:
         table, column, _ = parse_column(m.column)
-        rows = batches[table]
-        counts.tallies[tally_key(m)] = tally(rows.column(column), rows.column(m.among) if m.among else None)
+        if table in batches:
+            rows = batches[table]
+            counts.tallies[tally_key(m)] = tally(rows.column(column), rows.column(m.among) if m.among else None)
     return counts
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One table of one block: its rows, their counts, and its part file's manifest entry (or None)."""
+
+    batch: pa.RecordBatch
+    counts: Counts
+    entry: dict[str, Any] | None
+
+
+def _table_part(job: BlockJob, tables: Tables, block, table: str) -> _Part:
+    batch = tables.batch(block, table)
+    entry = None if job.parts is None else job.parts.write(table, batch, block.index)
+    return _Part(batch, count(tables.program, {table: batch}), entry)
 
 
 def run_local(job: BlockJob, program: Program, indices: list[int], in_order: Sequence[Sink] = (),
               checkpoint: Callable[[], None] = lambda: None) -> Iterator[BlockResult]:
-    """The blocks ``indices`` in this process, in that order. The sinks ``in_order`` (a database) take
-    each block's batches in this thread, in block order, before its parts are written, each part by
-    one of ``WRITERS`` threads."""
+    """The blocks ``indices`` in this process, in that order. Each table of a block is tabulated, counted
+    and written by one of ``WRITERS`` threads; the sinks ``in_order`` (a database) take each block's
+    batches in this thread, in block order."""
     tables = Tables(program)
-    with ThreadPoolExecutor(WRITERS, thread_name_prefix="causalsynth-writer") as writer:
+    with ThreadPoolExecutor(WRITERS, thread_name_prefix="causalsynth-writer") as pool:
         pending: deque = deque()
         try:
             for block in sample_blocks(program, job.params, job.seed, job.n_prs, indices, job.do):
-                batches = tables.batches(block)
+                made = {table: pool.submit(_table_part, job, tables, block, table) for table in tables.schemas}
                 for sink in in_order:
-                    for table, batch in batches.items():
-                        sink.write(table, batch, block.index)
-                counts = count(program, batches)
-                written = {} if job.parts is None else {table: writer.submit(job.parts.write, table, batch, block.index)
-                                                         for table, batch in batches.items()}
-                pending.append((block.index, counts, written))
+                    for table, part in made.items():
+                        sink.write(table, part.result().batch, block.index)
+                pending.append((block.index, made))
                 checkpoint()
                 while len(pending) > WRITE_AHEAD:
-                    yield _finished(pending.popleft())
+                    yield _finished(job, pending.popleft())
             while pending:
-                yield _finished(pending.popleft())
+                yield _finished(job, pending.popleft())
         finally:
-            for *_, written in pending:
-                for future in written.values():
+            for _, made in pending:
+                for future in made.values():
                     future.cancel()
 
 
-def _finished(entry) -> BlockResult:
-    index, counts, written = entry
-    return BlockResult(index, {table: future.result() for table, future in written.items()}, counts)
+def _finished(job: BlockJob, entry) -> BlockResult:
+    index, made = entry
+    parts = {table: future.result() for table, future in made.items()}
+    counts = Counts()
+    for part in parts.values():
+        counts.add(part.counts)
+    return BlockResult(index, {} if job.parts is None else {t: p.entry for t, p in parts.items()}, counts)
 
 
 _WORKER_PROGRAMS = threading.Lock()
