@@ -181,18 +181,20 @@ def test_an_unreachable_scheduler_is_refused_before_any_work(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_local_workers_import_the_engine_as_they_start():
-    """So that, started in the background by the command, they import JAX while it loads its config."""
+def test_local_workers_import_the_engine_as_they_start_and_share_a_gpu():
+    """So that, started in the background by the command, they import JAX while it loads its config; and
+    so that on a GPU the workers of one machine share its memory (JAX would give the first 75 %)."""
     import sys
 
     from causalsynth.jobs.cluster import ClusterStart
 
     start = ClusterStart(workers=1, scheduler=None)
     try:
-        loaded = start.client().run(lambda: "causalsynth.jobs.blocks" in sys.modules)
+        loaded = start.client().run(lambda: ("causalsynth.jobs.blocks" in sys.modules,
+                                             os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")))
     finally:
         start.close()
-    assert list(loaded.values()) == [True]
+    assert list(loaded.values()) == [(True, "false")]
 
 
 def test_format_version_1_datasets_are_still_read(tmp_path, reference):
