@@ -11,7 +11,10 @@ the smallest size fills them first (its wall time is the cold start when they
 were empty, which the section says). Datasets are deleted as soon as they are compared: the largest is
 about 9 GB.
 
-Usage: python benchmarks/bench_device.py [--sizes 50000,500000,5000000] [--print-only]
+With --blocks-at-once N the device samples N blocks a call (`sample --blocks-at-once`), and the
+smallest size is also sampled one block a call, to show whether the bytes are the same on this device.
+
+Usage: python benchmarks/bench_device.py [--sizes 50000,500000,5000000] [--blocks-at-once N] [--print-only]
 Writes its section of benchmarks/RESULTS.md (with the device, the core count and the date) and prints it;
 exits non-zero if any dataset differs between its two runs or fails a marginal check.
 """
@@ -57,8 +60,13 @@ def marginals(directory: Path) -> tuple[int, int]:
     return sum(c.passed for c in checks), len(checks)
 
 
-def run_size(n_prs: int, work: Path, env: dict) -> dict:
-    cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample", "--n-prs", str(n_prs)]
+def sample_command(n_prs: int, at_once: int) -> list[str]:
+    return [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample", "--n-prs", str(n_prs),
+            "--blocks-at-once", str(at_once)]
+
+
+def run_size(n_prs: int, work: Path, env: dict, at_once: int) -> dict:
+    cli = sample_command(n_prs, at_once)
     first = measure(cli + ["--out", str(work / "a")], env)
     rows = sum(t["rows"] for t in json.loads((work / "a" / "manifest.json").read_text())["tables"].values())
     passed, checked = marginals(work / "a")
@@ -79,6 +87,7 @@ def run_size(n_prs: int, work: Path, env: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="50000,500000,5000000", help="PR counts, comma-separated")
+    parser.add_argument("--blocks-at-once", type=int, default=1, help="blocks the device samples in one call")
     parser.add_argument("--print-only", action="store_true", help="print the section; leave RESULTS.md as it is")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -89,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(cache))
     try:
         on = device()
-        cold = measure([sys.executable, "-c", "from causalsynth.cli import run; run()", "sample", "--n-prs",
-                        str(min(sizes)), "--out", str(work / "cold")], env)
+        cold = measure(sample_command(min(sizes), args.blocks_at_once) + ["--out", str(work / "cold")], env)
+        results = [run_size(n, work, env, args.blocks_at_once) for n in sizes]
+        alone = None
+        if args.blocks_at_once > 1:  # the same dataset, one block a call
+            measure(sample_command(min(sizes), 1) + ["--out", str(work / "alone")], env)
+            alone = fingerprint(work / "alone") == fingerprint(work / "cold")
         shutil.rmtree(work / "cold")
-        results = [run_size(n, work, env) for n in sizes]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -100,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "## `causalsynth sample` at scale on the device present",
         "",
         f"Measured {dt.date.today().isoformat()} by `python benchmarks/bench_device.py` on {machine()}; "
-        f"JAX samples on: {on}.",
+        f"JAX samples on: {on}, {args.blocks_at_once} block(s) a call.",
         "Each run is a fresh process with the compiled sampler in the cache (warm); each size is sampled twice "
         "with seed 0, and the floors of `references.py` are run at the same size in the same run.",
         "",
@@ -120,9 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     first = "cold start (empty caches, compile included)" if empty else "first run (caches given, not empty)"
     lines += ["", f"- The {first}, {min(sizes):,} PRs: {cold['wall_s']:.1f} s.",
               "- Wall times and ratios use the faster of the two runs of each size."]
+    if alone is not None:
+        lines.append(f"- {min(sizes):,} PRs sampled one block a call: {'the same' if alone else 'OTHER'} bytes.")
     section = "\n".join(lines) if args.print_only else write_section("bench_device", lines)
     print(section)
     failed = [r["n_prs"] for r in results if not r["same_bytes"] or r["marginals"][0] < r["marginals"][1]]
+    if alone is False:
+        failed.append(f"{min(sizes)} (one block a call)")
     if failed:
         print(f"differing bytes or failed marginals at {failed} PRs", file=sys.stderr)
     return 1 if failed else 0

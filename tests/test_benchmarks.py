@@ -33,12 +33,14 @@ def test_the_all_core_floor_writes_the_floors_rows_as_one_part_per_table_and_blo
 
 
 def test_bench_device_samples_twice_and_finds_the_same_bytes_and_the_marginals_met(tmp_path):
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_device.py"), "--sizes", "1000", "--print-only"],
-                          capture_output=True, text=True, timeout=600)
+    """Two blocks a call: also checked against one block a call (the same bytes, on the CPU)."""
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_device.py"), "--sizes", "1000",
+                           "--blocks-at-once", "2", "--print-only"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     row = next(line for line in done.stdout.splitlines() if line.startswith("| 1,000 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[5] == "yes"
     passed, of = cells[6].split(" of ")
     assert passed == of and int(of) > 10
-    assert "JAX samples on: cpu" in done.stdout
+    assert "JAX samples on: cpu x1, 2 block(s) a call" in done.stdout
+    assert "1,000 PRs sampled one block a call: the same bytes." in done.stdout

@@ -8,13 +8,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from conftest import CI_BUILDS, TABLES, read_tables, sha256
+from typer.testing import CliRunner
 
+from causalsynth.cli import app
 from causalsynth.config.loading import load_config
 from causalsynth.dataset.manifest import read_manifest
 from causalsynth.engine.program import Program
 from causalsynth.engine.sampling import calibrate, sample_blocks, with_intercepts
 from causalsynth.engine.tabulate import schemas, start_epoch_ms, tabulate
-from causalsynth.jobs.sample import sample_dataset
+from causalsynth.jobs.sample import Run, sample_dataset
 
 
 def checksums(directory):
@@ -31,6 +33,19 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path, small_config):
     # the recorded checksums are those of the files
     parts = read_manifest(tmp_path / "a")["tables"]
     assert all(sha256(tmp_path / "a" / p["file"]) == p["sha256"] for t in TABLES for p in parts[t]["parts"])
+
+
+def test_blocks_sampled_several_at_once_give_the_same_bytes(tmp_path, small_config):
+    """Three blocks a call (the last call filled up past the end): each block's values are those it has
+    alone, on the CPU to the bit, so the dataset is the same file for file; and the CLI takes the option."""
+    sample_dataset(config=small_config, n_prs=4_500, seed=5, to=tmp_path / "one")
+    sample_dataset(config=small_config, n_prs=4_500, seed=5, to=tmp_path / "three", run=Run(at_once=3))
+    assert checksums(tmp_path / "one") == checksums(tmp_path / "three")
+    assert len(checksums(tmp_path / "one")["pull_requests"]) == 5
+    assert (tmp_path / "one" / "manifest.json").read_bytes() == (tmp_path / "three" / "manifest.json").read_bytes()
+    refused = CliRunner().invoke(app, ["sample", "--n-prs", "10", "--out", str(tmp_path / "none"),
+                                       "--blocks-at-once", "0"])
+    assert refused.exit_code == 2 and "--blocks-at-once" in refused.output and not (tmp_path / "none").exists()
 
 
 def test_first_n_prs_of_a_larger_dataset_are_the_n_pr_dataset(tmp_path, small_config):

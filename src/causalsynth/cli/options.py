@@ -24,6 +24,9 @@ Workers = Annotated[Optional[int], typer.Option("--workers", help="Sample on a l
                                                                   "worker processes.")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="Sample on a running Dask cluster: its "
                                                                       "scheduler's address (tcp://host:8786).")]
+BlocksAtOnce = Annotated[int, typer.Option("--blocks-at-once", min=1, max=256,
+                                           help="Blocks the device samples in one call: more keep an "
+                                                "accelerator busy (the same bytes on the CPU whatever it is).")]
 Tasks = Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")]
 
 

@@ -8,6 +8,7 @@ import typer
 
 from causalsynth.cli.console import out, print_checks, verdict
 from causalsynth.cli.options import (
+    BlocksAtOnce,
     ConfigFile,
     Do,
     Force,
@@ -52,6 +53,7 @@ def sample(
     latents: Annotated[bool, typer.Option("--latents", help="Also write the model's hidden causes as columns "
                                                             "(config: sampling.latents).")] = False,
     workers: Workers = None,
+    blocks_at_once: BlocksAtOnce = 1,
     scheduler: Scheduler = None,
 ) -> None:
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
@@ -70,7 +72,8 @@ def sample(
     def job(progress):
         chosen = load_config(config, overrides)
         loaded.append(chosen.with_overrides(model_overrides(chosen.model, ctx.args)))
-        return sample_dataset(loaded[0], n_prs, seed, to=to, run=Run(progress, workers, scheduler, cluster),
+        return sample_dataset(loaded[0], n_prs, seed, to=to,
+                              run=Run(progress, workers, scheduler, cluster, blocks_at_once),
                               intervention=intervention(variant, do))
 
     manifest = run_dataset_job(job, destination(out_dir, db), cluster)

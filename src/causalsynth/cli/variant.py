@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from causalsynth.cli.options import Dataset, Do, Force, Model, Scheduler, Variant, Workers, intervention
+from causalsynth.cli.options import (
+    BlocksAtOnce,
+    Dataset,
+    Do,
+    Force,
+    Model,
+    Scheduler,
+    Variant,
+    Workers,
+    intervention,
+)
 from causalsynth.cli.progress import destination, run_dataset_job
 from causalsynth.errors import ConfigError
 
@@ -18,6 +28,7 @@ def variant(
     do: Do = None,
     force: Force = False,
     workers: Workers = None,
+    blocks_at_once: BlocksAtOnce = 1,
     scheduler: Scheduler = None,
     model: Model = None,
 ) -> None:
@@ -32,6 +43,6 @@ def variant(
         if chosen.is_factual:
             raise ConfigError("variant: give --variant NAME and/or --do SITE=VALUE")
         return sample_twin(factual_dir, chosen, to=Destination(out=out_dir, force=force),
-                           run=Run(progress, workers, scheduler, cluster))
+                           run=Run(progress, workers, scheduler, cluster, blocks_at_once))
 
     run_dataset_job(job, destination(out_dir, None), cluster)

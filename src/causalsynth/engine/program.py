@@ -132,6 +132,8 @@ class Program:
         self.model = config.model
         self.block_prs = int(config.sampling["block_prs"])
         self.tables, self.sites = self._derive()
+        self._at_once: dict[int, CachedJit] = {}
+        self._at_once_lock = threading.Lock()
 
     # --- structure ----------------------------------------------------------
     def initial_params(self) -> Params:
@@ -282,13 +284,21 @@ class Program:
         hard intervention run the same compiled function. Its executable is
         kept in the cache (``CachedJit``), so a later process loads it untraced.
         """
-        wanted = self.output_sites
+        return self.compiled(self._block, "sampler", block_prs=self.block_prs, outputs=self.output_sites)
 
-        def block(key, params, switches):
-            trace = self._trace(key, params, self.block_prs, switches)
-            return {name: trace[name]["value"] for name in wanted}
+    def sample_blocks_at_once(self, n: int):
+        """``(keys, params, switches) -> {site: array}``: ``sample_block`` mapped over ``n`` keys in one
+        call (a leading axis of ``n`` on every output), to fill an accelerator. On the CPU each block's
+        values are those of ``sample_block`` to the bit (tests/test_determinism.py)."""
+        with self._at_once_lock:
+            if n not in self._at_once:
+                self._at_once[n] = self.compiled(jax.vmap(self._block, in_axes=(0, None, None)), "sampler",
+                                                 block_prs=self.block_prs, outputs=self.output_sites, blocks=n)
+            return self._at_once[n]
 
-        return self.compiled(block, "sampler", block_prs=self.block_prs, outputs=wanted)
+    def _block(self, key, params, switches):
+        trace = self._trace(key, params, self.block_prs, switches)
+        return {name: trace[name]["value"] for name in self.output_sites}
 
     def compiled(self, fn, kind: str, **shape: Any) -> CachedJit:
         """``fn`` jitted, its executables kept as ``kind`` entries of this model's code and ``shape``

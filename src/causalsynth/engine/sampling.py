@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from causalsynth.engine import cache
@@ -37,26 +38,41 @@ class Block:
 
 
 def sample_blocks(program: Program, params: Params, seed: int, n_prs: int,
-                  indices: list[int] | None = None, do: dict[str, float] | None = None) -> Iterator[Block]:
+                  indices: list[int] | None = None, do: dict[str, float] | None = None,
+                  at_once: int = 1) -> Iterator[Block]:
     """Blocks covering the first ``n_prs`` PRs, in ``indices`` order (default: ascending).
 
     ``do`` maps sites to encoded intervened values (see ``Program.interventions``).
+    ``at_once`` blocks are sampled by one call (``Program.sample_blocks_at_once``;
+    a short last group is filled up with blocks past the end, whose values are
+    dropped, so every call has the same shapes): an accelerator is then busy
+    with enough work per call.
 
-    The next block is dispatched before the current one is copied to the
-    host, so device sampling overlaps host-side tabulation and writing.
+    The next call is dispatched before the current one's values are copied to
+    the host, so device sampling overlaps host-side tabulation and writing.
     """
     size = program.block_prs
     n_blocks = -(-n_prs // size)
     order = list(range(n_blocks)) if indices is None else list(indices)
-    fn = program.sample_block
     switches = program.interventions(do)
+    groups = [order[i:i + at_once] for i in range(0, len(order), at_once)]
+
+    def launch(group: list[int]):
+        if at_once == 1:
+            return program.sample_block(block_key(seed, group[0]), params, switches)
+        padded = group + list(range(n_blocks, n_blocks + at_once - len(group)))
+        keys = jnp.stack([block_key(seed, i) for i in padded])
+        return program.sample_blocks_at_once(at_once)(keys, params, switches)
+
     pending = None
-    for index in order + [None]:
-        launched = None if index is None else (index, fn(block_key(seed, index), params, switches))
+    for group in groups + [None]:
+        launched = None if group is None else (group, launch(group))
         if pending is not None:
             done, out = pending
-            kept = min(size, n_prs - done * size)
-            yield Block(done, kept, jax.device_get(out))
+            values = jax.device_get(out)
+            for j, index in enumerate(done):
+                kept = min(size, n_prs - index * size)
+                yield Block(index, kept, values if at_once == 1 else {site: v[j] for site, v in values.items()})
         pending = launched
 
 

@@ -63,6 +63,7 @@ class BlockJob:
     parts: ParquetSink | None  # where the parts go, written by whichever process runs a block (None: no files)
     cache_dir: str | None   # the client's compilation cache, reused by workers on its machine
     versions: dict[str, str] = field(default_factory=dict)  # what made the client's bytes (``versions``)
+    at_once: int = 1        # blocks sampled by one call of the device (``sample_blocks``)
 
 
 def versions(model) -> dict[str, str]:
@@ -137,7 +138,7 @@ def run_local(job: BlockJob, program: Program, indices: list[int], in_order: Seq
     with ThreadPoolExecutor(WRITERS, thread_name_prefix="causalsynth-writer") as pool:
         pending: deque = deque()
         try:
-            for block in sample_blocks(program, job.params, job.seed, job.n_prs, indices, job.do):
+            for block in sample_blocks(program, job.params, job.seed, job.n_prs, indices, job.do, job.at_once):
                 made = {table: pool.submit(_table_part, job, tables, block, table) for table in tables.schemas}
                 for sink in in_order:
                     for table, part in made.items():

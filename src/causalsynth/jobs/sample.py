@@ -84,12 +84,14 @@ class Destination:
 class Run:
     """How a job runs: in this process, or on a Dask cluster (``workers`` starts a local one,
     ``scheduler`` is a running one's address; ``cluster``: that start, begun by the caller with
-    ``jobs.cluster.start_cluster``); ``progress`` hears its stages and blocks."""
+    ``jobs.cluster.start_cluster``); ``progress`` hears its stages and blocks; ``at_once``: blocks
+    sampled by one call of the device (on the CPU, the same bytes whatever it is)."""
 
     progress: Progress | None = None
     workers: int | None = None
     scheduler: str | None = None
     cluster: ClusterStart | None = None
+    at_once: int = 1
 
 
 def sample_dataset(config: Config, n_prs: int, seed: int, *, to: Destination | str | Path,
@@ -149,7 +151,8 @@ def _sample(config: Config, n_prs: int, seed: int, to: Destination, run: Run, in
             for sink in sinks:
                 sink.open(specs)
             job = BlockJob(config=config.data, params=world.params, do=world.do, seed=seed, n_prs=n_prs,
-                           parts=parquet, cache_dir=cache_dir, versions=versions(program.model))
+                           parts=parquet, cache_dir=cache_dir, versions=versions(program.model),
+                           at_once=run.at_once)
             n_blocks = -(-n_prs // program.block_prs)
             indices = list(range(n_blocks))
             progress.on_start(n_blocks)
