@@ -37,7 +37,7 @@ from causalsynth.sinks.parquet import ParquetSink
 from causalsynth.spec.params import Params
 from causalsynth.validate.marginals import Tally, parse_column, tally, tally_key
 
-# Blocks tabulated but not yet written, at most: bounds memory to a few blocks whatever N.
+# Blocks sampled but not yet written, at most: bounds memory to a few blocks whatever N.
 WRITE_AHEAD = 2
 # Threads tabulating, counting and writing parts (numpy and pyarrow release the GIL): one per core.
 WRITERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
