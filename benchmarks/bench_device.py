@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import sys
@@ -32,7 +31,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results import machine, measure, write_section  # noqa: E402
+from results import CLI, machine, measure, write_section  # noqa: E402
+
+from causalsynth.dataset.manifest import read_manifest  # noqa: E402
 
 DEVICE_PROBE = ("import jax; d = jax.devices()[0]; "
                 "print(d.platform, *[d.device_kind] * (d.device_kind != d.platform), f'x{jax.device_count()}')")
@@ -43,37 +44,35 @@ def device() -> str:
     return measure([sys.executable, "-c", DEVICE_PROBE])["stdout"].strip()
 
 
-def fingerprint(directory: Path) -> dict:
+def fingerprint(manifest: dict) -> dict:
     """What must be equal between two runs of the same job: each part's SHA-256 and the tallies."""
-    manifest = json.loads((directory / "manifest.json").read_text())
     return {"parts": {t: [p["sha256"] for p in spec["parts"]] for t, spec in manifest["tables"].items()},
             "marginals": manifest["marginals"]}
 
 
-def marginals(directory: Path) -> tuple[int, int]:
+def marginals(manifest: dict) -> tuple[int, int]:
     """(passed, run) of the marginal checks, judged on the tallies the manifest holds."""
     from causalsynth.config.loading import load_config
     from causalsynth.validate.marginals import counted_checks
 
-    manifest = json.loads((directory / "manifest.json").read_text())
     checks = counted_checks(manifest, load_config(data=manifest["config"]))
     return sum(c.passed for c in checks), len(checks)
 
 
 def sample_command(n_prs: int, at_once: int) -> list[str]:
-    return [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample", "--n-prs", str(n_prs),
-            "--blocks-at-once", str(at_once)]
+    return [*CLI, "sample", "--n-prs", str(n_prs), "--blocks-at-once", str(at_once)]
 
 
 def run_size(n_prs: int, work: Path, env: dict, at_once: int) -> dict:
     cli = sample_command(n_prs, at_once)
     first = measure(cli + ["--out", str(work / "a")], env)
-    rows = sum(t["rows"] for t in json.loads((work / "a" / "manifest.json").read_text())["tables"].values())
-    passed, checked = marginals(work / "a")
-    kept = fingerprint(work / "a")
+    manifest = read_manifest(work / "a")
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    passed, checked = marginals(manifest)
+    kept = fingerprint(manifest)
     shutil.rmtree(work / "a")
     second = measure(cli + ["--out", str(work / "b")], env)
-    same = fingerprint(work / "b") == kept
+    same = fingerprint(read_manifest(work / "b")) == kept
     shutil.rmtree(work / "b")
     refs = [sys.executable, str(HERE / "references.py")]
     floors = {}
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         alone = None
         if args.blocks_at_once > 1:  # the same dataset, one block a call
             measure(sample_command(min(sizes), 1) + ["--out", str(work / "alone")], env)
-            alone = fingerprint(work / "alone") == fingerprint(work / "cold")
+            alone = fingerprint(read_manifest(work / "alone")) == fingerprint(read_manifest(work / "cold"))
         shutil.rmtree(work / "cold")
     finally:
         shutil.rmtree(work, ignore_errors=True)

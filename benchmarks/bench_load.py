@@ -33,7 +33,7 @@ import sqlalchemy as sa
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from results import machine, write_section  # noqa: E402
+from results import CLI, machine, write_section  # noqa: E402
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -78,7 +78,7 @@ def main() -> None:
         # causalsynth, fresh process, end to end
         url = fresh_database(admin, "bench_cli")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "from causalsynth.cli import run; run()", "load", str(dataset),
+        subprocess.run([*CLI, "load", str(dataset),
                         "--db", url], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cli_wall = time.perf_counter() - started
 

@@ -25,7 +25,7 @@ import jax
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results import machine, measure, write_section  # noqa: E402
+from results import CLI, machine, measure, write_section  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="causalsynth-recompile-"))
     cache = work / "cache"
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(cache))
-    cli = [sys.executable, "-c", "from causalsynth.cli import run; run()"]
+    cli = CLI
     n = ["--n-prs", str(args.n_prs)]
     steps = [
         ("`sample` (empty cache)", ["sample", *n, "--out", str(work / "first")]),

@@ -40,7 +40,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results import machine, measure, median_run, write_section  # noqa: E402
+from results import CLI, machine, measure, median_run, write_section  # noqa: E402
 
 COMPILE_PROBE = """
 import time, jax
@@ -69,7 +69,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-bench-"))
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / "jax-cache"))
-    cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample"]
+    cli = [*CLI, "sample"]
     try:
         refs = [sys.executable, str(HERE / "references.py")]
         measure(cli + ["--n-prs", str(args.n_prs), "--out", str(work / "cs")], env)  # fills the warm runs' cache

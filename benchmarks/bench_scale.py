@@ -37,7 +37,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from results import machine, measure, median_run, write_section  # noqa: E402
+from results import CLI, machine, measure, median_run, write_section  # noqa: E402
 
 BLOCK_COSTS = """
 import json, sys, tempfile, time
@@ -97,7 +97,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="causalsynth-scale-"))
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / "cache"))
-    cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample"]
+    cli = [*CLI, "sample"]
     refs = [sys.executable, str(HERE / "references.py"), "floor"]
 
     def ours(n: int, *extra: str) -> dict:

@@ -34,7 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_sample import measure  # noqa: E402
-from results import machine, write_section  # noqa: E402
+from results import CLI, machine, write_section  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="causalsynth-series-"))
     env = dict(os.environ, CAUSALSYNTH_CACHE_DIR=str(work / "jax-cache"))
-    cli = [sys.executable, "-c", "from causalsynth.cli import run; run()", "sample"]
+    cli = [*CLI, "sample"]
 
     options = {"plain": [], "series": ["--series"], "traces": ["--series", "--traces", "--logs"]}
 

@@ -7,10 +7,13 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+# The `causalsynth` command in a fresh process of this interpreter.
+CLI = [sys.executable, "-c", "from causalsynth.cli import run; run()"]
 
 
 def machine() -> str:

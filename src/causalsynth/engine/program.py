@@ -133,7 +133,6 @@ class Program:
         self.block_prs = int(config.sampling["block_prs"])
         self.tables, self.sites = self._derive()
         self._at_once: dict[int, CachedJit] = {}
-        self._at_once_lock = threading.Lock()
 
     # --- structure ----------------------------------------------------------
     def initial_params(self) -> Params:
@@ -290,11 +289,10 @@ class Program:
         """``(keys, params, switches) -> {site: array}``: ``sample_block`` mapped over ``n`` keys in one
         call (a leading axis of ``n`` on every output), to fill an accelerator. On the CPU each block's
         values are those of ``sample_block`` to the bit (tests/test_determinism.py)."""
-        with self._at_once_lock:
-            if n not in self._at_once:
-                self._at_once[n] = self.compiled(jax.vmap(self._block, in_axes=(0, None, None)), "sampler",
-                                                 block_prs=self.block_prs, outputs=self.output_sites, blocks=n)
-            return self._at_once[n]
+        if n not in self._at_once:  # two threads at once make two wrappers of one kept executable: harmless
+            self._at_once[n] = self.compiled(jax.vmap(self._block, in_axes=(0, None, None)), "sampler",
+                                             block_prs=self.block_prs, outputs=self.output_sites, blocks=n)
+        return self._at_once[n]
 
     def _block(self, key, params, switches):
         trace = self._trace(key, params, self.block_prs, switches)
