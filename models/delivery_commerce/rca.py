@@ -3,9 +3,11 @@
 A regression or an injected fault starts at one service and reaches each
 caller a hop lag later, scaled by the propagation share per hop of the
 shortest path; an anomaly is an event at one service; an unrelated event
-(``telemetry.spurious_rate``) is a short bump anywhere in the window. Each
-candidate's predicted pattern is fitted to the z-scored series after the
-onset, and candidates are ranked by how much of them it explains. Declared
+(``telemetry.spurious_rate``) is a short bump anywhere in the window, of a
+known size. The unrelated event is found first (``unrelated_event``) and
+taken out; then each candidate's predicted pattern is fitted to the
+z-scored series after the onset, and candidates are ranked by how much of
+them it explains. Declared
 as ``RCA_METHODS`` (tasks.py), scored beside the engine's model-independent
 methods (``causalsynth.tasks.rca``).
 """
@@ -25,13 +27,67 @@ from .mechanisms import dependency_matrix, hops, reach
 CALLER_METRICS = ("latency_ms", "p95_latency_ms", "request_rate", "error_rate")
 # The series a fault that stays at its service moves (a CPU hog, a leak, disk pressure).
 RESOURCE_METRICS = ("cpu_usage", "memory_usage", "disk_usage")
+# The series an unrelated event multiplies (p95 latency follows the latency).
+UNRELATED_METRICS = ("latency_ms", "p95_latency_ms")
+# How far an event's mean log-lift may be from the unrelated event's size, as a share of that size, and
+# still be taken for it: its measured lift is within 5 % of the size in most cases at the shipped noise.
+UNRELATED_TOLERANCE = 0.2
 
 
 def mechanism(cases: Cases, config) -> np.ndarray:
     """Service scores (C, S) from the world's call graph, hop lag, propagation share and event length."""
     tm = config.get("telemetry")
+    if tm["spurious_rate"] > 0:
+        cases = without_unrelated_event(cases, np.log1p(tm["spurious_size"]), tm["anomaly_ticks"])
     return _scores(cases, dependency_matrix(config.params, cases.services), tm["hop_lag_s"],
                    config.get("service.propagation_share"), tm["anomaly_ticks"])
+
+
+def _window_means(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The mean of ``x`` (NaN: missing) over ticks ``[lo, hi)`` along its last axis, per window (NaN where
+    a window holds no value)."""
+    valid = np.isfinite(x)
+    sums = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(np.where(valid, x, 0.0), -1)], -1)
+    counts = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(valid, -1)], -1)
+    n = counts[..., hi] - counts[..., lo]
+    return np.where(n > 0, (sums[..., hi] - sums[..., lo]) / np.maximum(n, 1), np.nan)
+
+
+def unrelated_event(cases: Cases, size: float, event_ticks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each case's unrelated event as (service, first tick); service -1 where no event fits.
+
+    The model's unrelated event lifts one service's log latency by exactly ``size`` for
+    ``event_ticks`` ticks, from a moment drawn anywhere in the window. A window is taken for it where
+    its mean log latency stands ``size`` above both the ticks just before it and those just after
+    (within ``UNRELATED_TOLERANCE``): a fault's step stands above only what comes before. Windows
+    that start within a tick of the onset are not considered: an anomaly event starts there, and may
+    be of the same size."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        x = np.log(np.maximum(cases.series[:, :, cases.metrics.index(UNRELATED_METRICS[0])], 1e-9))  # (C,S,T)
+    n_ticks, side = x.shape[-1], max(event_ticks // 2, 1)
+    start = np.arange(n_ticks - event_ticks + 1)
+    inside = _window_means(x, start, start + event_ticks)
+    before = inside - _window_means(x, np.maximum(start - side, 0), start)
+    after = inside - _window_means(x, start + event_ticks, np.minimum(start + event_ticks + side, n_ticks))
+    # A window at the edge of the series has one side only.
+    off = np.fmax(np.abs(before - size), np.abs(after - size))                            # (C,S,W)
+    onset = np.ceil(cases.onset_s / cases.tick_s - 0.5)[:, None, None]
+    off = np.where(np.isfinite(off) & (np.abs(start - onset) > 1), off, np.inf)
+    best = off.reshape(len(x), -1).argmin(-1)
+    service, first = np.unravel_index(best, off.shape[1:])
+    found = off.reshape(len(x), -1)[np.arange(len(x)), best] < UNRELATED_TOLERANCE * size
+    return np.where(found, service, -1), first
+
+
+def without_unrelated_event(cases: Cases, size: float, event_ticks: int) -> Cases:
+    """The cases with their unrelated event (``unrelated_event``) divided out of the series it moves."""
+    service, first = unrelated_event(cases, size, event_ticks)
+    series = cases.series.copy()
+    moved = [cases.metrics.index(m) for m in UNRELATED_METRICS]
+    for c in np.flatnonzero(service >= 0):
+        series[c, service[c], moved, first[c]:first[c] + event_ticks] /= np.exp(size)
+    return Cases(**{**cases.__dict__, "series": series})
 
 
 def _scores(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float, event_ticks: int) -> np.ndarray:
