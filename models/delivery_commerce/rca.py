@@ -83,10 +83,13 @@ def unrelated_event(cases: Cases, size: float, event_ticks: int) -> tuple[np.nda
 def without_unrelated_event(cases: Cases, size: float, event_ticks: int) -> Cases:
     """The cases with their unrelated event (``unrelated_event``) divided out of the series it moves."""
     service, first = unrelated_event(cases, size, event_ticks)
+    n_svc, n_ticks = cases.series.shape[1], cases.series.shape[-1]
+    ticks, first = np.arange(n_ticks), first[:, None, None]
+    # (C, S, T); a case without one (service -1) matches no service.
+    inside = (np.arange(n_svc)[:, None] == service[:, None, None]) & (ticks >= first) & (ticks < first + event_ticks)
     series = cases.series.copy()
     moved = [cases.metrics.index(m) for m in UNRELATED_METRICS]
-    for c in np.flatnonzero(service >= 0):
-        series[c, service[c], moved, first[c]:first[c] + event_ticks] /= np.exp(size)
+    series[:, :, moved] /= np.where(inside[:, :, None], np.exp(size), 1.0)
     return Cases(**{**cases.__dict__, "series": series})
 
 
