@@ -115,12 +115,13 @@ def main() -> None:
              f"run on each case folder as its `main.py` reads an RE2 case, on up to {args.per_fault} cases per fault "
              "kind spread over the world's cases. A method that raises on a case counts a miss; RCAEval's code raises "
              "where a case has too little history before the onset for its scalers (every onset, an anomaly "
-             "event's included, leaves 24 ticks) or, `tracerca`, an operation without a span before it (failures: "
+             "event's included, leaves at least 2 minutes) or, `tracerca`, an operation without a span before it "
+             "(failures: "
              + "; ".join(f"{w} " + (", ".join(f"{m} {n}" for m, n in sorted(failures[w].items())) or "none")
                          for w in WORLDS) + ").", "", *score_tables(WORLDS, METHODS, scores)]
     lines += ["", "RCAEval's multi-source methods read the metrics every 15 s (`iloc[::15]` of the 1 s rows) and the "
-              "log and trace series in 15 s buckets, so a case's 5-minute window gives them 20 points, 8 to 12 of "
-              "them before the onset; a longer window (`telemetry.ticks`) gives them more history. The variants "
+              "log and trace series in 15 s buckets, so the default's 5-minute window gives them 20 points, 8 to 12 of "
+              "them before the onset, and the rca_* variants' 10-minute window 40, 18 to 20 before it. The variants "
               "move the same runs' telemetry, so each world scores the same cases and the constant is the same."]
     print(write_section("rcaeval_re2", lines))
 

@@ -426,44 +426,71 @@ def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
         assert weighted == pytest.approx(overall, abs=1e-12), method
 
 
-def _variant_cases(variant: str, to: Path):
-    """The incident cases of the series world sampled under a shipped variant, and the world's config."""
-    from causalsynth.dataset.reading import Dataset
+@pytest.fixture(scope="module")
+def variant_worlds(tmp_path_factory) -> dict[str, Path]:
+    """The series world sampled under the shipped variants rca_easy and rca_hard."""
     from causalsynth.engine.interventions import load_variant
+
+    root = tmp_path_factory.mktemp("rca-variants")
+    config = load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true"])
+    for variant in ("rca_easy", "rca_hard"):
+        sample_dataset(config=config, n_prs=N_PRS, seed=SEED, to=root / variant, intervention=load_variant(variant))
+    return {variant: root / variant for variant in ("rca_easy", "rca_hard")}
+
+
+def _variant_cases(path: Path):
+    """The incident cases of a world sampled under a variant, and the world's config."""
+    from causalsynth.dataset.reading import Dataset
     from causalsynth.tasks.rca import read_cases, world_config
 
-    config = load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true"])
-    sample_dataset(config=config, n_prs=N_PRS, seed=SEED, to=to, intervention=load_variant(variant))
-    return read_cases(Dataset(to)), world_config(Dataset(to))
+    return read_cases(Dataset(path)), world_config(Dataset(path))
 
 
-def test_on_rca_easy_baro_finds_every_fault_that_raises_a_metric(tmp_path):
+def test_a_variant_that_sets_the_tick_length_is_read_and_validated_at_it(variant_worlds):
+    """The rca_* variants set telemetry.tick_s (10 s, where the default's is 5 s): the ticks are 10 s
+    apart, the cases and their RCAEval export read them so, and validate holds them to it."""
+    from causalsynth.tasks.rca import read_cases
+
+    hard = variant_worlds["rca_hard"]
+    tables = read_tables(hard)
+    points = (tables["service_timeseries"].merge(tables["service_metrics"][["service_metric_id", "run_id"]])
+              .merge(tables["system_runs"][["run_id", "started_at"]], on="run_id", suffixes=("", "_run")))
+    offset = (points.started_at - points.started_at_run).dt.total_seconds()
+    assert (offset.to_numpy() == points.tick_index.to_numpy() * 10.0).all()
+    assert read_cases(hard).tick_s == 10.0
+    checks = {c.check: c for c in validate_dataset(hard, resample=0)}
+    assert all(c.passed for c in checks.values()), [(n, c.observed) for n, c in checks.items() if not c.passed]
+    assert checks["identity service_timeseries: ticks at their offsets in the run's window"].applicable
+
+
+def test_on_rca_easy_baro_finds_every_fault_that_raises_a_metric(variant_worlds):
     """rca_easy's series are quiet (no bursts, 3 % noise) and its faults stay at their service: BARO, which
     ranks rises (RCAEval's scores the largest robust z-score, not its size), ranks the root among its
     first services in every fault kind but BEHAVIOR, whose only mark is fewer requests."""
     from causalsynth.tasks.rca import Cases, accuracy, baro
 
-    cases, _ = _variant_cases("rca_easy", tmp_path / "easy")
+    cases, _ = _variant_cases(variant_worlds["rca_easy"])
     for kind in sorted(set(cases.kind) - {"BEHAVIOR"}):
         of_kind = Cases(**{k: v[cases.kind == kind] if isinstance(v, np.ndarray) else v
                            for k, v in cases.__dict__.items()})
         assert accuracy(of_kind, baro(of_kind))["Avg@5"] >= 0.9, kind
 
 
-def test_the_mechanism_method_takes_out_rca_hards_unrelated_event(tmp_path):
-    """rca_hard puts an unrelated latency event, larger than an anomaly, at another service than the
-    root in every run: BARO is drawn to it; the mechanism-aware method finds it (the labelled service,
-    where it finds one) and still finds the root."""
+def test_the_mechanism_method_takes_out_rca_hards_unrelated_event(variant_worlds):
+    """rca_hard puts an unrelated latency shift, larger than an anomaly, at another service than the
+    root in every run, from any moment to the window's end: BARO is drawn to it; the mechanism-aware
+    method finds it (nearly always at the labelled service) and still finds the root."""
     from causalsynth.models.delivery_commerce.rca import mechanism, unrelated_event
     from causalsynth.tasks.rca import accuracy, baro
 
-    cases, world = _variant_cases("rca_hard", tmp_path / "hard")
+    cases, world = _variant_cases(variant_worlds["rca_hard"])
     tm = world.get("telemetry")
     labelled = pd.Index(cases.services).get_indexer(cases.spurious)
     assert len(cases) > 500 and (labelled >= 0).all() and (labelled != cases.root).all()
-    found, _ = unrelated_event(cases, np.log1p(tm["spurious_size"]), tm["anomaly_ticks"])
+    found, _ = unrelated_event(cases, np.log1p(tm["spurious_size"]), tm["spurious_s"])
     assert (found >= 0).mean() > 0.8
-    assert np.mean(found[found >= 0] != labelled[found >= 0]) < 0.01
+    # A regression's step at its root as large as the event is taken for it in about 1 % of runs.
+    assert np.mean(found[found >= 0] != labelled[found >= 0]) < 0.02
     assert accuracy(cases, mechanism(cases, world))["AC@1"] > 0.9
     assert accuracy(cases, baro(cases))["AC@1"] < 0.45
 

@@ -106,10 +106,12 @@ def validate(p: Params) -> list[str]:
             errors.append(f"telemetry.resource_level.{service}: a level > 0 for one of {services}")
     if tm.bursts.size <= 0 or tm.call_share < 0:
         errors.append("telemetry.bursts.size must be > 0 and telemetry.call_share >= 0")
-    if int(tm.ticks) < 2 or not 1 <= int(tm.anomaly_ticks) <= int(tm.ticks):
-        errors.append(f"telemetry.ticks ({tm.ticks}) must be at least 2, and telemetry.anomaly_ticks "
-                      f"({tm.anomaly_ticks}) between 1 and it")
-    for key in ("tick_s", "anomaly_size"):
+    if int(tm.ticks) < 2:
+        errors.append(f"telemetry.ticks: {tm.ticks} must be at least 2")
+    if not 0 < tm.anomaly_s <= int(tm.ticks) * tm.tick_s:
+        errors.append(f"telemetry.anomaly_s: {tm.anomaly_s} must be > 0 and at most the window "
+                      f"(telemetry.ticks x telemetry.tick_s = {int(tm.ticks) * tm.tick_s} s)")
+    for key in ("tick_s", "anomaly_size", "spurious_s"):
         if not tm[key] > 0:
             errors.append(f"telemetry.{key}: {tm[key]} must be > 0")
     ft = tm.faults

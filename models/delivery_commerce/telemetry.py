@@ -39,7 +39,7 @@ being clipped, so a resource fault at a busy service still shows.
   clean level, which leaves the pre-onset level at the clean one;
 - an anomalous run's anomaly is an event: it starts at a tick drawn in
   ``telemetry.onset`` (as a fault's onset), lasts
-  ``telemetry.anomaly_ticks``, at the regression's service from its onset in
+  ``telemetry.anomaly_s`` (ending inside the window), at the regression's service from its onset in
   a regressed run (its symptom) and else at a drawn one, and moves the metric its type names
   (PERFORMANCE: latency, ERROR_RATE: errors, RESOURCE_USAGE: CPU and memory,
   BEHAVIOR: request rate). Events sit on top of the scaled series, so a
@@ -53,7 +53,9 @@ being clipped, so a resource fault at a busy service still shows.
   (``injected_lift``). Like events, it sits on top of the scaled series;
 - ``telemetry.spurious_rate``: a run also shows an unrelated latency event at
   another service (the confusion real incidents come with), of its own size
-  (``telemetry.spurious_size``), labelled in ``spurious_event_service``;
+  (``telemetry.spurious_size``) and length (``telemetry.spurious_s``, from a
+  moment drawn anywhere in the window, cut at its end), labelled in
+  ``spurious_event_service``;
 - ``telemetry.gap_rate``: ticks go missing (rows absent), as scrapes do;
 - ``telemetry.faults.concurrent`` (off by default): an incident run also gets
   a second injected fault at ``rate``, at another service, of a kind drawn
@@ -206,17 +208,17 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         # An event starts where a fault's onset can (not in the first ticks): every case keeps the history
         # that methods learn what is normal from, and it still ends inside the window.
         event_start = jnp.minimum(window * numpyro.sample("_event_u", dist.Uniform(tm.onset["from"], tm.onset["to"])),
-                                  window - tm.anomaly_ticks * tick_s)
+                                  window - tm.anomaly_s)
         event_service = numpyro.sample("_event_service", dist.Categorical(jnp.ones(n_svc) / n_svc))
         spurious = numpyro.sample("_spurious", dist.Bernoulli(tm.spurious_rate))
-        spurious_start = (window - tm.anomaly_ticks * tick_s) * numpyro.sample("_spurious_u", dist.Uniform(0.0, 1.0))
+        spurious_start = window * numpyro.sample("_spurious_u", dist.Uniform(0.0, 1.0))
         # Another service than the root cause's: a shift of 1..S-1 places.
         spurious_shift = 1 + numpyro.sample("_spurious_shift", dist.Categorical(jnp.ones(n_svc - 1) / (n_svc - 1)))
         anomalous = runs["kind"] > 0
         # A regressed run's anomaly is the regression's symptom: at its service from its onset, not a
         # second, unlabelled fault.
         event_service = jnp.where(regressed, primary, event_service)
-        event_start = jnp.where(regressed, jnp.minimum(onset, window - tm.anomaly_ticks * tick_s), event_start)
+        event_start = jnp.where(regressed, jnp.minimum(onset, window - tm.anomaly_s), event_start)
         # An injected fault, at a run with nothing else going on.
         ft = tm.faults
         injected = ~regressed & ~anomalous & (numpyro.sample("_fault", dist.Bernoulli(ft.rate)) > 0)
@@ -271,9 +273,9 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
         # so wherever the fault changes nothing the two are the same bits.
         without = wiggle / jnp.mean(wiggle, axis=-1, keepdims=True)
         # Events on top: the run's anomaly at its service, a spurious one elsewhere.
-        at_event = ((mid >= event_start) & (mid < event_start + tm.anomaly_ticks * tick_s)
+        at_event = ((mid >= event_start) & (mid < event_start + tm.anomaly_s)
                     & (service_index == event_service) & anomalous)
-        at_spurious = ((mid >= spurious_start) & (mid < spurious_start + tm.anomaly_ticks * tick_s)
+        at_spurious = ((mid >= spurious_start) & (mid < spurious_start + tm.spurious_s)
                        & (service_index == spurious_service) & spurious)
         moves = jnp.asarray([[False] * len(METRICS)] + [[m in ANOMALY_METRICS[k] for m in METRICS] for k in kinds])
         moved = jnp.moveaxis(moves[runs["kind"]], -1, 0)                      # (M,B,R,1,1): the type's metrics

@@ -209,6 +209,13 @@ def encode_do(program, do: Mapping[str, object], option: str = "--do") -> dict[s
     return encoded
 
 
+def shifted_config(config, intervention: Intervention):
+    """The config a world is sampled under: ``config`` with the intervention's priors set. What reads a
+    sampled world's numbers (its tick length, an identity's constant) reads them here, not in the
+    factual config."""
+    return config.with_overrides(soft_overrides(config, intervention), source=f"variant {intervention.name}: set")
+
+
 def soft_overrides(config, intervention: Intervention) -> list[str]:
     """A variant's ``set`` as ``--set`` items, refusing what is not a prior of the mechanisms."""
     targets = {c.target for c in config.model.CALIBRATION}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from causalsynth.config.loading import Config
-from causalsynth.engine.interventions import Intervention, encode_do, soft_overrides
+from causalsynth.engine.interventions import Intervention, encode_do, shifted_config
 from causalsynth.engine.program import Program
 from causalsynth.engine.sampling import calibrate, with_intercepts
 from causalsynth.spec.params import Params
@@ -44,7 +44,7 @@ def prepare_world(config: Config, intervention: Intervention | None = None,
     """
     progress = progress or Progress()
     intervention = intervention or Intervention()
-    shifted = config.with_overrides(soft_overrides(config, intervention), source=f"variant {intervention.name}: set")
+    shifted = shifted_config(config, intervention)
     if program is None:
         progress.on_stage("compiling the model")
         program = Program(config)

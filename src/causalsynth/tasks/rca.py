@@ -88,7 +88,8 @@ def read_cases(source, *, clean: bool = False) -> Cases:
     ds = source if isinstance(source, Dataset) else Dataset(source)
     if (why := no_series(ds)) is not None:
         raise ConfigError(why)
-    config, inc = ds.config, ds.config.model.INCIDENTS
+    # The world's config: a variant may set the tick length.
+    config, inc = world_config(ds), ds.config.model.INCIDENTS
     tables = ds.manifest["tables"]
     run_key, service_key = tables[inc.runs]["key"], tables[inc.services]["key"]
     written_runs = {f["name"] for f in ds.manifest["tables"][inc.runs]["schema"]}
@@ -191,9 +192,9 @@ def accuracy(cases: Cases, scores: np.ndarray) -> dict[str, float]:
 
 def world_config(ds):
     """The config the dataset's world was sampled under: its factual config with its variant's priors."""
-    from causalsynth.engine.interventions import Intervention, soft_overrides
+    from causalsynth.engine.interventions import Intervention, shifted_config
 
-    return ds.config.with_overrides(soft_overrides(ds.config, Intervention(**ds.manifest["intervention"])))
+    return shifted_config(ds.config, Intervention(**ds.manifest["intervention"]))
 
 
 def evaluate_rca(directory: str | Path) -> dict[str, dict]:

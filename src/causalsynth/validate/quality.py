@@ -40,6 +40,7 @@ from scipy import special
 from causalsynth.dataset.location import Location, locate
 from causalsynth.dataset.manifest import dataset_config, read_manifest
 from causalsynth.dataset.reading import DatasetFiles, UnreadableTable
+from causalsynth.engine.interventions import Intervention, shifted_config
 from causalsynth.engine.program import Program
 from causalsynth.errors import CausalsynthError, OutputError, UnreadableDataset
 from causalsynth.validate.checks import Check, not_applicable
@@ -69,6 +70,8 @@ def validate_dataset(directory: str | Path, resample: int = RESAMPLE_BLOCKS) -> 
         manifest = read_manifest(directory)
         config = dataset_config(directory, manifest)
         program = Program(config)
+        # An identity's constants are the sampled world's (a variant may set them).
+        world = shifted_config(config, Intervention(**manifest["intervention"]))
     except (UnreadableDataset, OutputError):
         raise
     except (CausalsynthError, ValueError, KeyError, TypeError) as exc:
@@ -84,7 +87,7 @@ def validate_dataset(directory: str | Path, resample: int = RESAMPLE_BLOCKS) -> 
                                  lambda: _provenance(manifest, config, program, resample))
         recomputed = pool.submit(_recomputed, files, manifest, config, program)
         checks = _integrity(location, manifest, files)
-        rows = row_checks(files, program, config, manifest["n_prs"])
+        rows = row_checks(files, program, world, manifest["n_prs"])
         by_table = [guarded(f"schema {layout.table.name}", "the model's columns and types",
                             lambda: schema_check(files, layout))
                     + guarded(f"completeness {layout.table.name}", "non-null",
