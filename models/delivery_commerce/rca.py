@@ -4,10 +4,10 @@ A regression or an injected fault starts at one service and reaches each
 caller a hop lag later, scaled by the propagation share per hop of the
 shortest path; an anomaly is an event at one service; an unrelated event
 (``telemetry.spurious_rate``) is a bump of known size and length from any
-moment of the window, cut at its end. The unrelated event is found first (``unrelated_event``) and
-taken out; then each candidate's predicted pattern is fitted to the
-z-scored series after the onset, and candidates are ranked by how much of
-them it explains. Declared as ``RCA_METHODS`` (tasks.py), scored beside the
+moment of the window, cut at its end. The unrelated event is found first
+(``unrelated_event``) and taken out; then each candidate's predicted pattern
+is fitted to the z-scored series after the onset, and candidates are ranked
+by how much of them it explains. Declared as ``RCA_METHODS`` (tasks.py), scored beside the
 engine's model-independent methods (``causalsynth.tasks.rca``).
 """
 
@@ -66,9 +66,9 @@ def unrelated_event(cases: Cases, size: float, event_s: float) -> tuple[np.ndarr
     its mean log latency stands ``size`` above both the ticks just before it and those just after
     (within ``UNRELATED_TOLERANCE``; a window cut at the series' end has one side): a fault's step
     stands above only what comes before. Windows that start within a tick of the onset are not
-    considered: an anomaly event starts there, and may be of the same size. A fault's step of the same size may
-    still be taken for it a few ticks off the onset (on rca_hard, a regression's at its root in about 1 %
-    of runs)."""
+    considered: an anomaly event starts there, and may be of the same size. A fault's step of the
+    same size may still be taken for it a few ticks off the onset (on rca_hard, a regression's at its
+    root in about 1 % of runs)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         x = np.log(np.maximum(cases.series[:, :, cases.metrics.index(UNRELATED_METRICS[0])], 1e-9))  # (C,S,T)
