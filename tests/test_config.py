@@ -80,6 +80,8 @@ def test_unknown_key_in_file_names_it_and_the_closest_key(tmp_path):
     ("telemetry.metrics.cpu.autocorrelation=1.0", "telemetry.metrics.cpu.autocorrelation", "[0, 1)"),
     ("telemetry.resource_level.order=0", "telemetry.resource_level.order", "> 0"),
     ("telemetry.bursts.rate=2", "telemetry.bursts.rate", "[0, 1]"),
+    ("telemetry.anomaly_s=900", "telemetry.anomaly_s", "at most the window"),
+    ("telemetry.spurious_s=0", "telemetry.spurious_s", "> 0"),
     ("shape.runs_per_pr=2.5", "shape.runs_per_pr", "whole number"),
     ("regression.rate=high", "regression.rate", "a number"),
     ("funnel.steps.PAYMENT.service=billing", "funnel.steps.PAYMENT.service", "is not one of"),
