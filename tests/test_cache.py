@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 from conftest import CI_BUILDS, SMALL_BLOCKS
 
+from causalsynth.config.loading import load_config
 from causalsynth.engine import cache, identity
 from causalsynth.engine.program import Column, Program
 from causalsynth.engine.sampling import block_key, with_intercepts
@@ -210,6 +211,43 @@ def test_a_damaged_entry_is_absent(own_cache):
     assert cache.load_object("structure", identity) is None
     entry.write_bytes(bytes(data[:10]))  # truncated
     assert cache.load_object("structure", identity) is None
+
+
+def test_the_sampler_run_last_is_loaded_ahead_and_serves_only_its_own_signature(monkeypatch, small_config):
+    """A command starts ``load_ahead`` before its imports: the executable this machine ran last is
+    deserialized on a thread and serves the next call of its signature; a call of other shapes loads
+    its own, and becomes the one run last."""
+    from causalsynth.engine import compiled
+
+    program = Program(small_config)
+    args = block_args(program)
+    first = jax.device_get(program.sample_block(*args))  # run here: the pointer names its entry
+
+    monkeypatch.setattr(compiled, "_LOADED", {})  # as a new process finds it
+    monkeypatch.setattr(compiled, "_AHEAD", {})
+    loads = []
+    load = compiled.CachedJit._load_or_compile
+    monkeypatch.setattr(compiled.CachedJit, "_load_or_compile", lambda self, *a: loads.append(1) or load(self, *a))
+    thread = compiled.load_ahead("sampler")
+    assert thread is not None and thread.name == "causalsynth-load-sampler"
+    assert compiled.load_ahead("sampler") is None  # once: already on its way
+    thread.join()
+    again = jax.device_get(Program(small_config).sample_block(*args))
+    assert loads == [] and all(np.array_equal(again[k], first[k]) for k in first)  # loaded ahead, same values
+
+    other = Program(load_config())  # the default's blocks: other shapes, so an executable of its own
+    jax.device_get(other.sample_block(*block_args(other)))
+    assert loads == [1]
+    pointer = cache.load_object("last", {"kind": "sampler"} | identity.machine_identity())
+    assert pointer["entry"] == other.sample_block._entry_identity(identity.signature(block_args(other)))
+
+
+def test_nothing_is_loaded_ahead_without_a_cache_or_a_sampler_run_before(monkeypatch, own_cache):
+    from causalsynth.engine import compiled
+
+    assert compiled.load_ahead("sampler") is None  # an empty cache
+    monkeypatch.setattr(cache, "DIRECTORY", None)
+    assert compiled.load_ahead("sampler") is None
 
 
 @pytest.mark.parametrize("kind, values", [

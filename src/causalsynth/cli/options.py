@@ -85,8 +85,14 @@ def intervention(variant: str | None, do: list[str] | None):
     return base
 
 
-def enable_compilation_cache() -> None:
-    """Reuse compiled samplers, traced structures, solved intercepts and the graph across processes."""
-    from causalsynth.engine import cache
+def enable_compilation_cache(samples: bool = True) -> None:
+    """Reuse compiled samplers, traced structures, solved intercepts and the graph across processes.
+
+    A command that ``samples`` here (not on a cluster's workers) calls this before its imports and
+    its config: the block sampler this machine ran last is loaded meanwhile (``compiled.load_ahead``).
+    """
+    from causalsynth.engine import cache, compiled
 
     cache.enable()
+    if samples:
+        compiled.load_ahead("sampler")

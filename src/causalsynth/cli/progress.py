@@ -63,7 +63,7 @@ def with_progress(job, bar: RichProgress, interrupted: str):
 def run_dataset_job(job, destination: str, cluster=None) -> dict:
     """Run a dataset-writing job with progress and a closing summary; close its ``cluster``."""
     started = time.perf_counter()
-    enable_compilation_cache()
+    enable_compilation_cache(samples=cluster is None)
     try:
         manifest = with_progress(job, RichProgress(), f"nothing was written to {destination}")
     finally:

@@ -16,6 +16,7 @@ from causalsynth.cli.options import (
     Scheduler,
     Variant,
     Workers,
+    enable_compilation_cache,
     intervention,
     model_overrides,
 )
@@ -59,8 +60,9 @@ def sample(
     """Sample a dataset: five linked tables as Parquet (--out) and/or into a database (--db)."""
     from causalsynth.jobs.cluster import start_cluster
 
-    # Begun before this process imports JAX and loads the config, so that the two proceed at once.
+    # Begun before this process imports the engine and loads the config, so that they proceed at once.
     cluster = start_cluster(workers, scheduler, out_dir, db)
+    enable_compilation_cache(samples=cluster is None)
     from causalsynth.config.loading import load_config
     from causalsynth.jobs.sample import Destination, Run, sample_dataset
 

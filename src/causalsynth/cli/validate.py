@@ -23,6 +23,7 @@ def validate(
     model: Model = None,
 ) -> None:
     """Check a dataset against its manifest and config. Exit 0: all pass; 1: a check fails; 2: unreadable."""
+    enable_compilation_cache()  # re-sampling runs the compiled block sampler: loaded while this imports
     from causalsynth.dataset.staging import check_output_file
     from causalsynth.validate.quality import as_json, validate_dataset
 
@@ -30,7 +31,6 @@ def validate(
         check_output_file(json_out, "--json")
     if resample < 0:
         raise ConfigError(f"--resample: a number of blocks, 0 or more, got {resample}")
-    enable_compilation_cache()  # re-sampling runs the compiled block sampler
     checks = validate_dataset(dataset_dir, resample=resample)
     if json_out is not None:
         write_file(json_out, (json.dumps(as_json(checks), indent=2) + "\n").encode())

@@ -15,6 +15,7 @@ from causalsynth.cli.options import (
     Scheduler,
     Variant,
     Workers,
+    enable_compilation_cache,
     intervention,
 )
 from causalsynth.cli.progress import destination, run_dataset_job
@@ -36,6 +37,7 @@ def variant(
     from causalsynth.jobs.cluster import start_cluster
 
     cluster = start_cluster(workers, scheduler, out_dir, None)  # begun first, as `sample` does
+    enable_compilation_cache(samples=cluster is None)
     from causalsynth.jobs.sample import Destination, Run, sample_twin
 
     def job(progress):

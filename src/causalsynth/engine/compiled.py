@@ -11,6 +11,11 @@ With no cache directory it is plain ``jax.jit``; so it is where the caller has
 configured JAX's persistent cache itself: an executable loaded from that
 cache serializes without its kernels, so the two do not mix. A kept entry's
 first run in a process is awaited, and one that fails there is compiled afresh.
+
+A command that will run a sampler starts ``load_ahead`` first: the executable
+this machine ran last is deserialized on a thread of its own while the
+command imports and loads its config, and serves the command when its entry is
+the one asked for.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +58,7 @@ class _Executable:
 # call) runs the one already here instead of loading it again (0.7 s for the shipped model's sampler).
 _LOADED: dict[str, _Executable] = {}
 _LOADING = threading.RLock()  # a cluster worker's threads load an executable once
+_AHEAD: dict[str, Future] = {}  # executables ``load_ahead`` is loading, by the same names
 
 
 class CachedJit:
@@ -108,21 +115,22 @@ class CachedJit:
     def _executable(self, args: tuple, entry: dict) -> _Executable:
         name = _name(entry)
         found = _LOADED.get(name)
+        if found is None and name in _AHEAD:
+            _AHEAD[name].result()  # being loaded ahead: wait for it (a failed load leaves it absent)
+            found = _LOADED.get(name)
         if found is None:
             with _LOADING:
-                found = _LOADED.get(name) or self._load_or_compile(args, entry)
-                _LOADED[name] = found
+                found = _LOADED.get(name)
+                if found is None:
+                    found = _LOADED[name] = self._load_or_compile(args, entry)
+                    cache.store_object("last", _last(self._kind), {"kind": self._kind, "entry": entry})
         return found
 
     def _load_or_compile(self, args: tuple, entry: dict) -> _Executable:
-        from jax.experimental import serialize_executable
-
         kept = cache.load_object(self._kind, entry)
         if kept is not None:
             try:
-                loaded = serialize_executable.deserialize_and_load(
-                    kept["executable"], jax.tree.structure((args, {})), kept["out_tree"])
-                return _Executable(loaded, hashlib.sha256(kept["executable"]).hexdigest(), proven=False)
+                return _deserialized(kept, jax.tree.structure((args, {})))
             except Exception:  # intact but not loadable by this runtime: compile afresh
                 pass
         return self._compile(args, entry)
@@ -136,8 +144,65 @@ class CachedJit:
             executable, _, out_tree = serialize_executable.serialize(compiled)
         except (ValueError, NotImplementedError):  # not serializable here: this process only
             return _Executable(compiled, None, proven=True)
-        cache.store_object(self._kind, entry, {"executable": executable, "out_tree": out_tree})
+        cache.store_object(self._kind, entry, {"executable": executable, "out_tree": out_tree,
+                                               "in_tree": jax.tree.structure((args, {}))})
         return _Executable(compiled, hashlib.sha256(executable).hexdigest(), proven=True)
+
+
+def _deserialized(kept: dict, in_tree) -> _Executable:
+    from jax.experimental import serialize_executable
+
+    loaded = serialize_executable.deserialize_and_load(kept["executable"], in_tree, kept["out_tree"])
+    return _Executable(loaded, hashlib.sha256(kept["executable"]).hexdigest(), proven=False)
+
+
+def _last(kind: str) -> dict:
+    """The identity of the pointer to the ``kind`` executable this machine loaded or compiled last."""
+    return {"kind": kind} | machine_identity()
+
+
+def load_ahead(kind: str) -> threading.Thread | None:
+    """Start loading, on a daemon thread, the ``kind`` executable this machine ran last; return the
+    thread (None: nothing kept, or nothing to keep it in).
+
+    Deserializing the block sampler takes 0.5-0.7 s and releases the GIL, so
+    a command that starts this before its imports and config has the
+    executable when its first block needs it. A ``CachedJit`` finds it by its
+    entry's identity, so what is loaded ahead serves only a call of that very
+    signature, and a call that needs it while it loads waits for it instead
+    of loading it twice. A command that needs another executable (other
+    shapes) loads that one at once, as it would have; the one loaded ahead is
+    then unused.
+    """
+    if cache.DIRECTORY is None or _jax_cache_configured():
+        return None
+    pointer = cache.load_object("last", _last(kind))
+    if not isinstance(pointer, dict) or pointer.get("kind") != kind or not isinstance(pointer.get("entry"), dict):
+        return None
+    name = _name(pointer["entry"])
+    if name in _LOADED or name in _AHEAD:
+        return None
+    # Read and unpickled here: whatever the entry's pickle imports, the thread imports nothing while this
+    # one goes on importing (two threads importing at once can deadlock on the modules' locks).
+    kept = cache.load_object(kind, pointer["entry"])
+    if not isinstance(kept, dict) or "in_tree" not in kept:  # absent, or kept before the tree was
+        return None
+    from jax.experimental import serialize_executable  # noqa: F401 - for the same reason
+
+    done = _AHEAD[name] = Future()
+    thread = threading.Thread(target=_load_kept, args=(name, kept, done), daemon=True,
+                              name=f"causalsynth-load-{kind}")
+    thread.start()
+    return thread
+
+
+def _load_kept(name: str, kept: dict, done: Future) -> None:
+    try:
+        _LOADED[name] = _deserialized(kept, kept["in_tree"])
+    except Exception:  # not loadable by this runtime: the call that needs it compiles it afresh
+        pass
+    finally:
+        done.set_result(None)
 
 
 def _name(entry: dict) -> str:
