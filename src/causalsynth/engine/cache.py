@@ -1,5 +1,6 @@
 """Results derived from a config alone, kept across runs: the solved calibration intercepts, the
-model's causal graph, its traced structure and its compiled block sampler.
+model's causal graph, its traced structure and its compiled block sampler (and, under ``last``,
+which sampler this machine ran last: what a command loads ahead, ``compiled.load_ahead``).
 
 Each entry is keyed by everything it depends on (the resolved config, the
 model's name, version and source files, the package's version and source;
