@@ -23,6 +23,21 @@ def checksums(directory):
     return {name: [p["sha256"] for p in t["parts"]] for name, t in read_manifest(directory)["tables"].items()}
 
 
+@pytest.mark.parametrize("seed", [0, 1, 7, 123_456, 2**31 - 1, 2**31, 2**32 - 1])
+def test_block_keys_are_jax_fold_in_of_the_seeds_key(seed):
+    """A block's key is computed on the host: the same bits as JAX's ``fold_in(key(seed), index)``,
+    for every seed ``--seed`` takes and block indices up to the largest."""
+    import jax
+    import numpy as np
+
+    from causalsynth.engine.sampling import block_key
+
+    for index in (0, 1, 2, 9, 1_000, 2**20 + 3, 2**31 - 1, 2**32 - 1):
+        ours, theirs = block_key(seed, index), jax.random.fold_in(jax.random.key(seed), index)
+        assert ours.dtype == theirs.dtype
+        assert np.array_equal(jax.random.key_data(ours), jax.random.key_data(theirs)), (seed, index)
+
+
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path, small_config):
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         sample_dataset(config=small_config, n_prs=2_500, seed=seed, to=tmp_path / name)

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from causalsynth.engine import cache
@@ -25,7 +24,35 @@ CALIBRATION_MAX_ROUNDS = 25
 
 
 def block_key(seed: int, index: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), index)
+    """``fold_in(key(seed), index)``: the key of block ``index`` of ``seed``.
+
+    Computed on the host: JAX's own ops compile three small programs in every process (0.14 s, beside
+    the sampler's load), where these few integer operations are the same bits (tests/test_determinism.py).
+    """
+    return jax.random.wrap_key_data(block_key_data(seed, index), impl="threefry2x32")
+
+
+def block_key_data(seed: int, index: int) -> np.ndarray:
+    """The two uint32 words of ``block_key(seed, index)`` (a seed in ``[0, 2**32)``)."""
+    words = np.array([0, seed], np.uint32)  # key(seed): a seed's high word is 0 in 32-bit JAX
+    return _threefry2x32(words, np.array([0, index], np.uint32))  # fold_in: threefry of [0, index]
+
+
+def _threefry2x32(key: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Threefry-2x32 (20 rounds) of the two words ``count`` under ``key``, as ``jax.random`` computes it."""
+    def rounds(x, rotations):
+        for r in rotations:
+            x0 = x[0] + x[1]
+            x = [x0, x0 ^ ((x[1] << np.uint32(r)) | (x[1] >> np.uint32(32 - r)))]
+        return x
+
+    ks = [key[0], key[1], key[0] ^ key[1] ^ np.uint32(0x1BD11BDA)]
+    with np.errstate(over="ignore"):
+        x = [count[0] + ks[0], count[1] + ks[1]]
+        for i in range(5):
+            x = rounds(x, (13, 15, 26, 6) if i % 2 == 0 else (17, 29, 16, 24))
+            x = [x[0] + ks[(i + 1) % 3], x[1] + ks[(i + 2) % 3] + np.uint32(i + 1)]
+    return np.array(x, np.uint32)
 
 
 @dataclass(frozen=True)
@@ -61,7 +88,7 @@ def sample_blocks(program: Program, params: Params, seed: int, n_prs: int,
         if at_once == 1:
             return program.sample_block(block_key(seed, group[0]), params, switches)
         padded = group + list(range(n_blocks, n_blocks + at_once - len(group)))
-        keys = jnp.stack([block_key(seed, i) for i in padded])
+        keys = jax.random.wrap_key_data(np.stack([block_key_data(seed, i) for i in padded]), impl="threefry2x32")
         return program.sample_blocks_at_once(at_once)(keys, params, switches)
 
     pending = None
