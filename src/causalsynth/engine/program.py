@@ -149,7 +149,8 @@ class Program:
         The trace depends on the model's code and the params' tree and types
         only (never on a float's value), so it is kept in the cache under those.
         """
-        args = (jax.random.key(0), self.initial_params())
+        # Any threefry key of the right type: a wrapped one, since ``jax.random.key`` compiles in each process.
+        args = (jax.random.wrap_key_data(np.zeros(2, np.uint32), impl="threefry2x32"), self.initial_params())
         identity = cache.model_identity(self.model) | {"block_prs": self.block_prs,
                                                         "signature": signature(args)}
         captured = cache.load_object("structure", identity)
