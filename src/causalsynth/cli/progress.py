@@ -10,7 +10,6 @@ from rich.progress import Progress as Bar
 from rich.table import Table
 
 from causalsynth.cli.console import err, out
-from causalsynth.cli.options import enable_compilation_cache
 
 
 class RichProgress:
@@ -61,9 +60,9 @@ def with_progress(job, bar: RichProgress, interrupted: str):
 
 
 def run_dataset_job(job, destination: str, cluster=None) -> dict:
-    """Run a dataset-writing job with progress and a closing summary; close its ``cluster``."""
+    """Run a dataset-writing job with progress and a closing summary; close its ``cluster``. The
+    command has enabled the caches already (``enable_compilation_cache``, before its imports)."""
     started = time.perf_counter()
-    enable_compilation_cache(samples=cluster is None)
     try:
         manifest = with_progress(job, RichProgress(), f"nothing was written to {destination}")
     finally:
