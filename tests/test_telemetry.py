@@ -428,14 +428,15 @@ def test_evaluate_scores_root_cause_methods_beside_a_constant(worlds):
 
 @pytest.fixture(scope="module")
 def variant_worlds(tmp_path_factory) -> dict[str, Path]:
-    """The series world sampled under the shipped variants rca_easy and rca_hard."""
+    """The series world sampled under the shipped variants rca_easy, rca_medium and rca_hard."""
     from causalsynth.engine.interventions import load_variant
 
     root = tmp_path_factory.mktemp("rca-variants")
     config = load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true"])
-    for variant in ("rca_easy", "rca_hard"):
+    variants = ("rca_easy", "rca_medium", "rca_hard")
+    for variant in variants:
         sample_dataset(config=config, n_prs=N_PRS, seed=SEED, to=root / variant, intervention=load_variant(variant))
-    return {variant: root / variant for variant in ("rca_easy", "rca_hard")}
+    return {variant: root / variant for variant in variants}
 
 
 def _variant_cases(path: Path):
@@ -476,23 +477,61 @@ def test_on_rca_easy_baro_finds_every_fault_that_raises_a_metric(variant_worlds)
         assert accuracy(of_kind, baro(of_kind))["Avg@5"] >= 0.9, kind
 
 
-def test_the_mechanism_method_takes_out_rca_hards_unrelated_event(variant_worlds):
-    """rca_hard puts an unrelated latency shift, larger than an anomaly, at another service than the
-    root in every run, from any moment to the window's end: BARO is drawn to it; the mechanism-aware
-    method finds it (nearly always at the labelled service) and still finds the root."""
-    from causalsynth.models.delivery_commerce.rca import mechanism, unrelated_event
+def test_the_mechanism_method_takes_out_rca_mediums_unrelated_event(variant_worlds):
+    """rca_medium puts an unrelated latency event (x2, a minute, from any moment) at another service than
+    the root in 30 % of runs: the mechanism-aware method finds it by its size and length at the labelled
+    service in about half of them (in 10 % noise, a minute of a doubling is often within the tolerance
+    of a burst's or the run's motion), and rarely finds one in a run without."""
+    from causalsynth.models.delivery_commerce.rca import unrelated_event
+
+    cases, world = _variant_cases(variant_worlds["rca_medium"])
+    tm = world.get("telemetry")
+    labelled = pd.Index(cases.services).get_indexer(cases.spurious)
+    assert 0.2 < (labelled >= 0).mean() < 0.4 and (labelled != cases.root).all()
+    found, _ = unrelated_event(cases, np.log1p(tm["spurious_size"]), tm["spurious_s"])
+    event = labelled >= 0
+    assert np.mean(found[event] == labelled[event]) > 0.4      # 0.51 at this seed
+    assert np.mean(found[~event] >= 0) < 0.1                   # 0.04
+
+
+def test_an_unrelated_event_near_the_onset_starts_two_ticks_to_spurious_near_off_it():
+    """telemetry.spurious_near moves the unrelated event's start from anywhere in the window to 20-60 s
+    (two ticks of 10 s to 10 % of 600 s) before or after the onset, half of them each side, never on its
+    tick; without it the start is the uniform's share of the window, as before (the default's bytes are
+    pinned: tests/test_bytes_pinned.py)."""
+    from causalsynth.models.delivery_commerce.telemetry import unrelated_start
+
+    u = (np.arange(2000) + 0.5) / 2000
+    onset, window = 285.0, 600.0
+    near = load_config(overrides=["telemetry.tick_s=10.0", "telemetry.spurious_near=0.1"]).params.telemetry
+    off = np.asarray(unrelated_start(near, u, onset, window)) - onset
+    assert np.all((np.abs(off) >= 20.0 - 1e-3) & (np.abs(off) <= 60.0 + 1e-3))
+    assert np.mean(off < 0) == 0.5 and np.ptp(np.abs(off)) > 39.0
+    anywhere = load_config(overrides=["telemetry.tick_s=10.0"]).params.telemetry
+    np.testing.assert_allclose(np.asarray(unrelated_start(anywhere, u, onset, window)), window * u, rtol=1e-6)
+
+
+def test_rca_hards_unrelated_event_is_the_incident_again_at_another_service(variant_worlds):
+    """rca_hard gives every incident run an unrelated event at another service: the incident itself,
+    1.25 times its size (telemetry.spurious_mimic), from two to six ticks before or after its onset. At
+    the window's end both are under way, so the metric the root moved most moved at the event's service
+    too, the same way, at least as much; BARO takes it for the root, the mechanism-aware method mostly
+    does not."""
+    from causalsynth.models.delivery_commerce.rca import mechanism
     from causalsynth.tasks.rca import accuracy, baro
 
     cases, world = _variant_cases(variant_worlds["rca_hard"])
-    tm = world.get("telemetry")
     labelled = pd.Index(cases.services).get_indexer(cases.spurious)
     assert len(cases) > 500 and (labelled >= 0).all() and (labelled != cases.root).all()
-    found, _ = unrelated_event(cases, np.log1p(tm["spurious_size"]), tm["spurious_s"])
-    assert (found >= 0).mean() > 0.8
-    # A regression's step at its root as large as the event is taken for it in about 1 % of runs.
-    assert np.mean(found[found >= 0] != labelled[found >= 0]) < 0.02
-    assert accuracy(cases, mechanism(cases, world))["AC@1"] > 0.9
-    assert accuracy(cases, baro(cases))["AC@1"] < 0.45
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(cases.series)
+    change = np.nanmean(logs[..., -10:], -1) - np.nanmean(logs[..., :10], -1)                   # (C, S, M)
+    at = np.arange(len(cases))
+    moved = np.nanargmax(np.abs(change[at, cases.root]), -1)
+    root, event = change[at, cases.root, moved], change[at, labelled, moved]
+    assert np.mean((np.sign(event) == np.sign(root)) & (np.abs(event) > 0.8 * np.abs(root))) > 0.9
+    assert accuracy(cases, baro(cases))["AC@1"] < 0.35
+    assert accuracy(cases, mechanism(cases, world))["AC@1"] > 0.75
 
 
 def test_a_fault_the_model_names_no_rcaeval_fault_for_is_one_clear_error(worlds, tmp_path, monkeypatch):

@@ -445,6 +445,21 @@ def test_propagation_labels_agree_with_the_two_worlds(counterfactual, labelled):
     _check_labels(counterfactual["world"], labelled)
 
 
+def test_propagation_labels_hold_beside_rca_hards_echo_of_the_incident(tmp_path):
+    """rca_hard repeats each incident at another service (telemetry.spurious_mimic): an unrelated event, so
+    the world without the fault keeps it, and that service is off every labelled path unless the fault
+    reaches it."""
+    from causalsynth.engine.interventions import load_variant
+
+    world = tmp_path / "world"
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true", "telemetry.counterfactual=true"]),
+                   n_prs=N_PRS, seed=SEED, to=world, intervention=load_variant("rca_hard"))
+    labelled = _labels(world, tmp_path / "rcaeval")
+    echoed = [case for case in labelled if case["spurious_event_service"] != "NONE"]
+    assert len(echoed) == len(labelled) > 20
+    _check_labels(world, labelled, tick_s=10.0)
+
+
 def test_two_root_causes_are_both_labelled(concurrent):
     world, labelled = concurrent
     two = [case for case in labelled if len(case["root_causes"]) == 2]
@@ -458,7 +473,7 @@ def test_two_root_causes_are_both_labelled(concurrent):
     _check_labels(world, labelled)
 
 
-def _check_labels(world: Path, labelled: list[dict]) -> None:
+def _check_labels(world: Path, labelled: list[dict], tick_s: float = 5.0) -> None:
     """Each label against the two worlds: effects, what moved, unaffected services unchanged bit for bit,
     paths along the calls from a root cause (or through the run's load, for a regression)."""
     ticks = _ticks(world)
@@ -467,7 +482,7 @@ def _check_labels(world: Path, labelled: list[dict]) -> None:
     calls = load_config().get("service.depends_on")
     for case in labelled:
         run = ticks[ticks.run_id == case["run_id"]]
-        onset_tick = np.ceil(np.floor(case["fault_onset_s"]) / 5.0)
+        onset_tick = np.ceil(np.floor(case["fault_onset_s"]) / tick_s)
         roots = [r["service"] for r in case.get("root_causes", [{"service": case["root_cause_service"]}])]
         by_service = {e["service"]: e for e in case["propagation"]}
         for root in roots:

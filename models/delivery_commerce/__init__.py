@@ -114,6 +114,12 @@ def validate(p: Params) -> list[str]:
     for key in ("tick_s", "anomaly_size", "spurious_s"):
         if not tm[key] > 0:
             errors.append(f"telemetry.{key}: {tm[key]} must be > 0")
+    for key in ("spurious_size", "spurious_mimic"):
+        if not tm[key] >= 0:
+            errors.append(f"telemetry.{key}: {tm[key]} must be >= 0")
+    if not 0.0 <= tm.spurious_near <= 1.0:
+        errors.append(f"telemetry.spurious_near: {tm.spurious_near} must be a share of the window in [0, 1] "
+                      f"(0: anywhere in it)")
     ft = tm.faults
     for section, names in (("kind.shares", tuple(ft.kind.shares)), ("effects", tuple(ft.effects))):
         if names != INJECTED_FAULTS:

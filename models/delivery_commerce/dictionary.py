@@ -102,7 +102,7 @@ DESCRIPTIONS = {
                    "(with --series)"),
     "fault_operation": ("The operation of the root cause's service whose code the fault is in "
                         "(telemetry.traces.one_operation: a regression, a code exception), or NONE (with --traces)"),
-    "spurious_event_service": ("The service of the run's unrelated latency event, not its root cause "
+    "spurious_event_service": ("The service of the run's unrelated event, not its root cause "
                                "(telemetry.spurious_rate); NONE without one (with --series)"),
     "fault_onset_s": "Seconds from the window's start to the incident's onset; -1 without one (with --series)",
     "second_root_cause_service": ("A second root cause at the same time: the service of a second injected fault "

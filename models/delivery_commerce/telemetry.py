@@ -51,11 +51,17 @@ being clipped, so a resource fault at a busy service still shows.
   for a ``ramp`` kind), and what calls carry (latency, errors) at each caller,
   ``service.propagation_share ** hops`` as much, a hop lag later per hop
   (``injected_lift``). Like events, it sits on top of the scaled series;
-- ``telemetry.spurious_rate``: a run also shows an unrelated latency event at
-  another service (the confusion real incidents come with), of its own size
+- ``telemetry.spurious_rate``: a run also shows an unrelated event at
+  another service (the confusion real incidents come with), labelled in
+  ``spurious_event_service``: a latency shift of its own size
   (``telemetry.spurious_size``) and length (``telemetry.spurious_s``, from a
-  moment drawn anywhere in the window, cut at its end), labelled in
-  ``spurious_event_service``;
+  moment drawn anywhere in the window, cut at its end). With
+  ``telemetry.spurious_mimic`` it also carries the run's own incident, that
+  many times its size, at its service only (it reaches no caller): the
+  anomaly's metrics, the injected fault's effects, or the regression's step
+  at its root. With ``telemetry.spurious_near`` it starts near the incident's
+  onset, two ticks to that share of the window before or after it, never at
+  it. The world without the fault keeps it: it is not the fault;
 - ``telemetry.gap_rate``: ticks go missing (rows absent), as scrapes do;
 - ``telemetry.faults.concurrent`` (off by default): an incident run also gets
   a second injected fault at ``rate``, at another service, of a kind drawn
@@ -167,14 +173,32 @@ def _injected(p: Params, fault, service, severity, active, onset, distance: np.n
     """The multiplier of each metric ``(M,B,R,S,T)`` of an injected fault of kind ``fault`` (index into
     ``INJECTED_FAULTS``) at ``service``, of ``severity``, where ``active``, from ``onset`` at its service
     and a hop lag later per hop up the calls (``injected_lift``)."""
-    ft, n_svc = p.telemetry.faults, len(distance)
-    effects = jnp.stack([vec(ft.effects[k], METRICS) for k in INJECTED_FAULTS])          # (K,M)
-    effect = jnp.moveaxis(effects[fault], -1, 0) * severity * active                    # (M,B,R,1,1)
-    ramps = jnp.asarray([k in ft.ramp for k in INJECTED_FAULTS])
+    n_svc = len(distance)
     fault_distance = jnp.swapaxes(jnp.asarray(distance)[service][..., 0, :], -1, -2)    # (B,R,S,1)
     fault_start = onset + p.telemetry.hop_lag_s * jnp.where(fault_distance < n_svc, fault_distance, 0)
-    return jnp.exp(injected_lift(effect, p.service.propagation_share, fault_distance, fault_start, mid, window,
-                                 ramps[fault]))
+    return jnp.exp(injected_lift(_fault_effect(p, fault) * severity * active, p.service.propagation_share,
+                                 fault_distance, fault_start, mid, window, _ramps(p)[fault]))
+
+
+def _fault_effect(p: Params, fault):
+    """An injected fault's log-scale effect on each metric at full size ``(M, ...)``, by its kind ``fault``."""
+    effects = jnp.stack([vec(p.telemetry.faults.effects[k], METRICS) for k in INJECTED_FAULTS])   # (K,M)
+    return jnp.moveaxis(effects[fault], -1, 0)
+
+
+def _ramps(p: Params):
+    """Whether each injected fault kind grows to its full size at the window's end (else it steps)."""
+    return jnp.asarray([k in p.telemetry.faults.ramp for k in INJECTED_FAULTS])
+
+
+def unrelated_start(tm: Params, u, onset, window):
+    """When the unrelated event starts, seconds from the window's start: ``u`` (uniform) of the window;
+    or, with ``telemetry.spurious_near``, before (``u`` under 1/2) or after the incident's ``onset``,
+    by two ticks to that share of the window: near the onset, never on its tick."""
+    gap = 2.0 * tm.tick_s
+    off = gap + jnp.abs(2.0 * u - 1.0) * jnp.maximum(tm.spurious_near * window - gap, 0.0)
+    near = jnp.clip(onset + jnp.where(u < 0.5, -off, off), 0.0, window - tm.tick_s)
+    return jnp.where(tm.spurious_near > 0, near, window * u)
 
 
 def saturate(usage):
@@ -211,7 +235,7 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
                                   window - tm.anomaly_s)
         event_service = numpyro.sample("_event_service", dist.Categorical(jnp.ones(n_svc) / n_svc))
         spurious = numpyro.sample("_spurious", dist.Bernoulli(tm.spurious_rate))
-        spurious_start = window * numpyro.sample("_spurious_u", dist.Uniform(0.0, 1.0))
+        spurious_u = numpyro.sample("_spurious_u", dist.Uniform(0.0, 1.0))
         # Another service than the root cause's: a shift of 1..S-1 places.
         spurious_shift = 1 + numpyro.sample("_spurious_shift", dist.Categorical(jnp.ones(n_svc - 1) / (n_svc - 1)))
         anomalous = runs["kind"] > 0
@@ -232,9 +256,11 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
             injected, 2 + len(ANOMALY_METRICS) + fault, 0))), FAULT_KINDS)
         fault_onset = derived("fault_onset_s", jnp.where(regressed | injected, onset, jnp.where(
             anomalous, event_start, -1.0)), constraints.greater_than_eq(-1.0))
+        spurious_start = unrelated_start(tm, spurious_u, jnp.where(root >= 0, fault_onset, onset), window)
         spurious_service = jnp.where(root >= 0, root, event_service)
         spurious_service = (spurious_service + spurious_shift) % n_svc
-        label("spurious_event_service", jnp.where(spurious, spurious_service + 1, 0), ("NONE", *services))
+        shows = (tm.spurious_size > 0) | ((root >= 0) & (tm.spurious_mimic > 0))
+        label("spurious_event_service", jnp.where(spurious & shows, spurious_service + 1, 0), ("NONE", *services))
     with plates.prs, plates.runs, plates.ticks:
         # The run's traffic, shared by its services: its own persistence, on the day's cycle.
         tr = tm.traffic
@@ -283,6 +309,16 @@ def series(p: Params, plates, pr: dict, runs: dict, svc: dict, services: tuple[s
                          1.0 / (1.0 + tm.anomaly_size), 1.0 + tm.anomaly_size)  # fewer requests, more of the rest
         shape = shape * jnp.where(at_event & moved, size, 1.0)
         unrelated = jnp.where(at_spurious & (LATENCY > 0).reshape(-1, 1, 1, 1, 1), 1.0 + tm.spurious_size, 1.0)
+        # With telemetry.spurious_mimic, the run's own incident at the other service too, that many times
+        # its size (log scale), there only: its anomaly's metrics, or its injected fault or its regression's
+        # step at the root (each metric by the root's post-onset multiplier).
+        step = jnp.sum(jnp.where(service_index == primary, jnp.log(post), 0.0), axis=-2, keepdims=True)
+        there = jnp.where(service_index == spurious_service, 0, n_svc)        # hops: reached there only
+        mimic = jnp.where(anomalous & ~regressed, jnp.where(at_spurious & moved, size, 1.0), jnp.exp(injected_lift(
+            jnp.where(regressed, step, _fault_effect(p, fault) * severity * injected) * spurious,
+            p.service.propagation_share, there, spurious_start, mid, window, ~regressed & _ramps(p)[fault])))
+        mimic = jnp.where(mid < spurious_start + tm.spurious_s, mimic, 1.0)
+        unrelated = jnp.where(tm.spurious_mimic > 0, unrelated * mimic ** tm.spurious_mimic, unrelated)
         shape, without = shape * unrelated, without * unrelated
         # The injected fault, from its service up the calls.
         shape = shape * _injected(p, fault, fault_service, severity, injected, onset, distance, mid, window)
