@@ -452,7 +452,8 @@ def test_propagation_labels_hold_beside_rca_hards_echo_of_the_incident(tmp_path)
     from causalsynth.engine.interventions import load_variant
 
     world = tmp_path / "world"
-    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, "telemetry.enabled=true", "telemetry.counterfactual=true"]),
+    # The counterfactual world's structure: a variant's priors are numbers, so its sampler is compiled already.
+    sample_dataset(config=load_config(overrides=[SMALL_BLOCKS, *TRACED, "telemetry.counterfactual=true"]),
                    n_prs=N_PRS, seed=SEED, to=world, intervention=load_variant("rca_hard"))
     labelled = _labels(world, tmp_path / "rcaeval")
     echoed = [case for case in labelled if case["spurious_event_service"] != "NONE"]
