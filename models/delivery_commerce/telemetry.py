@@ -42,7 +42,8 @@ being clipped, so a resource fault at a busy service still shows.
   ``telemetry.anomaly_s`` (ending inside the window), at the regression's service from its onset in
   a regressed run (its symptom) and else at a drawn one, and moves the metric its type names
   (PERFORMANCE: latency, ERROR_RATE: errors, RESOURCE_USAGE: CPU and memory,
-  BEHAVIOR: request rate). Events sit on top of the scaled series, so a
+  BEHAVIOR: dropped requests, so fewer served and as many more refused: request
+  rate down, error rate up, by the same factor). Events sit on top of the scaled series, so a
   service's window mean exceeds its snapshot by the event's share;
 - a run with neither gets an injected fault at ``telemetry.faults.rate`` (a
   chaos experiment runs on a steady system), of a kind drawn from its mix, at
@@ -101,9 +102,10 @@ LATENCY = np.asarray([m == "latency" for m in METRICS], np.float32)
 RESOURCES = np.asarray([m in ("cpu", "memory", "disk") for m in METRICS])
 # What a call carries from a callee to its caller: its wait, and its failures.
 CARRIED = np.asarray([m in ("latency", "errors") for m in METRICS])
-# Which metrics each anomaly type moves.
+# Which metrics each anomaly type moves. BEHAVIOR drops requests: a service that serves fewer of the requests
+# its callers send refuses the rest, so its error rate rises as its request rate falls.
 ANOMALY_METRICS = {"PERFORMANCE": ("latency",), "ERROR_RATE": ("errors",), "RESOURCE_USAGE": ("cpu", "memory"),
-                   "BEHAVIOR": ("requests",)}
+                   "BEHAVIOR": ("requests", "errors")}
 # The injected infrastructure faults (``telemetry.faults``), each a mechanism of its own.
 INJECTED_FAULTS = ("CPU_HOG", "MEMORY_LEAK", "DISK_PRESSURE", "NETWORK_DELAY", "PACKET_LOSS", "SOCKET_EXHAUSTION",
                    "CODE_EXCEPTION")
