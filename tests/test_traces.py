@@ -458,7 +458,7 @@ def test_propagation_labels_hold_beside_rca_hards_echo_of_the_incident(tmp_path)
     labelled = _labels(world, tmp_path / "rcaeval")
     echoed = [case for case in labelled if case["spurious_event_service"] != "NONE"]
     assert len(echoed) == len(labelled) > 20
-    _check_labels(world, labelled, tick_s=10.0)
+    _check_labels(world, labelled)
 
 
 def test_two_root_causes_are_both_labelled(concurrent):
@@ -474,7 +474,7 @@ def test_two_root_causes_are_both_labelled(concurrent):
     _check_labels(world, labelled)
 
 
-def _check_labels(world: Path, labelled: list[dict], tick_s: float = 5.0) -> None:
+def _check_labels(world: Path, labelled: list[dict]) -> None:
     """Each label against the two worlds: effects, what moved, unaffected services unchanged bit for bit,
     paths along the calls from a root cause (or through the run's load, for a regression)."""
     ticks = _ticks(world)
@@ -483,7 +483,7 @@ def _check_labels(world: Path, labelled: list[dict], tick_s: float = 5.0) -> Non
     calls = load_config().get("service.depends_on")
     for case in labelled:
         run = ticks[ticks.run_id == case["run_id"]]
-        onset_tick = np.ceil(np.floor(case["fault_onset_s"]) / tick_s)
+        onset_tick = np.ceil(np.floor(case["fault_onset_s"]) / case["tick_s"])
         roots = [r["service"] for r in case.get("root_causes", [{"service": case["root_cause_service"]}])]
         by_service = {e["service"]: e for e in case["propagation"]}
         for root in roots:
