@@ -25,8 +25,9 @@ SMALL_BLOCKS = "sampling.block_prs=1000"
 CI_BUILDS = Path(__file__).parents[1] / "examples" / "ci_builds"
 
 
-# The fast lane, `pytest -m "not services"`, runs without these: a server (PostgreSQL, an S3
-# endpoint, a Dask cluster), a browser, the docs build, a notebook kernel or the package index.
+# The fast lane, `pytest -m "not services and not slow"`, runs without these: a server (PostgreSQL,
+# an S3 endpoint, a Dask cluster), a browser, the docs build, a notebook kernel or the package index
+# (and without the tests marked `slow` where they are defined).
 SERVICE_FIXTURES = {"postgres_admin_url", "postgres_url", "s3_endpoint"}
 SERVICE_MODULES = {"test_cluster.py", "test_report_browser.py", "test_docs.py", "test_environment.py"}
 

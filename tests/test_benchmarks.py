@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
@@ -18,6 +19,7 @@ def _reference(kind: str, n_prs: int, out: Path) -> int:
     return int(done.stdout)
 
 
+@pytest.mark.slow
 def test_the_all_core_floor_writes_the_floors_rows_as_one_part_per_table_and_block(tmp_path):
     single = _reference("floor", 12_000, tmp_path / "floor")
     overlapped = _reference("overlapped", 12_000, tmp_path / "overlapped")
@@ -32,6 +34,7 @@ def test_the_all_core_floor_writes_the_floors_rows_as_one_part_per_table_and_blo
         assert pq.read_schema(parts[0]).remove_metadata() == whole.schema.remove_metadata()
 
 
+@pytest.mark.slow
 def test_bench_device_samples_twice_and_finds_the_same_bytes_and_the_marginals_met(tmp_path):
     """Two blocks a call: also checked against one block a call (the same bytes, on the CPU)."""
     done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_device.py"), "--sizes", "1000",

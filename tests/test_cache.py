@@ -83,6 +83,7 @@ def first_run(tmp_path_factory) -> tuple[Path, dict]:
     return directory, run_process(directory)
 
 
+@pytest.mark.slow
 def test_a_later_process_loads_the_structure_sampler_and_intercepts_untraced(first_run, tmp_path):
     shutil.copytree(first_run[0], tmp_path, dirs_exist_ok=True)
     first = first_run[1]
@@ -125,6 +126,7 @@ cache.store_object("sampler", program.sample_block._entry_identity(identity.sign
 """
 
 
+@pytest.mark.slow
 def test_a_kept_executable_without_its_kernels_is_compiled_afresh(first_run, tmp_path):
     fresh = first_run[1]
     for _ in range(2):
@@ -163,6 +165,7 @@ print(json.dumps({"compiled": made, "traced": len(traced)}))
 """
 
 
+@pytest.mark.slow
 def test_a_new_prior_or_a_variant_compiles_nothing_in_a_fresh_process(tmp_path, small_config):
     """Only a change of the model's source or of its shapes compiles: a prior set anew, a hard
     intervention and a shifted prior all run the sampler kept by an earlier process."""
@@ -174,6 +177,7 @@ def test_a_new_prior_or_a_variant_compiles_nothing_in_a_fresh_process(tmp_path, 
     assert json.loads(done.stdout.splitlines()[-1]) == {"compiled": [], "traced": 0}
 
 
+@pytest.mark.slow
 def test_intercepts_kept_by_another_executable_are_evaluated_once(first_run, tmp_path):
     """The sampler's runs are deterministic, so intercepts kept with the loaded executable's digest are
     what evaluating them again would give; any other entry is checked by one evaluation."""
@@ -213,6 +217,7 @@ def test_a_damaged_entry_is_absent(own_cache):
     assert cache.load_object("structure", identity) is None
 
 
+@pytest.mark.slow
 def test_the_sampler_run_last_is_loaded_ahead_and_serves_only_its_own_signature(monkeypatch, small_config):
     """A command starts ``load_ahead`` before its imports: the executable this machine ran last is
     deserialized on a thread and serves the next call of its signature; a call of other shapes loads

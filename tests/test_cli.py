@@ -83,6 +83,7 @@ def test_help_and_import_load_no_heavy_library():
         assert getattr(causalsynth, name).__name__ == name
 
 
+@pytest.mark.slow
 def test_sample_to_parquet_loads_no_library_it_does_not_use(tmp_path):
     """A Parquet-only `sample` in one process imports no data-frame, database, learning, plotting or cluster library."""
     import subprocess
@@ -152,6 +153,7 @@ def test_interrupted_run_leaves_an_existing_dataset_untouched(tmp_path, small_co
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_from_any_directory_leaves_nothing(tmp_path):
     """A real process, started outside the source tree, interrupted while writing."""
     out = tmp_path / "ds"

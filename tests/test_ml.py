@@ -255,6 +255,7 @@ def test_targets_on_any_binary_metric_are_probabilities(metric):
     assert "probability" in _check_values({"ml": {"targets": {"service_health": {metric: 1.2}}}}, "")[0]
 
 
+@pytest.mark.slow
 def test_defaults_meet_the_seed_targets(dataset_20k):
     results = evaluate(dataset_20k)
     for task, metrics in results.items():

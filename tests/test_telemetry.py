@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -259,13 +260,14 @@ def test_no_caller_moves_more_than_an_injected_fault():
 
     rng = np.random.default_rng(1)
     mid = (np.arange(30) + 0.5) * 10.0
+    lifted = jax.jit(injected_lift)  # as the sampler runs it: one compile per graph size, not one per operation
     for depends, root in random_graphs(rng, 200):
         size = len(depends)
         distance = hops(depends)[root].reshape(-1, 1)
         start = rng.uniform(0, 250) + rng.uniform(0, 30) * np.where(distance < size, distance, 0)
         effect = rng.uniform(-2, 2, len(METRICS)).reshape(-1, 1, 1)
-        lift = np.asarray(injected_lift(effect, float(rng.uniform(0, 1)), distance, start, mid, 300.0,
-                                        bool(rng.integers(2))))                  # (M, S, T)
+        lift = np.asarray(lifted(effect, float(rng.uniform(0, 1)), distance, start, mid, 300.0,
+                                 bool(rng.integers(2))))                         # (M, S, T)
         assert np.all(np.abs(lift) <= np.abs(lift[:, root:root + 1]) + 1e-6)
         others = np.arange(size) != root
         assert np.all(lift[~CARRIED][:, others] == 0) and np.all(lift[:, distance[:, 0] >= size] == 0)
@@ -373,6 +375,7 @@ def _rcaeval_baro():
     return module.baro
 
 
+@pytest.mark.slow
 def test_rcaeval_baro_reads_our_cases_and_agrees_with_ours(worlds, tmp_path):
     import warnings
 

@@ -119,6 +119,7 @@ def test_a_large_system_is_sampled_through_every_table_and_validates(large):
     assert (~roots[injected].isin(CORE)).mean() > 0.4
 
 
+@pytest.mark.slow
 def test_rcaeval_ranks_a_large_systems_cases_over_every_service(large, tmp_path):
     import warnings
 

@@ -207,6 +207,7 @@ def re2(traced, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_re2_cases_run_through_rcaeval_multi_source_methods(re2):
     from RCAEval.e2e.baro import mmbaro, mmnsigma
     from RCAEval.e2e.circa import mmcirca
@@ -245,6 +246,7 @@ def test_re2_cases_run_through_rcaeval_multi_source_methods(re2):
     assert ran >= 1
 
 
+@pytest.mark.slow
 def test_the_croissant_card_lists_every_case_record(re2, tables):
     import itertools
 
@@ -309,6 +311,7 @@ def test_otlp_files_parse_as_opentelemetry_requests(traced, tables, tmp_path):
         assert {rec.trace_id for rec in records} <= {s.trace_id for s in found}
 
 
+@pytest.mark.slow
 def test_rcabench_datapacks_load_and_rank_with_rcabench_platform(traced, tables, tmp_path):
     import polars as pl
     from rcabench_platform.v2.algorithms.rcaeval.baro import Baro
@@ -516,9 +519,9 @@ def test_span_operations_are_labelled_from_the_two_worlds(counterfactual, tmp_pa
     t = read_tables(world)
     spans = t["trace_spans"].merge(t["traces"][["trace_id", "run_id"]], on="trace_id")
     spans["service_name"], spans["operation"] = spans.service_name.astype(str), spans.operation.astype(str)
-    checked = 0
+    checked, by_run = 0, dict(tuple(spans.groupby("run_id")))
     for case in truth:
-        run = spans[spans.run_id == case["run_id"]]
+        run = by_run[case["run_id"]]
         onset = pd.Timestamp(case["window_start"] + case["fault_onset_s"], unit="s", tz="UTC").round("ms")
         after = run[run.started_at >= onset]
         for entry in case["propagation"]:

@@ -81,6 +81,7 @@ def plugin_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_plugin_dataset_is_read_with_the_model_its_reader_names(plugin_dataset, tmp_path):
     import subprocess
     import sys
@@ -137,6 +138,7 @@ def test_a_run_into_an_out_another_run_claims_fails_at_once(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_two_writers_started_together_give_one_dataset_and_one_clear_error(tmp_path):
     """Whichever claims the directory first writes it; the other fails in one line (its claim refused, or
     the directory already a dataset), and never replaces the first."""
