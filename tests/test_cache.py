@@ -218,15 +218,22 @@ def test_a_damaged_entry_is_absent(own_cache):
 
 
 @pytest.mark.slow
-def test_the_sampler_run_last_is_loaded_ahead_and_serves_only_its_own_signature(monkeypatch, small_config):
+def test_the_sampler_run_last_is_loaded_ahead_and_serves_only_its_own_signature(monkeypatch, tmp_path,
+                                                                                small_config):
     """A command starts ``load_ahead`` before its imports: the executable this machine ran last is
     deserialized on a thread and serves the next call of its signature; a call of other shapes loads
     its own, and becomes the one run last."""
     from causalsynth.engine import compiled
 
+    # A cache of the test's own around the session's compiled samplers: the pointer to the one run last
+    # is this test's alone, whatever the other test processes (pytest-xdist's workers) run meanwhile.
+    (cache.DIRECTORY / "sampler").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "sampler").symlink_to(cache.DIRECTORY / "sampler", target_is_directory=True)
+    monkeypatch.setattr(cache, "DIRECTORY", tmp_path)
+    monkeypatch.setattr(compiled, "_LOADED", {})
     program = Program(small_config)
     args = block_args(program)
-    first = jax.device_get(program.sample_block(*args))  # run here: the pointer names its entry
+    first = jax.device_get(program.sample_block(*args))  # loaded here: the pointer names its entry
 
     monkeypatch.setattr(compiled, "_LOADED", {})  # as a new process finds it
     monkeypatch.setattr(compiled, "_AHEAD", {})
