@@ -42,24 +42,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.services)
 
 
-class LongestFilesFirst:
-    """The files with the most long tests (``slow`` or ``services``) first, then those with the most tests:
-    pytest-xdist hands each process whole files in this order (--no-loadscope-reorder), so the short
-    files come last and fill the processes' ends, and they finish together."""
-
-    @pytest.hookimpl(trylast=True)  # after -m and -k deselect
-    def pytest_collection_modifyitems(self, items):
-        long, tests = {}, {}
-        for item in items:
-            long[item.path] = long.get(item.path, 0) + any(item.get_closest_marker(m) for m in ("services", "slow"))
-            tests[item.path] = tests.get(item.path, 0) + 1
-        items.sort(key=lambda item: (-long[item.path], -tests[item.path]))
-
-
-def pytest_configure(config):
-    config.pluginmanager.register(LongestFilesFirst(), "causalsynth-longest-files-first")
-
-
 # JAX as strict as NumPyro allows, in this process and in every command a test starts (they inherit the
 # environment): a PRNG key consumed twice, or a NaN or an infinity out of a compiled function, is an
 # error (validate's run of the model on stored columns, where one is a finding, lifts the last two);
