@@ -381,6 +381,16 @@ def test_export_refuses_to_overwrite_without_force(small_dataset, exported):
     assert sorted(p.name for p in (small_dataset / "ml-csv").iterdir()) == ["pr_impact.csv", "schema.json"]
 
 
+def test_force_replaces_only_task_files_it_wrote(small_dataset, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "schema.json").write_text('{"tasks": {}}')
+    (out / "thesis.txt").write_text("x")
+    result = runner.invoke(app, ["export", str(small_dataset), "--tasks", "pr_impact", "--out", str(out), "--force"])
+    assert result.exit_code == 2 and "holds files that are not" in result.output, result.output
+    assert (out / "thesis.txt").read_text() == "x"
+
+
 def test_anomaly_posterior_is_calibrated(dataset_20k):
     """The model's posterior given a run's metrics averages to the anomaly rate, and is sharp: on the
     test split (about 15,000 runs), where evaluate scores it."""

@@ -355,7 +355,9 @@ def test_rcaeval_layout_round_trips(worlds, tables, tmp_path):
         start = int(runs.started_at[case["run_id"]].timestamp())
         assert data.time.iloc[0] == start and (np.diff(data.time) == case["tick_s"]).all()
         inject = int((folder / "inject_time.txt").read_text().strip())
-        assert inject == case["inject_time"] == start + int(np.floor(runs.fault_onset_s[case["run_id"]]))
+        # The start of the first tick the fault is in: the first whose middle is at or past the onset.
+        first = np.ceil(runs.fault_onset_s[case["run_id"]] / case["tick_s"] - 0.5)
+        assert inject == case["inject_time"] == start + int(first * case["tick_s"])
         mine = ticks[ticks.run_id == case["run_id"]]
         for metric, suffix in (("latency_ms", "latency"), ("error_rate", "error"), ("request_rate", "workload")):
             wide = mine.pivot(index="tick_index", columns="service_name", values=metric)
@@ -376,6 +378,33 @@ def _rcaeval_baro():
 
 
 @pytest.mark.slow
+def test_force_replaces_only_incident_cases_it_wrote(worlds, tmp_path):
+    """A directory of the user's own, whose cases.json merely has a "cases" key, is refused; an export's
+    own output is replaced (every incident layout checks the same marker, ``tasks.rcaeval.OWNED_CASES``)."""
+    layout = "rcaeval"
+    out = tmp_path / "mine"
+    (out / "notes").mkdir(parents=True)
+    (out / "cases.json").write_text('{"cases": []}')
+    (out / "notes" / "thesis.txt").write_text("x")
+    result = runner.invoke(app, ["export", str(worlds["series"]), "--format", layout, "--out", str(out), "--force"])
+    assert result.exit_code == 2 and "holds files that are not" in result.output, result.output
+    assert (out / "notes" / "thesis.txt").read_text() == "x" and (out / "cases.json").read_text() == '{"cases": []}'
+    ours = tmp_path / "ours"
+    for _ in range(2):
+        result = runner.invoke(app, ["export", str(worlds["series"]), "--format", layout, "--out", str(ours),
+                                     "--force"])
+        assert result.exit_code == 0, result.output
+    assert json.loads((ours / "cases.json").read_text())["format"] == "causalsynth-incident-cases"
+
+
+def test_an_unknown_export_format_names_every_allowed_one(worlds, tmp_path):
+    result = runner.invoke(app, ["export", str(worlds["series"]), "--format", "rcaevl"])
+    assert result.exit_code == 2
+    assert "--format rcaevl" in result.output and all(f in result.output for f in ("csv", "re2", "rcabench", "otlp"))
+    result = runner.invoke(app, ["export", str(worlds["series"]), "--format", "RCAEval", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output   # names are case-insensitive
+
+
 def test_rcaeval_baro_reads_our_cases_and_agrees_with_ours(worlds, tmp_path):
     import warnings
 

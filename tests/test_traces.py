@@ -486,7 +486,7 @@ def _check_labels(world: Path, labelled: list[dict]) -> None:
     calls = load_config().get("service.depends_on")
     for case in labelled:
         run = ticks[ticks.run_id == case["run_id"]]
-        onset_tick = np.ceil(np.floor(case["fault_onset_s"]) / case["tick_s"])
+        onset_tick = (case["inject_time"] - case["window_start"]) / case["tick_s"]
         roots = [r["service"] for r in case.get("root_causes", [{"service": case["root_cause_service"]}])]
         by_service = {e["service"]: e for e in case["propagation"]}
         for root in roots:
@@ -494,6 +494,8 @@ def _check_labels(world: Path, labelled: list[dict]) -> None:
         for service, rows in run.groupby("service_name"):
             label = by_service[service]
             after = rows[rows.tick_index >= onset_tick]
+            clean = rows[rows.tick_index < onset_tick]     # before the inject time: as without the fault
+            assert all((clean[m] == clean[f"{m}_without_fault"]).all() for m in METRICS), (case["case"], service)
             for m in METRICS:
                 entry = label["metrics"][names[m]]
                 factual, without = after[m].astype(np.float64).mean(), after[f"{m}_without_fault"].astype(np.float64).mean()
@@ -519,16 +521,26 @@ def test_span_operations_are_labelled_from_the_two_worlds(counterfactual, tmp_pa
     t = read_tables(world)
     spans = t["trace_spans"].merge(t["traces"][["trace_id", "run_id"]], on="trace_id")
     spans["service_name"], spans["operation"] = spans.service_name.astype(str), spans.operation.astype(str)
+    calls = load_config().get("service.depends_on")
+
+    def calls_into(caller: str, callee: str) -> bool:
+        return any(c == callee or calls_into(c, callee) for c in calls.get(caller, []))
+
     checked, by_run = 0, dict(tuple(spans.groupby("run_id")))
     for case in truth:
         run = by_run.get(case["run_id"], spans.iloc[:0])
-        onset = pd.Timestamp(case["window_start"] + case["fault_onset_s"], unit="s", tz="UTC").round("ms")
+        onset = pd.Timestamp(case["inject_time"], unit="s", tz="UTC")
         after = run[run.started_at >= onset]
+        roots = [r["service"] for r in case.get("root_causes", [{"service": case["root_cause_service"]}])]
         for entry in case["propagation"]:
             own = run[run.service_name == entry["service"]]
             if not entry["affected"]:     # the fault did not reach it: its spans' own time is unchanged
                 leaves = own[~own.span_id.isin(run.parent_span_id.dropna())]
                 assert (leaves.duration_ms == leaves.duration_ms_without_fault).all()
+                # ... and neither is any span of it that waits on no root cause (a span lasts as long as
+                # its callees', so a caller's spans move even where its series do not)
+                if not any(calls_into(entry["service"], r) for r in roots):
+                    assert not any(op["moved"] for op in entry["operations"].values()), (case["case"], entry)
             for operation, label in entry["operations"].items():
                 rows = after[(after.service_name == entry["service"]) & (after.operation == operation)]
                 assert label["spans"] == len(rows)

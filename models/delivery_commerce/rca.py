@@ -90,8 +90,7 @@ def unrelated_event(cases: Cases, size: float, event_s: float) -> tuple[np.ndarr
     after = inside - _window_means(x, end, np.minimum(end + side, n_ticks))
     # A window at the edge of the series has one side only.
     off = np.fmax(np.abs(before - size), np.abs(after - size))                            # (C,S,W)
-    onset = np.ceil(cases.onset_s / cases.tick_s - 0.5)[:, None, None]
-    off = np.where(np.isfinite(off) & (np.abs(start - onset) > 1), off, np.inf)
+    off = np.where(np.isfinite(off) & (np.abs(start - cases.onset_tick[:, None, None]) > 1), off, np.inf)
     best = off.reshape(len(x), -1).argmin(-1)
     service, first = np.unravel_index(best, off.shape[1:])
     found = off.reshape(len(x), -1)[np.arange(len(x)), best] < UNRELATED_TOLERANCE * size
@@ -137,9 +136,7 @@ def _scores(cases: Cases, depends: np.ndarray, hop_lag_s: float, share: float, e
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         logs = np.log(np.maximum(cases.series, 1e-9))
-        # The model's own clock: a tick whose middle is past the onset is after it.
-        before, _ = split_at_onset(Cases(**{**cases.__dict__, "series": logs}),
-                                   np.ceil(cases.onset_s / cases.tick_s - 0.5).astype(int))
+        before, _ = split_at_onset(Cases(**{**cases.__dict__, "series": logs}))
         z = (logs - np.nanmean(before, -1, keepdims=True)) / np.maximum(np.nanstd(before, -1, keepdims=True), 1e-6)
     z = np.nan_to_num(z, nan=0.0)
     ticks = np.arange(n_ticks) * cases.tick_s + cases.tick_s / 2

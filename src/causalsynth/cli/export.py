@@ -30,14 +30,19 @@ def export(
     model: Model = None,
 ) -> None:
     """Write ML task datasets (features, labels, split) and ml/schema.json, the data dictionary."""
-    formats = comma_list(fmt) or []
+    formats = [f.lower() for f in comma_list(fmt) or []]
     if layouts := [f for f in formats if f in INCIDENT_LAYOUTS]:
         if len(formats) > 1 or tasks is not None:
             raise ConfigError(f"--format {layouts[0]}: writes the incident cases alone; give it without other "
                               f"formats or --tasks")
         _export_incidents(layouts[0], dataset_dir, out_dir, force)
         return
+    from causalsynth.tasks.ml import FORMATS
     from causalsynth.tasks.ml import export as export_tasks
+
+    if unknown := [f for f in formats if f not in FORMATS]:
+        raise ConfigError(f"--format {unknown[0]}: allowed are {', '.join(FORMATS)} (task datasets, comma-separated) "
+                          f"or one of {', '.join(INCIDENT_LAYOUTS)} alone (incident cases)")
 
     written = export_tasks(dataset_dir, tasks=comma_list(tasks), formats=formats, split_by=split_by,
                            seed=split_seed, out=out_dir, force=force,

@@ -29,6 +29,8 @@ from causalsynth.errors import ConfigError
 from causalsynth.spec.modeling import Task
 
 FORMATS = ("parquet", "csv", "jsonl", "json")
+# What ``schema.json`` says it is: ``--force`` replaces only a directory holding one.
+TASKS_FORMAT = "causalsynth-ml-tasks"
 SPLITS = ("train", "valid", "test")
 SPLIT_BY = ("pr", "time")
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -154,7 +156,8 @@ def data_dictionary(ds: Dataset, names: list[str], split_by: str, seed: int) -> 
     """ml/schema.json: per task, each feature's and label's meaning, type, source and causal parents."""
     graph = model_graph(ds.program)
     docs = ds.config.model.DESCRIPTIONS
-    out: dict[str, Any] = {"split": {"by": split_by, "seed": seed, "shares": ds.config.get("ml.split.shares"),
+    out: dict[str, Any] = {"format": TASKS_FORMAT,
+                           "split": {"by": split_by, "seed": seed, "shares": ds.config.get("ml.split.shares"),
                                      "grouped_by": "pr_id"}, "tasks": {}}
     def entry(task: Task, table: str, column: str, role: str) -> dict[str, Any]:
         site = ds.site(table, column)
@@ -263,7 +266,7 @@ def export(directory: str | Path, *, tasks: list[str] | None = None, formats: li
         task_named(ds, name)
     written = []
     with staged_directory(out if out else ds.beside("ml"), force=force, what="a causalsynth export",
-                          owned=json_marker("schema.json", "tasks")) as staging:
+                          owned=json_marker("schema.json", "format", TASKS_FORMAT)) as staging:
         for name in names:
             view = task_view(ds, name, split_by=split_by, seed=seed)
             for fmt in formats:

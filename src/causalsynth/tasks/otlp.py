@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from causalsynth.dataset.reading import Dataset
-from causalsynth.dataset.staging import json_marker, staged_directory
-from causalsynth.tasks.rcaeval import incident_cases
+from causalsynth.dataset.staging import staged_directory
+from causalsynth.tasks.rcaeval import OWNED_CASES, incident_cases, write_index
 from causalsynth.tasks.spans import by_run, hex_ids, read_spans
 
 TRACES, METRICS, LOGS = "traces.jsonl", "metrics.jsonl", "logs.jsonl"     # one signal a file
@@ -48,7 +48,7 @@ def write_otlp(directory: str | Path, out: str | Path | None = None, force: bool
     n_ticks = cases.series.shape[-1]
     out = out if out else ds.beside("otlp")
     with staged_directory(out, force=force, what="causalsynth's OTLP files",
-                          owned=json_marker("cases.json", "cases")) as staging:
+                          owned=OWNED_CASES) as staging:
         names_of_files = (TRACES, METRICS, *((LOGS,) if with_logs else ()))
         files = {file: (staging / file).open("w") for file in names_of_files}
         try:
@@ -65,9 +65,7 @@ def write_otlp(directory: str | Path, out: str | Path | None = None, force: bool
         finally:
             for f in files.values():
                 f.close()
-        (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute, "layout": "OTLP JSON Lines",
-                                                        "files": list(files),
-                                                        "cases": truth}, indent=1) + "\n")
+        write_index(staging, ds, truth, layout="OTLP JSON Lines", files=list(files))
     return Path(out)
 
 

@@ -5,9 +5,9 @@ With traces, each service's span operations are labelled the same way (``with_op
 
 No real system can observe this: a trace shows what was slow, not what would have been slow anyway.
 Here both worlds are sampled with the same noise, so for each service and metric the label holds
-the factual and the counterfactual mean from the onset on, their difference (the fault's effect),
+the factual and the counterfactual mean from the fault's first tick on, their difference (the fault's effect),
 whether the counterfactual itself would have looked anomalous (BARO's robust z-score of its ticks
-from the onset on against those before it, above ``ANYWAY_Z``), and the paths the fault took:
+from that tick on against those before it, above ``ANYWAY_Z``), and the paths the fault took:
 the shortest call paths from the root cause (from each, in a case with two) up to the service, or,
 for a service the fault moved with no call path to it, the model's shared cause
 (``Incidents.shared``) between them.
@@ -23,6 +23,9 @@ import numpy as np
 from causalsynth.tasks.rca import roots
 
 ANYWAY_Z = 3.0
+# A span's duration differs between the worlds by more than this share of it: float32 carries about 7
+# digits, and a caller's duration sums its callees' in an order the two worlds may fuse differently.
+SPAN_RTOL = 1e-6
 
 
 def call_paths(calls: Mapping[str, Sequence[str]], root: str) -> dict[str, list[list[str]]]:
@@ -77,18 +80,21 @@ def propagation(cases, c: int, names: Mapping[str, str], calls: Mapping[str, Seq
     return out
 
 
-def with_operations(labels: list[dict], spans, onset_ms: int, suffix: str) -> list[dict]:
+def with_operations(labels: list[dict], spans, first_ms: int, suffix: str) -> list[dict]:
     """``labels`` (``propagation``'s) with each service's span operations labelled from ``spans`` (one
     case's, with ``duration_ms``/``status`` and their values without the fault, ``<column><suffix>``):
-    per operation, over the spans that start from the onset on, the mean duration in both worlds, its
-    effect, the share failed in both, and whether any span moved."""
+    per operation, over the spans that start from ``first_ms`` on (the start of the first tick the fault
+    is in, Unix ms), the mean duration in both worlds, its effect, the share failed in both, and whether
+    any span moved: failed in one world only, or took longer or shorter by more than float32's rounding
+    (``SPAN_RTOL``: a span's duration sums its callees', which the two worlds may round differently)."""
     if f"duration_ms{suffix}" not in spans:
         return labels
-    after = spans[spans["started_at_ms"].to_numpy() >= onset_ms]
+    after = spans[spans["started_at_ms"].to_numpy() >= first_ms]
     factual, without = after["duration_ms"].to_numpy(np.float64), after[f"duration_ms{suffix}"].to_numpy(np.float64)
     failed = after["status"].astype(str).to_numpy() == "ERROR"
     failed_without = after[f"status{suffix}"].astype(str).to_numpy() == "ERROR"
-    moved_rows = (spans["duration_ms"].to_numpy() != spans[f"duration_ms{suffix}"].to_numpy()) | (
+    moved_rows = ~np.isclose(spans["duration_ms"].to_numpy(np.float64), spans[f"duration_ms{suffix}"].to_numpy(
+        np.float64), rtol=SPAN_RTOL, atol=0.0) | (
         spans["status"].astype(str).to_numpy() != spans[f"status{suffix}"].astype(str).to_numpy())
     moved_ops = set(zip(spans["service_name"].astype(str)[moved_rows], spans["operation"].astype(str)[moved_rows]))
     keys = list(zip(after["service_name"].astype(str), after["operation"].astype(str)))

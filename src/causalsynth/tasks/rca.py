@@ -55,8 +55,10 @@ class Cases:
 
     @property
     def onset_tick(self) -> np.ndarray:
-        """The first tick at or after the inject time (whole seconds), as RCAEval splits a case."""
-        return np.ceil(np.floor(self.onset_s) / self.tick_s).astype(int)
+        """The first tick the fault is in: a tick's values cover its interval, and the series hold a
+        fault in every tick whose middle is at or past its onset. That tick's start is the case's
+        inject time (``tasks.rcaeval.inject_time``), so RCAEval's split at it is the series' own."""
+        return np.ceil(self.onset_s / self.tick_s - 0.5).astype(int)
 
     def __len__(self) -> int:
         return len(self.run_id)

@@ -43,9 +43,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from causalsynth.dataset.reading import Dataset
-from causalsynth.dataset.staging import json_marker, staged_directory
+from causalsynth.dataset.staging import staged_directory
 from causalsynth.tasks.rca import roots
-from causalsynth.tasks.rcaeval import incident_cases, inject_time, labelled_case
+from causalsynth.tasks.rcaeval import OWNED_CASES, incident_cases, inject_time, labelled_case, write_index
 from causalsynth.tasks.spans import by_run, hex_ids, read_spans
 
 STATUS_CODE = {"OK": 0, "ERROR": 2}
@@ -72,7 +72,7 @@ def write_rcabench(directory: str | Path, out: str | Path | None = None, force: 
     out = out if out else ds.beside("rcabench")
     index, labels = [], []
     with staged_directory(out, force=force, what="causalsynth's RCABench datapacks",
-                          owned=json_marker("cases.json", "cases")) as staging:
+                          owned=OWNED_CASES) as staging:
         for c, name in enumerate(names):
             datapack = name.replace("/", "_")
             folder = staging / "data" / dataset / datapack
@@ -110,9 +110,7 @@ def write_rcabench(directory: str | Path, out: str | Path | None = None, force: 
         label_columns = [*order, "gt.level", "gt.name"]
         pq.write_table(pa.Table.from_pandas(pd.DataFrame(labels, columns=label_columns).sort_values(label_columns),
                                             preserve_index=False), meta / "labels.parquet")
-        (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute, "layout": "RCABench",
-                                                        "rcabench_dataset": dataset, "cases": truth},
-                                                       indent=1) + "\n")
+        write_index(staging, ds, truth, layout="RCABench", rcabench_dataset=dataset)
     return Path(out)
 
 

@@ -6,7 +6,7 @@ fault, in run order), holding what RCAEval's ``main.py`` reads:
 - ``data.csv``: a ``time`` column (integer Unix seconds, one row per tick),
   then one ``<service>_<metric>`` column per series, written without an
   index; a missing tick is an empty cell (RCAEval fills it forward);
-- ``inject_time.txt``: the onset, integer Unix seconds, one line.
+- ``inject_time.txt``: the start of the first tick the fault is in, integer Unix seconds, one line.
 
 Metric suffixes and fault names are RCAEval's, as the model's
 ``INCIDENTS`` declares them (the shipped model: ``latency``, the mean in ms;
@@ -33,6 +33,10 @@ from causalsynth.dataset.staging import json_marker, staged_directory
 from causalsynth.errors import ConfigError
 from causalsynth.tasks.propagation import propagation, with_operations
 from causalsynth.tasks.rca import Cases, read_cases, roots
+
+# What every incident export's ``cases.json`` says it is: ``--force`` replaces only a directory holding one.
+CASES_FORMAT = "causalsynth-incident-cases"
+OWNED_CASES = json_marker("cases.json", "format", CASES_FORMAT)
 
 
 def incident_cases(ds: Dataset) -> tuple[Cases, list[str], list[dict]]:
@@ -82,13 +86,22 @@ def labelled_case(truth: dict, cases: Cases, c: int, spans: pd.DataFrame, suffix
     labels, from ``spans`` (the case's, as ``tasks.spans.read_spans`` reads them)."""
     if "propagation" not in truth:
         return truth
-    onset_ms = int(round((cases.started_at[c] + cases.onset_s[c]) * 1000))
-    return truth | {"propagation": with_operations(truth["propagation"], spans, onset_ms, suffix)}
+    first_ms = int(round((cases.started_at[c] + cases.onset_tick[c] * cases.tick_s) * 1000))
+    return truth | {"propagation": with_operations(truth["propagation"], spans, first_ms, suffix)}
+
+
+def write_index(directory: Path, ds: Dataset, truth: list[dict], **fields) -> None:
+    """``cases.json`` in ``directory``: what it is (``CASES_FORMAT``), the dataset the cases come from,
+    the export's own ``fields``, and every case's ground truth ``truth``."""
+    index = {"format": CASES_FORMAT, "dataset": ds.location.absolute, **fields, "cases": truth}
+    (directory / "cases.json").write_text(json.dumps(index, indent=1) + "\n")
 
 
 def inject_time(cases: Cases, c: int) -> int:
-    """Case ``c``'s onset in whole Unix seconds: RCAEval's inject time."""
-    return int(cases.started_at[c] + np.floor(cases.onset_s[c]))
+    """RCAEval's inject time of case ``c``, in whole Unix seconds: the start of the first tick the fault
+    is in (``Cases.onset_tick``), the time column's value there, so every tick before it is as it would
+    have been without the fault."""
+    return int(cases.started_at[c]) + int(cases.onset_tick[c] * cases.tick_s)
 
 
 def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: bool = False,
@@ -101,7 +114,7 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
     columns = [f"{service}_{incidents.metrics[m]}" for service in cases.services for m in cases.metrics]
     n_ticks = cases.series.shape[-1]
     with staged_directory(out, force=force, what="causalsynth's RCAEval cases",
-                          owned=json_marker("cases.json", "cases")) as staging:
+                          owned=OWNED_CASES) as staging:
         for c, name in enumerate(names):
             folder = staging / name
             folder.mkdir(parents=True)
@@ -112,7 +125,5 @@ def write_rcaeval(directory: str | Path, out: str | Path | None = None, force: b
             frame.to_csv(folder / "data.csv", index=False)
             (folder / "inject_time.txt").write_text(f"{inject_time(cases, c)}\n")
             on_case(folder)
-        (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute,
-                                                        "columns": ["time", *columns], "cases": truth},
-                                                       indent=1) + "\n")
+        write_index(staging, ds, truth, columns=["time", *columns])
     return Path(out)

@@ -17,7 +17,7 @@ what RCAEval's multi-source methods (``mmbaro``, ``mmnsigma``, ``mmcirca``) and 
   (OpenTelemetry's: 0 unset, 2 error) and ``parentSpanID`` (empty at a root), as Jaeger exports them;
 - ``logs.csv``: ``time`` (HH:MM), ``timestamp`` (Unix ns), ``container_name``, ``message`` (the
   template), ``level``, ``req_path`` (the span's operation) and ``error`` (true on ERROR lines);
-- ``inject_time.txt``: the onset, integer Unix seconds;
+- ``inject_time.txt``: the start of the first tick the fault is in, integer Unix seconds;
 - ``labels.json``: the case's ground truth (``cases.json`` holds every case's).
 
 Beside ``cases.json``, ``croissant.json`` describes the cases' metrics, spans and log lines as a
@@ -35,8 +35,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from causalsynth.dataset.reading import Dataset
-from causalsynth.dataset.staging import json_marker, staged_directory
-from causalsynth.tasks.rcaeval import incident_cases, inject_time, labelled_case
+from causalsynth.dataset.staging import staged_directory
+from causalsynth.tasks.rcaeval import OWNED_CASES, incident_cases, inject_time, labelled_case, write_index
 from causalsynth.tasks.spans import by_run, hex_ids, read_spans
 
 BUCKET_S = 15
@@ -58,7 +58,7 @@ def write_re2(directory: str | Path, out: str | Path | None = None, force: bool 
     window_s = int(round(n_ticks * cases.tick_s))
     out = out if out else ds.beside("re2")
     with staged_directory(out, force=force, what="causalsynth's RCAEval RE2 cases",
-                          owned=json_marker("cases.json", "cases")) as staging:
+                          owned=OWNED_CASES) as staging:
         for c, name in enumerate(names):
             folder = staging / name
             folder.mkdir(parents=True)
@@ -89,8 +89,7 @@ def write_re2(directory: str | Path, out: str | Path | None = None, force: bool 
             truth[c] = labelled_case(truth[c], cases, c, run_spans, incidents.counterfactual)
             (folder / "labels.json").write_text(json.dumps(truth[c], indent=1) + "\n")
             on_case(folder)
-        (staging / "cases.json").write_text(json.dumps({"dataset": ds.location.absolute, "layout": "RE2",
-                                                        "metrics": columns, "cases": truth}, indent=1) + "\n")
+        write_index(staging, ds, truth, layout="RE2", metrics=columns)
         _card(staging, ds, columns, len(names))
     return Path(out)
 
