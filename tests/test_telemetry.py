@@ -104,6 +104,18 @@ def test_mislabelled_incidents_fail_their_identities(worlds, tables, tmp_path):
     assert checks["identity system_runs: no root cause exactly without a fault"].passed  # only those rules see it
 
 
+def test_a_root_cause_outside_the_services_is_refused_not_scored(worlds, tmp_path):
+    """A case naming no service of its dataset would be scored against another service: refused."""
+    copy = tmp_path / "copy"
+    shutil.copytree(worlds["series"], copy)
+    runs = pq.read_table(part_path(copy, "system_runs")).to_pandas()
+    row = int(np.flatnonzero(runs.fault_kind != "NONE")[0])
+    rewrite(copy, "system_runs", lambda f: with_value(f, "root_cause_service", [row], "elsewhere"))
+    result = runner.invoke(app, ["export", str(copy), "--format", "rcaeval", "--out", str(tmp_path / "cases")])
+    assert result.exit_code != 0 and "'elsewhere' is none of its services" in result.output, result.output
+    assert f"run {runs.run_id.iloc[row]}" in result.output and not (tmp_path / "cases").exists()
+
+
 def default_services() -> list[str]:
     return list(load_config().get("services"))
 

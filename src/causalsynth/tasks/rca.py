@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from causalsynth.dataset.reading import Dataset, read_part
-from causalsynth.errors import ConfigError
+from causalsynth.errors import ConfigError, UnreadableDataset
 
 
 @dataclass(frozen=True)
@@ -118,11 +118,17 @@ def read_cases(source, *, clean: bool = False) -> Cases:
         for m, metric in enumerate([*metrics, *counterfactual]):
             series[at.case.to_numpy(), at.service.to_numpy(), m, frame[inc.tick].to_numpy()] = frame[metric]
     epoch_s = (runs[inc.window_start] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    named = runs[inc.root_cause].astype(str)
+    root = pd.Index(services).get_indexer(named)                               # -1: none
+    if not clean and (root < 0).any():   # a case must name one of its services, or it is scored against another
+        run = runs[run_key][root < 0].iloc[0]
+        raise UnreadableDataset(f"{ds.directory}: run {run}'s root cause {named[root < 0].iloc[0]!r} is none of "
+                                f"its services ({', '.join(services)}); `causalsynth validate` it")
     return Cases(run_id=runs[run_key].to_numpy(), started_at=epoch_s.to_numpy(np.int64),
                  services=services, metrics=metrics, series=series[:, :, :len(metrics)],
                  without=series[:, :, len(metrics):] if counterfactual else None, tick_s=float(config.get(inc.tick_s)),
                  onset_s=runs[inc.onset_s].to_numpy(np.float64),
-                 root=pd.Index(services).get_indexer(runs[inc.root_cause].astype(str)),  # -1: none
+                 root=root,
                  kind=runs[inc.fault].astype(str).to_numpy(),
                  spurious=runs[inc.spurious].astype(str).to_numpy() if inc.spurious else None,
                  second=runs[second].astype(str).to_numpy() if second else None,
