@@ -162,6 +162,8 @@ CONFIG_CASES = [
     ("if-exists", ["--db", "sqlite:///{tmp}/x.db", "--if-exists", "sometimes"],
      ("--if-exists sometimes", "fail, replace, append")),
     ("schema-on-sqlite", ["--db", "sqlite:///{tmp}/x.db", "--schema", "s"], ("--schema s", "SQLite has no schemas")),
+    ("db-sqlite-with-a-host", ["--db", "sqlite://u:hunter2@host/x.db"],
+     ("--db sqlite://u:***@host/x.db", "a SQLite URL names a file")),
     ("out-unknown-url", ["--out", "nosuchscheme://bucket/ds"],
      ("nosuchscheme://bucket/ds", "an object store", "not nosuchscheme://")),
     ("out-not-an-object-store", ["--out", "memory://bucket/ds"], ("--out memory://bucket/ds", "an object store")),
@@ -322,7 +324,9 @@ def test_commands_refuse_bad_options(tmp_path, base, args, expected):
 
 @pytest.mark.parametrize("url", ["postgresql://u:hunter2@127.0.0.1:1/db",
                                  "postgresql://u@127.0.0.1:1/db?password=hunter2",
-                                 "postgresql://u@127.0.0.1:1/db?sslmode=disable&PASSWORD=hunter2"])
+                                 "postgresql://u@127.0.0.1:1/db?sslmode=disable&PASSWORD=hunter2",
+                                 "postgresql://u:hunter2/x@127.0.0.1:1/db", "postgresql://u:x?hunter2@127.0.0.1:1/db",
+                                 "postgresql://u:x#hunter2@127.0.0.1:1/db", "postgresql://u:p@hunter2@127.0.0.1:1/db"])
 def test_a_password_is_never_printed(tmp_path, base, url):
     """However a URL carries it, an unreachable database's error shows the password as ***."""
     lines = check_fails_cleanly(["load", str(base), "--db", url], ("cannot connect",), [tmp_path, base], early=False)

@@ -56,7 +56,9 @@ class DatabaseError(CausalsynthError):
 
 # The password of user:password@host, and the query parameters that carry one (libpq's names and
 # drivers' aliases). Matched on the text, so a URL too malformed to parse is masked as well.
-_USER_PASSWORD = re.compile(r"(://[^/@?#]*?:)[^/@?#]*@")
+# Everything from the user's colon to the URL's last "@": drivers differ in which characters end a
+# password ("/", "?", "#", even "@"), so the mask errs towards hiding more.
+_USER_PASSWORD = re.compile(r"(://[^:/@?#]*:).*@")
 _QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd|pass|sslpassword)=)[^&#]*", re.IGNORECASE)
 
 
@@ -65,14 +67,29 @@ def masked(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", _USER_PASSWORD.sub(r"\1***@", url))
 
 
-def _cause(exc: BaseException) -> str:
-    """The first informative line of a driver error."""
+def _secrets(url: str) -> list[str]:
+    """What ``masked`` hides in ``url``, and each piece of it between "@"s (a driver that ends a password
+    at its first "@" names the rest as the host), longest first."""
+    hidden = [m.group(0)[len(m.group(1)):-1] for m in _USER_PASSWORD.finditer(url)]
+    hidden += [m.group(0)[len(m.group(1)):] for m in _QUERY_PASSWORD.finditer(url)]
+    return sorted({p for h in hidden for p in (h, *h.split("@")) if len(p) > 1}, key=len, reverse=True)
+
+
+def _cause(exc: BaseException, url: str) -> str:
+    """The first informative line of a driver error, without any secret of ``url`` in it."""
     orig = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
     text = lines[0] if lines else type(orig).__name__
     for prefix in ("IO: ", "[libpq] ", "Failed to connect: ", "connection failed: "):  # ADBC's wrapping
         text = text.removeprefix(prefix)
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
     return text
+
+
+def _failed(url: str, what: str, exc: BaseException) -> DatabaseError:
+    """The one-line error of a database operation ``what`` that failed with the driver's ``exc``."""
+    return DatabaseError(f"--db {masked(url)}: {what}: {_cause(exc, url)}")
 
 
 def _backend(url: str) -> str:
@@ -87,6 +104,9 @@ def _backend(url: str) -> str:
         raise ConfigError(f"--db: the port in {masked(url)} is not a number; expected e.g. "
                           f"postgresql://user@host:5432/db") from None
     backend = parsed.get_backend_name()
+    if backend == "sqlite" and (parsed.host or parsed.username or parsed.password or parsed.port):
+        raise ConfigError(f"--db {masked(url)}: a SQLite URL names a file and nothing else; expected "
+                          f"sqlite:///relative/file.db or sqlite:////absolute/file.db")
     if backend not in DIALECTS:
         raise ConfigError(f"--db {masked(url)}: unsupported database {backend!r}; supported: {', '.join(DIALECTS)}")
     if backend == "postgresql" and parsed.get_driver_name() not in POSTGRES_DRIVERS:
@@ -135,7 +155,7 @@ def connect(engine: Engine, url: str) -> Connection:
         return engine.connect()
     except sa.exc.DBAPIError as exc:
         engine.dispose()
-        raise DatabaseError(f"--db {masked(url)}: cannot connect: {_cause(exc)}") from None
+        raise _failed(url, "cannot connect", exc) from None
 
 
 def sql_type(arrow_type: pa.DataType) -> sa.types.TypeEngine:
@@ -259,7 +279,7 @@ class _PostgresSession:
         try:
             self.conn = adbc.connect(uri)
         except adbc.Error as exc:
-            raise DatabaseError(f"--db {masked(url)}: cannot connect: {_cause(exc)}") from None
+            raise _failed(url, "cannot connect", exc) from None
 
     def execute(self, statement) -> list[tuple]:
         if not isinstance(statement, str):
@@ -345,7 +365,7 @@ class SqlSink:
             for table in tables_now:
                 self._create(table)
         except self._errors() as exc:
-            raise DatabaseError(f"--db {masked(self.url)}: preparing the tables failed: {_cause(exc)}") from None
+            raise _failed(self.url, "preparing the tables failed", exc) from None
 
     def write(self, table: str, batch: pa.RecordBatch, part: int) -> None:
         """Append ``batch`` to ``table`` (a part may come in several batches)."""
@@ -353,7 +373,7 @@ class SqlSink:
         try:
             self.session.ingest(self.metadata.tables[self._qualified(table)], batch)
         except self._errors() as exc:
-            raise DatabaseError(f"--db {masked(self.url)}: loading {table} failed: {_cause(exc)}") from None
+            raise _failed(self.url, f"loading {table} failed", exc) from None
 
     def close(self) -> None:
         run = self.session.execute
@@ -370,7 +390,7 @@ class SqlSink:
                 if self.dialect == "postgresql":
                     run(f"ANALYZE {self._quoted(name)}")
         except self._errors() as exc:
-            raise DatabaseError(f"--db {masked(self.url)}: constraints failed: {_cause(exc)}") from None
+            raise _failed(self.url, "constraints failed", exc) from None
 
     def commit(self, manifest: bytes) -> None:
         import hashlib
