@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL_BLOCKS
 from typer.testing import CliRunner
@@ -149,6 +150,8 @@ CONFIG_CASES = [
      _file("typo.yaml", "regression:\n  rat: 0.3\n")),
     ("config-a-string-for-a-mapping", ["--config", "{tmp}/flat.yaml"], ("regression: expected a mapping",),
      _file("flat.yaml", "regression: 0.3\n")),
+    ("service-call-cycle", ["--set", "service.depends_on.user=[gateway]"],
+     ("service.depends_on", "cycle, gateway -> user -> gateway")),
     # size, seed, output and database options
     ("n-prs-0", ["--n-prs", "0"], ("--n-prs", "positive", "got 0")),
     ("n-prs-negative", ["--n-prs", "-5"], ("--n-prs", "got -5")),
@@ -292,7 +295,7 @@ COMMAND_CASES = [
      ("--out {tmp}/nowhere/r.html", "does not exist")),
     ("report-out-a-directory", ["report", "{base}", "--out", "{tmp}"], ("--out {tmp}", "is a directory")),
     ("export-format", ["export", "{base}", "--format", "xlsx", "--out", "{tmp}/x"],
-     ("--format xlsx", "allowed formats")),
+     ("--format xlsx", "allowed are parquet, csv, jsonl, json", "rcaeval, re2, rcabench, otlp")),
     ("export-split-by", ["export", "{base}", "--split-by", "moon", "--out", "{tmp}/x"],
      ("--split-by moon", "pr, time")),
     ("export-split-seed", ["export", "{base}", "--split-seed", "-1", "--out", "{tmp}/x"], ("--split-seed", "got -1")),
@@ -398,6 +401,21 @@ MANIFEST_DAMAGE = {
                               ("{ds}/manifest.json: format_version 99", "newer causalsynth")),
     "manifest-bad-config": (_edit_manifest(lambda m: m["config"]["regression"].update(rate=3)),
                             ("{ds}", "regression.rate: must be a probability in [0, 1], got 3")),
+    "manifest-nested-deeply": (lambda ds: (ds / "manifest.json").write_text("[" * 200_000 + "]" * 200_000),
+                               ("{ds}/manifest.json: not a manifest: nested too deeply",)),
+    "manifest-seed-negative": (_edit_manifest(lambda m: m.update(seed=-5)),
+                               ("{ds}/manifest.json: seed: expected an integer in [0, 4294967295], got -5",)),
+    "manifest-n-prs-negative": (_edit_manifest(lambda m: m.update(n_prs=-1)),
+                                ("{ds}/manifest.json: n_prs: expected a positive integer, got -1",)),
+    "manifest-intercept-a-string": (
+        _edit_manifest(lambda m: m["calibration"]["intercepts"].update(regression="x")),
+        ("{ds}/manifest.json: calibration.intercepts.regression: expected a number, got a string",)),
+    "manifest-intercept-missing": (_edit_manifest(lambda m: m["calibration"]["intercepts"].pop("regression")),
+                                   ("{ds}/manifest.json: calibration.intercepts: expected one per calibrated rate",)),
+    "manifest-headlines-a-string": (_edit_manifest(lambda m: m.update(headlines="x")),
+                                    ("{ds}/manifest.json: headlines: expected a list of objects",)),
+    "manifest-key-not-a-column": (_edit_manifest(lambda m: m["tables"]["pull_requests"].update(key="nosuchcol")),
+                                  ("{ds}/manifest.json: tables.pull_requests.key: 'nosuchcol' is none of",)),
 }
 TABLE_DAMAGE = {
     "table-missing": (lambda ds: shutil.rmtree(ds / "system_runs"),
@@ -405,6 +423,10 @@ TABLE_DAMAGE = {
     "part-truncated": (_truncate, ("{ds}/" + PART + ": not readable Parquet",)),
     "part-not-parquet": (lambda ds: (ds / PART).write_text("hello"), ("{ds}/" + PART + ": not readable Parquet",)),
     "part-a-directory": (lambda ds: ((ds / PART).unlink(), (ds / PART).mkdir()), ("{ds}/" + PART + ": not a file",)),
+    "part-cut": (lambda ds: pq.write_table(pq.read_table(ds / PART).slice(0, 3), ds / PART),
+                 ("{ds}/" + PART + ": changed since it was written: it holds 3 rows where the manifest lists",)),
+    "part-of-another-table": (lambda ds: shutil.copy(ds / "pull_requests" / Path(PART).name, ds / PART),
+                              ("{ds}/" + PART + ": changed since it was written: it holds",)),
 }
 READERS = {
     "validate": ["validate", "{ds}", "--json", "{tmp}/checks.json"],

@@ -83,6 +83,26 @@ __all__ = ["NAME", "VERSION", "DEFAULTS", "TABLES", "CALIBRATION", "MARGINALS", 
            "validate", "expand", "anomaly_posterior"]
 
 
+def _call_cycle(calls) -> list[str] | None:
+    """A cycle of the call graph ``calls`` (caller -> callees) as the services along it, first one last
+    again; None where calls always end."""
+    state: dict[str, str] = {}   # "open" while its callees are being walked, "done" after
+
+    def walk(service: str, path: list[str]) -> list[str] | None:
+        if state.get(service) == "open":
+            return path[path.index(service):] + [service]
+        if state.get(service) == "done":
+            return None
+        state[service] = "open"
+        for callee in calls.get(service, ()):
+            if found := walk(callee, path + [service]):
+                return found
+        state[service] = "done"
+        return None
+
+    return next((found for caller in calls if (found := walk(caller, []))), None)
+
+
 def validate(p: Params) -> list[str]:
     """Cross-references a generic check cannot see: names that must exist, dates that must parse."""
     services, steps = tuple(p.services), tuple(p.funnel.steps)
@@ -148,6 +168,9 @@ def validate(p: Params) -> list[str]:
         for callee in (caller, *callees):
             if callee not in services:
                 errors.append(f"service.depends_on.{caller}: {callee!r} is not one of {services}")
+    if cycle := _call_cycle(p.service.depends_on):
+        errors.append(f"service.depends_on: calls go round in a cycle, {' -> '.join(cycle)}; a request's calls "
+                      f"must end (each service calls only services that do not call it back)")
     if tuple(p.funnel.failure_reason) != steps:
         errors.append(f"funnel.failure_reason: needs one reason per step, in order: {', '.join(steps)}")
     for step, reason in p.funnel.failure_reason.items():

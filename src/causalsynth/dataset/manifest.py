@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -21,6 +21,9 @@ from causalsynth.config import plugins
 from causalsynth.config.loading import Config, load_config
 from causalsynth.dataset.location import Location, locate, unreadable
 from causalsynth.errors import ConfigError, UnreadableDataset, one_line
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 MANIFEST = "manifest.json"
 FORMAT = "causalsynth-dataset"
@@ -113,6 +116,13 @@ def _manifest_problems(manifest: Any) -> list[str]:
                 for key, (kind, what) in MANIFEST_KEYS.items() if not _typed(manifest[key], kind)]
     if problems:
         return problems
+    if not 0 <= manifest["seed"] < 2**32:
+        problems.append(f"seed: expected an integer in [0, {2**32 - 1}], got {manifest['seed']}")
+    if manifest["n_prs"] < 1:
+        problems.append(f"n_prs: expected a positive integer, got {manifest['n_prs']}")
+    if "headlines" in manifest and not (isinstance(manifest["headlines"], list)
+                                        and all(isinstance(h, dict) for h in manifest["headlines"])):
+        problems.append(f"headlines: expected a list of objects, got {_json_kind(manifest['headlines'])}")
     for key, inner in INNER_KEYS.items():
         lacking = [k for k in inner if k not in manifest[key]]
         if lacking:
@@ -125,9 +135,11 @@ def _manifest_problems(manifest: Any) -> list[str]:
     for key in ("do", "set"):
         if key in intervention and not isinstance(intervention[key], dict):
             problems.append(f"intervention.{key}: expected an object, got {_json_kind(intervention[key])}")
-    if "intercepts" in manifest["calibration"] and not isinstance(manifest["calibration"]["intercepts"], dict):
-        problems.append("calibration.intercepts: expected an object, got "
-                        f"{_json_kind(manifest['calibration']['intercepts'])}")
+    intercepts = manifest["calibration"].get("intercepts")
+    if not isinstance(intercepts, dict):
+        problems.append(f"calibration.intercepts: expected an object, got {_json_kind(intercepts)}")
+    elif bad := [k for k, v in intercepts.items() if not _typed(v, (int, float))]:
+        problems.append(f"calibration.intercepts.{bad[0]}: expected a number, got {_json_kind(intercepts[bad[0]])}")
     if not manifest["tables"]:
         problems.append("tables: no tables")
     for name, entry in manifest["tables"].items():
@@ -136,6 +148,8 @@ def _manifest_problems(manifest: Any) -> list[str]:
         problems += found
         if found:
             continue
+        if not any(isinstance(c, dict) and c.get("name") == entry["key"] for c in entry["schema"]):
+            problems.append(f"{where}.key: {entry['key']!r} is none of its schema's columns")
         parent = entry["parent"]
         if isinstance(parent, dict) and not {"table", "key"} <= set(parent):
             problems.append(f"{where}.parent: expected an object with table and key")
@@ -239,6 +253,8 @@ def parse_manifest(location: Location, data: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UnreadableDataset(f"{location.show(MANIFEST)}: not valid JSON: {exc.msg} at line {exc.lineno}, "
                                 f"column {exc.colno}") from None
+    except RecursionError:
+        raise UnreadableDataset(f"{location.show(MANIFEST)}: not a manifest: nested too deeply") from None
     problems = _manifest_problems(manifest)
     if problems:
         raise UnreadableDataset(f"{location.show(MANIFEST)}: " + "; ".join(problems))
@@ -255,9 +271,15 @@ def dataset_config(directory: str | Path, manifest: dict[str, Any]) -> Config:
         spec = data.get("model") if isinstance(data, dict) else None
         if isinstance(spec, str) and plugins.is_path(spec):
             data = data | {"model": plugins.trusted_model(spec, manifest["model"].get("sha256"))}
-        return load_config(data=data)
+        config = load_config(data=data)
     except ConfigError as exc:
         raise UnreadableDataset(f"{locate(directory).show(MANIFEST)}: {exc}") from None
+    solved, names = set(manifest["calibration"]["intercepts"]), {c.name for c in config.model.CALIBRATION}
+    if solved != names:
+        raise UnreadableDataset(f"{locate(directory).show(MANIFEST)}: calibration.intercepts: expected one per "
+                                f"calibrated rate of model {config.model.NAME} ({', '.join(sorted(names))}), got "
+                                f"{', '.join(sorted(solved)) or 'none'}")
+    return config
 
 
 def table_parts(location: Location, manifest: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -265,27 +287,40 @@ def table_parts(location: Location, manifest: dict[str, Any]) -> dict[str, list[
 
     Raises ``UnreadableDataset`` naming the file: a table written to a
     database only, a missing part, or one that is not readable Parquet
-    (truncated, overwritten).
+    (truncated, overwritten), or whose footer holds other rows or columns
+    than the manifest lists (cut, or replaced by another file). A part
+    whose values changed is found by its SHA-256 (``validate``, ``load``).
     """
     out = {}
     for name, entry in manifest["tables"].items():
         if entry["parts"] is None:
             raise UnreadableDataset(f"{location.url}: table {name} has no files (the dataset went to a "
                                     f"database only)")
+        columns = [c.get("name") for c in entry["schema"]]
         for part in entry["parts"]:
             if not location.is_file(part["file"]):
                 what = "not a file" if location.exists(part["file"]) else "missing"
                 raise UnreadableDataset(f"{location.show(part['file'])}: {what} (the manifest lists it as part "
                                         f"of table {name})")
-            read_schema(location, part["file"])
+            footer = _footer(location, part["file"])
+            if footer.metadata.num_rows != part["rows"] or footer.schema_arrow.names != columns:
+                found = (f"{footer.metadata.num_rows:,} rows where the manifest lists {part['rows']:,}"
+                         if footer.metadata.num_rows != part["rows"] else f"other columns than table {name}'s")
+                raise UnreadableDataset(f"{location.show(part['file'])}: changed since it was written: it holds "
+                                        f"{found}")
         out[name] = entry["parts"]
     return out
 
 
-def read_schema(location: Location, relative: str) -> pa.Schema:
-    """The Arrow schema in a Parquet file's footer; ``UnreadableDataset`` when it cannot be read."""
+def _footer(location: Location, relative: str) -> pq.ParquetFile:
+    """A Parquet file's footer; ``UnreadableDataset`` when it cannot be read."""
     try:
-        return location.parquet(relative).schema_arrow
+        return location.parquet(relative)
     except (OSError, pa.ArrowException) as exc:
         raise unreadable(location, relative, exc) from None
+
+
+def read_schema(location: Location, relative: str) -> pa.Schema:
+    """The Arrow schema in a Parquet file's footer; ``UnreadableDataset`` when it cannot be read."""
+    return _footer(location, relative).schema_arrow
 

@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 
 from causalsynth.config.loading import Config
 from causalsynth.dataset.location import Location, locate, unreadable
-from causalsynth.dataset.manifest import dataset_config, read_manifest, table_parts
+from causalsynth.dataset.manifest import MANIFEST, dataset_config, read_manifest, table_parts
 from causalsynth.engine.program import Program
-from causalsynth.errors import ConfigError, one_line
+from causalsynth.errors import ConfigError, UnreadableDataset, one_line
 
 # Rows per chunk when streaming a table: large enough that per-chunk overheads
 # (parsing a rule) vanish, small enough that a chunk's columns stay a few MB each.
@@ -250,7 +250,13 @@ class Dataset(DatasetFiles):
 
     @cached_property
     def program(self) -> Program:
-        return Program(self.config)
+        """The dataset's model program, whose tables must be the manifest's."""
+        program = Program(self.config)
+        expected, listed = [t.table.name for t in program.tables], list(self.manifest["tables"])
+        if sorted(expected) != sorted(listed):
+            raise UnreadableDataset(f"{self.location.show(MANIFEST)}: tables: its config's model writes "
+                                    f"{', '.join(expected)}; the manifest lists {', '.join(listed)}")
+        return program
 
     def read(self, table: str, columns: list[str]) -> pd.DataFrame:
         return self.read_arrow(table, columns).to_pandas()
