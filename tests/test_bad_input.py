@@ -455,6 +455,21 @@ def _dataset_cases():
                        False, id="load-table-changed")
 
 
+# What reads the world a dataset was sampled in (its recorded intervention) checks it against the model;
+# export and load read the tables alone.
+INTERVENTION_READERS = ("validate", "variant", "report")
+
+
+@pytest.mark.parametrize("reader", INTERVENTION_READERS)
+def test_a_recorded_intervention_on_no_site_names_the_manifest(tmp_path, base, reader):
+    ds = tmp_path / "ds"
+    shutil.copytree(base, ds)
+    _edit_manifest(lambda m: m["intervention"]["do"].update(nosuch=1))(ds)
+    args = [a.replace("{ds}", str(ds)).replace("{tmp}", str(tmp_path)) for a in READERS[reader]]
+    check_fails_cleanly(args, (f"{ds}/manifest.json: intervention.do: nosuch: no such site",), [tmp_path, base],
+                        early=False)
+
+
 @pytest.mark.parametrize("damage, args, expected, early", list(_dataset_cases()))
 def test_unreadable_datasets_fail_cleanly(tmp_path, base, damage, args, expected, early):
     ds = tmp_path / "ds"

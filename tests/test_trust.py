@@ -114,6 +114,24 @@ def test_force_never_replaces_what_is_not_a_dataset(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
 
 
+def test_force_keeps_a_file_of_the_users_inside_a_dataset(tmp_path):
+    """A dataset whose directory also holds a file of the user's is not replaced; one holding only what
+    causalsynth derived into it (an export, an evaluation) is."""
+    out = tmp_path / "ds"
+    assert runner.invoke(app, ["sample", "--n-prs", "20", "--out", str(out)]).exit_code == 0
+    (out / "ml").mkdir()
+    (out / "ml" / "schema.json").write_text("{}")
+    (out / "evaluation.json").write_text("{}")
+    (out / "NOTES.txt").write_text("mine")
+    result = runner.invoke(app, ["sample", "--n-prs", "20", "--out", str(out), "--force"])
+    assert result.exit_code == 2 and "--force replaces only a causalsynth dataset" in result.output, result.output
+    assert (out / "NOTES.txt").read_text() == "mine" and (out / "manifest.json").exists()
+    (out / "NOTES.txt").unlink()
+    result = runner.invoke(app, ["sample", "--n-prs", "20", "--out", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "ml").exists() and (out / "manifest.json").exists()
+
+
 @pytest.mark.parametrize("out", ["", ".", "/", "~"])
 def test_an_empty_or_root_like_out_is_refused(tmp_path, monkeypatch, out):
     monkeypatch.chdir(tmp_path)

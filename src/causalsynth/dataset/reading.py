@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from causalsynth.config.loading import Config
 from causalsynth.dataset.location import Location, locate, unreadable
 from causalsynth.dataset.manifest import MANIFEST, dataset_config, read_manifest, table_parts
+from causalsynth.engine.interventions import Intervention, encode_do, shifted_config
 from causalsynth.engine.program import Program
 from causalsynth.errors import ConfigError, UnreadableDataset, one_line
 
@@ -227,6 +228,19 @@ class DatasetFiles:
         return mask
 
 
+def recorded_intervention(location: Location, manifest: dict[str, Any], config: Config,
+                          program: Program) -> Intervention:
+    """The intervention ``manifest`` records, checked against the dataset's model: a bad one is the
+    manifest's fault, and its error names the manifest, not an option the user never gave."""
+    intervention = Intervention(**manifest["intervention"])
+    try:
+        encode_do(program, intervention.do, option="intervention.do:")
+        shifted_config(config, intervention)
+    except ConfigError as exc:
+        raise UnreadableDataset(f"{location.show(MANIFEST)}: {exc}") from None
+    return intervention
+
+
 class Dataset(DatasetFiles):
     """A dataset directory with its manifest, config and model program, read by table.
 
@@ -257,6 +271,11 @@ class Dataset(DatasetFiles):
             raise UnreadableDataset(f"{self.location.show(MANIFEST)}: tables: its config's model writes "
                                     f"{', '.join(expected)}; the manifest lists {', '.join(listed)}")
         return program
+
+    @cached_property
+    def intervention(self) -> Intervention:
+        """The intervention the dataset was sampled under, checked against its model."""
+        return recorded_intervention(self.location, self.manifest, self.config, self.program)
 
     def read(self, table: str, columns: list[str]) -> pd.DataFrame:
         return self.read_arrow(table, columns).to_pandas()

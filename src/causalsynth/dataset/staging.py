@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from causalsynth.dataset.location import OBJECT_STORES, Location, locate
 from causalsynth.errors import OutputError, one_line
@@ -238,6 +238,29 @@ class Output:
     begin: Callable[[], None] = lambda: None
 
 
+# What causalsynth writes into a dataset's directory besides its manifest and tables: the exports and the
+# evaluation that go there by default.
+DERIVED = ("ml", "rcaeval", "re2", "rcabench", "otlp", "evaluation.json")
+
+
+def _dataset_alone(directory: Path) -> bool:
+    """An ``owned`` test: ``directory`` holds a causalsynth dataset and nothing else but ``DERIVED``, so
+    replacing it removes no file of the user's."""
+    if not json_marker("manifest.json", "format", "causalsynth-dataset")(directory):
+        return False
+    tables = json.loads((directory / "manifest.json").read_bytes()).get("tables")
+    tables = tables if isinstance(tables, dict) else {}
+    files = [e.get("file") for e in tables.values() if isinstance(e, dict)]   # format 1: a file per table
+    ours = {"manifest.json", *DERIVED, *tables, *(PurePosixPath(f).parts[0] for f in files if isinstance(f, str) and f)}
+    return all(name in ours or _derived_leftover(name) for name in os.listdir(directory))
+
+
+def _derived_leftover(name: str) -> bool:
+    """A lock, or a staging or replaced directory, of a ``DERIVED`` export (``staged_directory``'s names)."""
+    return any(name == f".{d}.lock" or (name.startswith(f".{d}.") and name.endswith((".partial", ".old")))
+               for d in DERIVED)
+
+
 @contextmanager
 def staged_location(out: str | Path, *, force: bool = False) -> Iterator[Output]:
     """Yield where a dataset's files go; they become the dataset at ``out`` when the block exits cleanly.
@@ -251,9 +274,8 @@ def staged_location(out: str | Path, *, force: bool = False) -> Iterator[Output]
     """
     location = locate(out)
     if location.local:
-        with staged_directory(location.path, force=force,
-                              owned=json_marker("manifest.json", "format", "causalsynth-dataset"),
-                              what="a causalsynth dataset") as staging:
+        with staged_directory(location.path, force=force, owned=_dataset_alone,
+                              what="a causalsynth dataset (and what causalsynth derived into it)") as staging:
             yield Output(locate(staging))
         return
     replace = _check_remote(location, force)

@@ -49,7 +49,7 @@ from sklearn.metrics import (
 from causalsynth.dataset.location import locate
 from causalsynth.dataset.reading import Dataset
 from causalsynth.dataset.staging import atomic_file
-from causalsynth.engine.interventions import Intervention, shifted_config
+from causalsynth.engine.interventions import shifted_config
 from causalsynth.engine.sampling import with_intercepts
 from causalsynth.errors import ConfigError
 from causalsynth.tasks.ml import (
@@ -122,7 +122,7 @@ def _label_probability(ds: Dataset, task, rows: pd.DataFrame) -> np.ndarray | No
     if task.probability:
         return rows[probability_column(task)].to_numpy(float)
     if task.posterior:
-        world = shifted_config(ds.config, Intervention(**ds.manifest["intervention"]))
+        world = shifted_config(ds.config, ds.intervention)
         params = with_intercepts(world.params, ds.manifest["calibration"]["intercepts"])
         return np.asarray(getattr(ds.config.model, task.posterior)(params, rows), float)
     return None

@@ -200,9 +200,9 @@ def accuracy(cases: Cases, scores: np.ndarray) -> dict[str, float]:
 
 def world_config(ds):
     """The config the dataset's world was sampled under: its factual config with its variant's priors."""
-    from causalsynth.engine.interventions import Intervention, shifted_config
+    from causalsynth.engine.interventions import shifted_config
 
-    return shifted_config(ds.config, Intervention(**ds.manifest["intervention"]))
+    return shifted_config(ds.config, ds.intervention)
 
 
 def evaluate_rca(directory: str | Path) -> dict[str, dict]:

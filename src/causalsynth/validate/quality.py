@@ -39,7 +39,7 @@ from scipy import special
 
 from causalsynth.dataset.location import Location, locate
 from causalsynth.dataset.manifest import dataset_config, read_manifest
-from causalsynth.dataset.reading import DatasetFiles, UnreadableTable
+from causalsynth.dataset.reading import DatasetFiles, UnreadableTable, recorded_intervention
 from causalsynth.engine.interventions import Intervention, shifted_config
 from causalsynth.engine.program import Program
 from causalsynth.errors import CausalsynthError, OutputError, UnreadableDataset
@@ -71,7 +71,7 @@ def validate_dataset(directory: str | Path, resample: int = RESAMPLE_BLOCKS) -> 
         config = dataset_config(directory, manifest)
         program = Program(config)
         # An identity's constants are the sampled world's (a variant may set them).
-        world = shifted_config(config, Intervention(**manifest["intervention"]))
+        world = shifted_config(config, recorded_intervention(locate(directory), manifest, config, program))
     except (UnreadableDataset, OutputError):
         raise
     except (CausalsynthError, ValueError, KeyError, TypeError) as exc:
@@ -180,7 +180,6 @@ def _provenance(manifest: dict, config, program: Program, resample: int) -> list
 
 def _world(manifest: dict, config, program: Program):
     """The world the manifest says its parts were sampled in: its intervention and intercepts."""
-    from causalsynth.engine.interventions import Intervention
     from causalsynth.engine.world import prepare_world
 
     return prepare_world(config, Intervention(**manifest["intervention"]), manifest["calibration"]["intercepts"],
