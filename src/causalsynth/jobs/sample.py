@@ -27,7 +27,6 @@ from causalsynth.dataset.manifest import (
     manifest_bytes_at,
     parse_manifest,
 )
-from causalsynth.dataset.reading import recorded_intervention
 from causalsynth.dataset.staging import deferred_interrupts, staged_location
 from causalsynth.engine.identity import model_digest, package_version
 from causalsynth.engine.interventions import Intervention
@@ -257,6 +256,8 @@ def sample_twin(factual_dir: str | Path, intervention: Intervention, *, to: Dest
         raise ConfigError(f"{factual_dir}: sampled with model {model['name']} {model['version']}, but this "
                           f"installation has {config.model.NAME} {config.model.VERSION}; its twin would "
                           f"not share its mechanisms")
+    from causalsynth.dataset.reading import recorded_intervention  # it imports pandas, which sample never needs
+
     base = recorded_intervention(factual, manifest, config, Program(config))
     return _sample(config, manifest["n_prs"], manifest["seed"], Destination.of(to), run or Run(),
                    base.merged(intervention), intercepts=manifest["calibration"]["intercepts"],
