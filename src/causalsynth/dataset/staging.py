@@ -246,10 +246,13 @@ DERIVED = ("ml", "rcaeval", "re2", "rcabench", "otlp", "evaluation.json")
 def _dataset_alone(directory: Path) -> bool:
     """An ``owned`` test: ``directory`` holds a causalsynth dataset and nothing else but ``DERIVED``, so
     replacing it removes no file of the user's."""
-    if not json_marker("manifest.json", "format", "causalsynth-dataset")(directory):
+    try:
+        manifest = json.loads((directory / "manifest.json").read_bytes())
+    except (OSError, ValueError):
         return False
-    tables = json.loads((directory / "manifest.json").read_bytes()).get("tables")
-    tables = tables if isinstance(tables, dict) else {}
+    if not isinstance(manifest, dict) or manifest.get("format") != "causalsynth-dataset":
+        return False
+    tables = manifest.get("tables") if isinstance(manifest.get("tables"), dict) else {}
     files = [e.get("file") for e in tables.values() if isinstance(e, dict)]   # format 1: a file per table
     ours = {"manifest.json", *DERIVED, *tables, *(PurePosixPath(f).parts[0] for f in files if isinstance(f, str) and f)}
     return all(name in ours or _derived_leftover(name) for name in os.listdir(directory))
